@@ -1,0 +1,2 @@
+"""Content generation (scripts, talk tracks, replies) through the openai client; arrives with
+the bots and content issues."""

@@ -1,0 +1,60 @@
+"""The Flask application: mini-program API, webhooks and health."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from miniapp_api import errors
+from models.db import db
+from qianxing.settings import Settings
+from qianxing.wiring import bootstrap
+
+
+def create_app(settings: Settings) -> Flask:
+    rt = bootstrap(settings)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="千星 Qianxing mini-program API", version="1.0.0"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        validation_error_status=400,
+        validation_error_model=errors.ErrorOut,
+        validation_error_callback=errors.validation_error,
+        doc_prefix="/api",
+        doc_url="/openapi.json",
+    )
+    app.config.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        MAX_CONTENT_LENGTH=settings.MAX_BODY_BYTES,
+        QIANXING_ENV=settings.QIANXING_ENV,
+        SESSION_TTL_SECONDS=settings.SESSION_TTL_SECONDS,
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if settings.TRUSTED_PROXIES:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXIES)  # type: ignore[method-assign]
+
+    from miniapp_api.api import api
+    from miniapp_api.webhooks import webhooks
+
+    app.register_api(api)
+    app.register_blueprint(webhooks)
+    errors.register(app)
+
+    @app.before_request
+    def _connect() -> None:
+        db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _disconnect(exc: BaseException | None) -> None:
+        if not db.is_closed():
+            db.close()
+
+    @app.get("/healthz")
+    def healthz():  # noqa: ANN202
+        db.execute_sql("SELECT 1")
+        rt.redis.ping()
+        return jsonify({"ok": True})
+
+    return app

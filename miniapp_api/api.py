@@ -1,0 +1,189 @@
+"""The mini-program API (/api/v1). Views parse, authenticate, call one service, map errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import requests
+from flask import current_app, request
+from flask_openapi3 import APIBlueprint, Tag
+from wechatpy.exceptions import WeChatClientException
+
+from miniapp_api.auth import current_user, issue_token
+from miniapp_api.errors import ErrorOut
+from miniapp_api.schemas import (
+    CreateOrderIn,
+    DevLoginIn,
+    IdempotencyHeader,
+    ListQuery,
+    LoginIn,
+    LoginOut,
+    OrderList,
+    OrderOut,
+    OrderPath,
+    PayOut,
+    PingOut,
+    ProductList,
+    ProductOut,
+    ProductPath,
+    SkuOut,
+    VoucherList,
+    VoucherOut,
+    VoucherPath,
+)
+from models import catalog, delivery, inventory, orders, payments, users
+from models.errors import DomainError, Forbidden, NotFound
+from models.orders import Order
+from qianxing.wiring import runtime
+
+BEARER = [{"bearer": []}]
+ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 429: ErrorOut}
+
+api = APIBlueprint("api", __name__, url_prefix="/api/v1")
+auth_tag, shop_tag, me_tag = Tag(name="auth"), Tag(name="catalog"), Tag(name="orders")
+
+
+class LoginFailed(DomainError):
+    code = "login_failed"
+    status = 401
+
+
+def _iso(value) -> str | None:  # noqa: ANN001
+    return value.isoformat() + "Z" if value else None
+
+
+def _order_out(order: Order) -> dict:
+    return OrderOut(
+        id=order.id, no=order.no, sku=order.sku.code, product=order.sku.name,
+        quantity=order.quantity, amount_fen=order.amount_fen, status=order.status,
+        ref=order.ref_code, created_at=_iso(order.created_at), expires_at=_iso(order.expires_at),
+        paid_at=_iso(order.paid_at), delivered_at=_iso(order.delivered_at),
+    ).model_dump()
+
+
+def client_ip() -> str:
+    return (request.remote_addr or "unknown")[:64]
+
+
+@api.get("/ping", tags=[shop_tag], responses={200: PingOut})
+def ping():  # noqa: ANN201
+    """Liveness of the API itself; also the benchmark's baseline endpoint."""
+    return {"ok": True}
+
+
+@api.post("/auth/login", tags=[auth_tag], responses={200: LoginOut, **ERRORS})
+def login(body: LoginIn):  # noqa: ANN201
+    """Exchange a wx.login() code for a session token (jscode2session)."""
+    try:
+        session = runtime().wechat.wxa.code_to_session(body.code)
+    except WeChatClientException as exc:
+        raise LoginFailed(f"WeChat rejected the login code (errcode {exc.errcode})") from None
+    except requests.RequestException:
+        raise LoginFailed("WeChat could not be reached; try again") from None
+    user = users.get_or_create_by_openid(session["openid"], session.get("unionid"))
+    return {"token": issue_token(user), "user": {"id": user.id, "nickname": user.nickname}}
+
+
+@api.post("/auth/dev-login", tags=[auth_tag], responses={200: LoginOut, **ERRORS})
+def dev_login(body: DevLoginIn):  # noqa: ANN201
+    """Development only (QIANXING_ENV=dev): log in as any openid."""
+    if current_app.config["QIANXING_ENV"] != "dev":
+        raise NotFound("not found")
+    user = users.get_or_create_by_openid(body.openid)
+    return {"token": issue_token(user), "user": {"id": user.id, "nickname": user.nickname}}
+
+
+def _product_out(product: catalog.Product, skus: list[catalog.Sku], stock: dict[int, int]) -> dict:
+    return ProductOut(
+        id=product.id, title=product.title, description=product.description,
+        skus=[SkuOut(id=s.id, code=s.code, name=s.name, kind=s.kind,
+                     price_fen=s.retail_price_fen, available=stock.get(s.id, 0)) for s in skus],
+    ).model_dump()
+
+
+@api.get("/products", tags=[shop_tag], responses={200: ProductList})
+def list_products():  # noqa: ANN201
+    """Active products with their SKUs and what can be bought now."""
+    skus = list(catalog.Sku.select(catalog.Sku, catalog.Product).join(catalog.Product)
+                .where(catalog.Sku.active & catalog.Product.active)
+                .order_by(catalog.Product.id, catalog.Sku.id))
+    stock = inventory.available(skus)
+    grouped: dict[int, list[catalog.Sku]] = {}
+    for s in skus:
+        grouped.setdefault(s.product_id, []).append(s)
+    return {"products": [_product_out(v[0].product, v, stock) for v in grouped.values()]}
+
+
+@api.get("/products/<int:product_id>", tags=[shop_tag], responses={200: ProductOut, 404: ErrorOut})
+def get_product(path: ProductPath):  # noqa: ANN201
+    product = catalog.Product.get_or_none((catalog.Product.id == path.product_id)
+                                          & catalog.Product.active)
+    if product is None:
+        raise NotFound("product not found", code="product_not_found")
+    skus = list(product.skus.where(catalog.Sku.active).order_by(catalog.Sku.id))
+    return _product_out(product, skus, inventory.available(skus))
+
+
+@api.post("/orders", tags=[me_tag], security=BEARER,
+          responses={200: OrderOut, 201: OrderOut, **ERRORS})
+def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN201
+    """Place an order and reserve its stock. 201 when created, 200 for an idempotent replay."""
+    user = current_user()
+    req = orders.OrderRequest(sku=body.sku, quantity=body.quantity, ref=body.ref,
+                              account=body.account)
+    order, created = orders.place_order(user, req, runtime().policy, client_ip=client_ip(),
+                                        idempotency_key=header.idempotency_key)
+    order = orders.get_order(order.id)
+    return _order_out(order), 201 if created else 200
+
+
+@api.get("/orders", tags=[me_tag], security=BEARER, responses={200: OrderList, 401: ErrorOut})
+def my_orders(query: ListQuery):  # noqa: ANN201
+    found = orders.list_orders(current_user(), limit=query.limit, before_id=query.before_id)
+    return {"orders": [_order_out(o) for o in found]}
+
+
+@api.get("/orders/<int:order_id>", tags=[me_tag], security=BEARER,
+         responses={200: OrderOut, 401: ErrorOut, 404: ErrorOut})
+def my_order(path: OrderPath):  # noqa: ANN201
+    return _order_out(orders.get_order(path.order_id, user=current_user()))
+
+
+@api.post("/orders/<int:order_id>/pay", tags=[me_tag], security=BEARER,
+          responses={200: PayOut, **ERRORS, 502: ErrorOut})
+def pay_order(path: OrderPath):  # noqa: ANN201
+    """Payment parameters for wx.requestPayment (WeChat Pay unified order)."""
+    user = current_user()
+    order = orders.get_order(path.order_id, user=user)
+    rt = runtime()
+    params = payments.prepare_payment(order, rt.gateway, user.openid, client_ip())
+    return {"provider": rt.gateway.name, "params": {k: str(v) for k, v in params.items()}}
+
+
+@api.post("/orders/<int:order_id>/sandbox-pay", tags=[me_tag], security=BEARER,
+          responses={200: OrderOut, **ERRORS})
+def sandbox_pay(path: OrderPath):  # noqa: ANN201
+    """Sandbox payments only: pay the order by sending the signed notification WeChat Pay
+    would send, through the real notify endpoint."""
+    user = current_user()
+    gateway = runtime().gateway
+    if gateway.name != "sandbox" or current_app.config["QIANXING_ENV"] == "prod":
+        raise Forbidden("sandbox payments are switched off here", code="sandbox_disabled")
+    order = orders.get_order(path.order_id, user=user)
+    if order.status != orders.Status.PENDING:
+        raise payments.InvalidState("this order can no longer be paid", code="order_not_payable")
+    gateway.pay(order, user.openid)  # type: ignore[attr-defined]
+    return _order_out(orders.get_order(order.id))
+
+
+@api.get("/vouchers", tags=[me_tag], security=BEARER, responses={200: VoucherList, 401: ErrorOut})
+def my_vouchers():  # noqa: ANN201
+    """My vouchers, masked. Reveal one to see its code."""
+    return {"vouchers": [dataclasses.asdict(v) for v in delivery.my_vouchers(current_user())]}
+
+
+@api.get("/vouchers/<int:voucher_id>", tags=[me_tag], security=BEARER,
+         responses={200: VoucherOut, 401: ErrorOut, 404: ErrorOut})
+def reveal_voucher(path: VoucherPath):  # noqa: ANN201
+    """Reveal one voucher's code to its owner (recorded; affects refunds)."""
+    return dataclasses.asdict(delivery.reveal(current_user(), path.voucher_id))

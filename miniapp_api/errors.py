@@ -1,0 +1,53 @@
+"""One error shape for the whole HTTP surface: {"error": {"code": ..., "message": ...}}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException
+
+from models.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+def error_response(status: int, code: str, message: str):  # noqa: ANN201
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def validation_error(exc):  # noqa: ANN001, ANN201
+    """flask-openapi3 hands pydantic's ValidationError here: answer 400 naming the field."""
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+    return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError):  # noqa: ANN202
+        if exc.status >= 500:
+            log.error("domain error %s: %s", exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # noqa: ANN202
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # noqa: ANN202
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "something went wrong; please try again")

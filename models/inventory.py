@@ -1,0 +1,133 @@
+"""Stock: reserve at order time, release on expiry, sell on delivery, and what is on the shelf.
+
+Card keys are claimed row by row (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite transactions are
+IMMEDIATE so writers are serialised); counter stock is one conditional UPDATE that cannot go
+below zero. Both happen inside the order's transaction, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from models import events
+from models.catalog import Kind, Sku, components
+from models.db import BaseModel, claim_subquery, utcnow
+from models.errors import OutOfStock
+from models.vault import CardKey, KeyState
+
+
+class OrderItem(BaseModel):
+    """What an order holds reserved: one row per component SKU (bundles expand)."""
+
+    order_id = pw.BigIntegerField(index=True)
+    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT")
+    kind = pw.CharField(max_length=16)
+    quantity = pw.IntegerField()
+
+    class Meta:
+        indexes = ((("order_id", "sku"), True),)
+
+
+def reserve(order_id: int, sku: Sku, quantity: int) -> None:
+    """Reserve `quantity` units of `sku` for an order, all or nothing.
+
+    Components are reserved in SKU id order so two bundles never lock in opposite orders.
+    Raises OutOfStock; the caller's transaction then rolls everything back.
+    """
+    for component, per_unit in components(sku):
+        need = per_unit * quantity
+        if component.kind == Kind.CARD_KEY:
+            candidates = claim_subquery(
+                CardKey.select(CardKey.id)
+                .where((CardKey.sku == component.id) & (CardKey.state == KeyState.AVAILABLE))
+                .limit(need)
+            )
+            claimed = (
+                CardKey.update(state=KeyState.RESERVED, order_id=order_id, reserved_at=utcnow())
+                .where(CardKey.id.in_(candidates))
+                .execute()
+            )
+        else:
+            claimed = (
+                Sku.update(stock=Sku.stock - need)
+                .where((Sku.id == component.id) & (Sku.stock >= need))
+                .execute()
+            ) * need
+        if claimed < need:
+            raise OutOfStock(f"{component.name} is sold out")
+        OrderItem.create(order_id=order_id, sku=component.id, kind=component.kind, quantity=need)
+
+
+def release(order_id: int) -> None:
+    """Put an unpaid order's reservation back on the shelf. The caller guarantees, through the
+    order's conditional status change, that this runs once per order."""
+    for item in OrderItem.select().where(OrderItem.order_id == order_id):
+        if item.kind == Kind.CARD_KEY:
+            CardKey.update(state=KeyState.AVAILABLE, order_id=None, reserved_at=None).where(
+                (CardKey.order_id == order_id) & (CardKey.state == KeyState.RESERVED)
+            ).execute()
+        else:
+            Sku.update(stock=Sku.stock + item.quantity).where(Sku.id == item.sku_id).execute()
+    # Items describe what the order holds now; a revived order reserves (and records) anew.
+    OrderItem.delete().where(OrderItem.order_id == order_id).execute()
+
+
+def items_of(order_id: int) -> list[OrderItem]:
+    return list(
+        OrderItem.select(OrderItem, Sku)
+        .join(Sku)
+        .where(OrderItem.order_id == order_id)
+        .order_by(OrderItem.sku)
+    )
+
+
+def available(skus: list[Sku]) -> dict[int, int]:
+    """Units that can be sold now, per SKU id (bundles: limited by their scarcest component)."""
+    result: dict[int, int] = {}
+    key_skus = [s.id for s in skus if s.kind == Kind.CARD_KEY]
+    bundle_parts: dict[int, list[tuple[Sku, int]]] = {
+        s.id: components(s) for s in skus if s.kind == Kind.BUNDLE
+    }
+    for parts in bundle_parts.values():
+        key_skus.extend(c.id for c, _ in parts if c.kind == Kind.CARD_KEY)
+    counts: dict[int, int] = {}
+    if key_skus:
+        rows = (
+            CardKey.select(CardKey.sku, pw.fn.COUNT(CardKey.id))
+            .where(CardKey.sku.in_(sorted(set(key_skus))) & (CardKey.state == KeyState.AVAILABLE))
+            .group_by(CardKey.sku)
+            .tuples()
+        )
+        counts = dict(rows)
+
+    def units(component: Sku) -> int:
+        return counts.get(component.id, 0) if component.kind == Kind.CARD_KEY else component.stock
+
+    for s in skus:
+        if s.kind == Kind.BUNDLE:
+            parts = bundle_parts[s.id]
+            result[s.id] = min((units(c) // q for c, q in parts), default=0)
+        else:
+            result[s.id] = units(s)
+    return result
+
+
+def check_low_stock(sku_id: int, default_threshold: int) -> bool:
+    """Emit one stock.low event when a SKU falls under its threshold; re-arm after restock.
+    Returns True when an event was written."""
+    sku = Sku.get_by_id(sku_id)
+    threshold = sku.low_stock_threshold if sku.low_stock_threshold is not None else default_threshold
+    level = available([sku])[sku.id]
+    if level < threshold:
+        flipped = (
+            Sku.update(low_stock_flag=True)
+            .where((Sku.id == sku.id) & (Sku.low_stock_flag == False))  # noqa: E712
+            .execute()
+        )
+        if flipped:
+            events.record("stock.low", f"sku:{sku.id}", "system", available=level,
+                          threshold=threshold, sku=sku.code)
+            return True
+    elif sku.low_stock_flag:
+        Sku.update(low_stock_flag=False).where(Sku.id == sku.id).execute()
+    return False

@@ -1,0 +1,83 @@
+"""Double-entry, append-only ledger in integer fen.
+
+A transaction has a unique business key (e.g. ``payment:QX..``) so posting it twice is a no-op,
+and legs whose amounts sum to zero. Rows are never updated or deleted: the migration installs
+triggers that refuse it, and corrections are new transactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee as pw
+
+from models.db import BaseModel, db, utcnow
+from models.errors import InvalidInput
+
+# Accounts used by the commerce backbone; later domains add their own.
+CASH_WECHATPAY = "asset:wechatpay_clearing"
+SALES = "income:sales"
+
+
+class LedgerTransaction(BaseModel):
+    key = pw.CharField(max_length=96, unique=True)
+    kind = pw.CharField(max_length=32, index=True)
+    order_id = pw.BigIntegerField(null=True, index=True)
+    memo = pw.CharField(max_length=200, default="")
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Posting(BaseModel):
+    txn = pw.ForeignKeyField(LedgerTransaction, backref="postings", on_delete="RESTRICT")
+    account = pw.CharField(max_length=64, index=True)
+    amount_fen = pw.BigIntegerField()  # debit positive, credit negative
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: str
+    amount_fen: int
+
+
+def post(key: str, kind: str, legs: list[Leg], *, order_id: int | None = None, memo: str = "") -> bool:
+    """Post one balanced transaction; False if a transaction with this key already exists.
+
+    Must run inside the caller's transaction (the unique key is checked under it).
+    Raises InvalidInput if the legs do not balance, are empty, or carry a non-integer amount.
+    """
+    if not legs or any(not isinstance(leg.amount_fen, int) for leg in legs):
+        raise InvalidInput("ledger legs must be integer fen")
+    if sum(leg.amount_fen for leg in legs) != 0:
+        raise InvalidInput(f"unbalanced ledger transaction {key}")
+    if LedgerTransaction.select().where(LedgerTransaction.key == key).exists():
+        return False
+    try:
+        with db.atomic():  # savepoint: a concurrent duplicate loses cleanly
+            txn = LedgerTransaction.create(key=key, kind=kind, order_id=order_id, memo=memo)
+    except pw.IntegrityError:
+        return False
+    Posting.insert_many(
+        [{"txn": txn.id, "account": leg.account, "amount_fen": leg.amount_fen} for leg in legs]
+    ).execute()
+    return True
+
+
+def balance(account: str) -> int:
+    total = Posting.select(pw.fn.COALESCE(pw.fn.SUM(Posting.amount_fen), 0)).where(
+        Posting.account == account
+    )
+    return int(total.scalar())
+
+
+def unbalanced_transactions() -> list[str]:
+    """Keys of transactions whose legs do not sum to zero (always empty on a healthy ledger)."""
+    rows = (
+        LedgerTransaction.select(LedgerTransaction.key)
+        .join(Posting)
+        .group_by(LedgerTransaction.id, LedgerTransaction.key)
+        .having(pw.fn.SUM(Posting.amount_fen) != 0)
+    )
+    return [r.key for r in rows]
+
+
+APPEND_ONLY_TABLES = ("ledger_transaction", "posting")

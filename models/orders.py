@@ -1,0 +1,217 @@
+"""Orders: placing (idempotent, anti-hoarding, atomic reservation), expiry and queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+import peewee as pw
+
+from models import events, inventory
+from models.catalog import Kind, Sku, get_sku
+from models.db import BaseModel, db, lock_rows, utcnow
+from models.errors import Conflict, InvalidInput, NotFound, TooManyUnpaidOrders
+from models.users import User
+
+REF_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9_@.+-]{3,64}$")
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # reserved, awaiting payment
+    PAID = "paid"  # paid, delivery under way
+    DELIVERED = "delivered"
+    EXPIRED = "expired"  # not paid in time; stock released
+    REFUNDED = "refunded"
+
+
+class Order(BaseModel):
+    no = pw.CharField(max_length=32, unique=True)  # out_trade_no towards WeChat Pay
+    user = pw.ForeignKeyField(User, backref="orders", on_delete="RESTRICT")
+    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT")
+    quantity = pw.IntegerField()
+    unit_price_fen = pw.IntegerField()
+    amount_fen = pw.IntegerField()
+    status = pw.CharField(max_length=16, default=Status.PENDING.value, index=True)
+    ref_code = pw.CharField(max_length=32, null=True)  # creator code, for commission later
+    recipient_account = pw.CharField(max_length=64, null=True)  # top-up target
+    idempotency_key = pw.CharField(max_length=128, null=True)
+    request_hash = pw.CharField(max_length=64, null=True)
+    client_ip = pw.CharField(max_length=64, default="")
+    risk_hold = pw.BooleanField(default=False)
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField(index=True)
+    paid_at = pw.DateTimeField(null=True)
+    delivered_at = pw.DateTimeField(null=True)
+    refunded_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("user", "idempotency_key"), True),
+            (("user", "status"), False),
+            (("client_ip", "status"), False),
+        )
+
+    @property
+    def subject(self) -> str:
+        return f"order:{self.id}"
+
+
+@dataclass(frozen=True)
+class OrderPolicy:
+    ttl_seconds: int
+    max_unpaid_per_user: int
+    max_unpaid_per_ip: int
+    max_quantity: int
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    sku: str
+    quantity: int
+    ref: str | None = None
+    account: str | None = None
+
+    def fingerprint(self) -> str:
+        body = json.dumps([self.sku, self.quantity, self.ref, self.account])
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+def new_order_no() -> str:
+    return "QX" + utcnow().strftime("%Y%m%d") + secrets.token_hex(8).upper()
+
+
+def _validate(req: OrderRequest, sku: Sku, policy: OrderPolicy) -> None:
+    limit = sku.max_per_order or policy.max_quantity
+    if not 1 <= req.quantity <= limit:
+        raise InvalidInput(f"quantity must be between 1 and {limit}", code="invalid_quantity")
+    if req.ref is not None and not REF_PATTERN.match(req.ref):
+        raise InvalidInput("ref must be 1-32 letters, digits, '-' or '_'", code="invalid_ref")
+    if sku.kind == Kind.TOPUP:
+        if not req.account or not ACCOUNT_PATTERN.match(req.account):
+            raise InvalidInput("a top-up needs the account to credit", code="invalid_account")
+        if req.quantity != 1:
+            raise InvalidInput("top-ups are bought one at a time", code="invalid_quantity")
+    elif req.account is not None:
+        raise InvalidInput("account is only for top-up products", code="invalid_account")
+
+
+def _existing(user: User, key: str, req: OrderRequest) -> Order | None:
+    order = Order.get_or_none((Order.user == user) & (Order.idempotency_key == key))
+    if order is not None and order.request_hash != req.fingerprint():
+        raise Conflict(
+            "this Idempotency-Key was used with a different request", code="idempotency_conflict"
+        )
+    return order
+
+
+def place_order(
+    user: User,
+    req: OrderRequest,
+    policy: OrderPolicy,
+    *,
+    client_ip: str,
+    idempotency_key: str | None = None,
+) -> tuple[Order, bool]:
+    """Create an order and reserve its stock atomically. Returns (order, created).
+
+    The same idempotency key with the same request returns the first order (created=False).
+    Raises NotFound (unknown SKU), InvalidInput, Conflict (key reused with another body),
+    TooManyUnpaidOrders, OutOfStock. On any error nothing is written.
+    """
+    sku = get_sku(req.sku)
+    _validate(req, sku, policy)
+    if idempotency_key and (found := _existing(user, idempotency_key, req)):
+        return found, False
+    now = utcnow()
+    try:
+        with db.atomic():
+            # Lock the buyer so their concurrent requests count unpaid orders one at a time.
+            lock_rows(User.select(User.id).where(User.id == user.id)).execute()
+            unpaid = Order.select().where(
+                (Order.status == Status.PENDING) & (Order.expires_at > now)
+            )
+            if unpaid.where(Order.user == user).count() >= policy.max_unpaid_per_user:
+                raise TooManyUnpaidOrders("you have too many unpaid orders; pay or wait for them")
+            if unpaid.where(Order.client_ip == client_ip).count() >= policy.max_unpaid_per_ip:
+                raise TooManyUnpaidOrders("too many unpaid orders from this network")
+            order = Order.create(
+                no=new_order_no(),
+                user=user,
+                sku=sku,
+                quantity=req.quantity,
+                unit_price_fen=sku.retail_price_fen,
+                amount_fen=sku.retail_price_fen * req.quantity,
+                ref_code=req.ref,
+                recipient_account=req.account,
+                idempotency_key=idempotency_key,
+                request_hash=req.fingerprint(),
+                client_ip=client_ip,
+                expires_at=now + dt.timedelta(seconds=policy.ttl_seconds),
+            )
+            inventory.reserve(order.id, sku, req.quantity)
+            events.record("order.created", order.subject, user.actor, sku=sku.code,
+                          quantity=req.quantity, amount_fen=order.amount_fen, ref=req.ref)
+    except pw.IntegrityError:
+        # A concurrent request with the same idempotency key won the race.
+        if idempotency_key and (found := _existing(user, idempotency_key, req)):
+            return found, False
+        raise
+    return order, True
+
+
+def expire_due(now: dt.datetime | None = None, batch: int = 200) -> int:
+    """Expire unpaid orders past their deadline and release their stock. Safe to run
+    concurrently and repeatedly: each order flips pending -> expired exactly once."""
+    now = now or utcnow()
+    expired = 0
+    while True:
+        ids = [
+            o.id
+            for o in Order.select(Order.id)
+            .where((Order.status == Status.PENDING) & (Order.expires_at <= now))
+            .order_by(Order.id)
+            .limit(batch)
+        ]
+        if not ids:
+            return expired
+        with db.atomic():
+            for order_id in ids:
+                flipped = (
+                    Order.update(status=Status.EXPIRED)
+                    .where((Order.id == order_id) & (Order.status == Status.PENDING))
+                    .execute()
+                )
+                if flipped:
+                    inventory.release(order_id)
+                    events.record("order.expired", f"order:{order_id}", "system")
+                    expired += 1
+        if len(ids) < batch:
+            return expired
+
+
+def get_order(order_id: int, *, user: User | None = None) -> Order:
+    """Raises NotFound when the order does not exist or belongs to someone else."""
+    query = Order.select(Order, Sku).join(Sku).where(Order.id == order_id)
+    if user is not None:
+        query = query.where(Order.user == user)
+    order = query.first()
+    if order is None:
+        raise NotFound(f"order {order_id} not found", code="order_not_found")
+    return order
+
+
+def get_by_no(no: str) -> Order | None:
+    return Order.get_or_none(Order.no == no)
+
+
+def list_orders(user: User, *, limit: int = 20, before_id: int | None = None) -> list[Order]:
+    query = Order.select(Order, Sku).join(Sku).where(Order.user == user)
+    if before_id:
+        query = query.where(Order.id < before_id)
+    return list(query.order_by(Order.id.desc()).limit(limit))

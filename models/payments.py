@@ -1,0 +1,231 @@
+"""Payments: preparing a payment, confirming it from a verified notification, refunds.
+
+Gateways (WeChat Pay through wechatpy, the sandbox) live outside models/ and implement
+`PaymentGateway`; this module only holds the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+import peewee as pw
+
+from models import events, inventory, ledger
+from models.catalog import Kind
+from models.db import BaseModel, db, lock_rows, utcnow
+from models.errors import DomainError, InvalidState, OutOfStock, PaymentRejected
+from models.orders import Order, Status
+from models.vault import CardKey, KeyState
+
+
+class PaymentState(StrEnum):
+    PREPARED = "prepared"
+    PAID = "paid"
+
+
+class Payment(BaseModel):
+    order = pw.ForeignKeyField(Order, unique=True, backref="payment", on_delete="RESTRICT")
+    provider = pw.CharField(max_length=16)
+    prepay_id = pw.CharField(max_length=64, null=True)
+    transaction_id = pw.CharField(max_length=64, null=True, unique=True)
+    amount_fen = pw.IntegerField()
+    state = pw.CharField(max_length=16, default=PaymentState.PREPARED.value)
+    created_at = pw.DateTimeField(default=utcnow)
+    paid_at = pw.DateTimeField(null=True)
+
+
+class Refund(BaseModel):
+    order = pw.ForeignKeyField(Order, unique=True, on_delete="RESTRICT")
+    refund_no = pw.CharField(max_length=32, unique=True)
+    amount_fen = pw.IntegerField()
+    reason = pw.CharField(max_length=200, default="")
+    actor = pw.CharField(max_length=64)
+    state = pw.CharField(max_length=16, default="requested")  # requested, succeeded, failed
+    provider_ref = pw.CharField(max_length=64, null=True)
+    last_error = pw.CharField(max_length=200, null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    done_at = pw.DateTimeField(null=True)
+
+
+class GatewayError(DomainError):
+    """The payment provider could not be reached or refused; safe to retry later."""
+
+    code = "payment_gateway_error"
+    status = 502
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    state: str  # SUCCESS, NOTPAY, CLOSED, REFUND, USERPAYING, PAYERROR, NOTFOUND
+    transaction_id: str | None = None
+    total_fee: int | None = None
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    def prepare(self, order: Order, openid: str, client_ip: str) -> tuple[str, dict[str, Any]]:
+        """Create the provider-side order; return (prepay_id, mini-program payment params)."""
+
+    def query(self, order_no: str) -> QueryResult: ...
+
+    def refund(self, order_no: str, refund_no: str, total_fee: int, refund_fee: int) -> str: ...
+
+
+def prepare_payment(order: Order, gateway: PaymentGateway, openid: str, client_ip: str) -> dict:
+    """Ask the gateway for payment parameters for a pending order.
+
+    Raises InvalidState when the order is no longer payable, GatewayError on provider trouble.
+    """
+    if order.status != Status.PENDING or order.expires_at <= utcnow():
+        raise InvalidState("this order can no longer be paid", code="order_not_payable")
+    prepay_id, params = gateway.prepare(order, openid, client_ip)
+    with db.atomic():
+        updated = (
+            Payment.update(prepay_id=prepay_id)
+            .where((Payment.order == order.id) & (Payment.state == PaymentState.PREPARED))
+            .execute()
+        )
+        if not updated:
+            Payment.insert(
+                order=order.id, provider=gateway.name, prepay_id=prepay_id,
+                amount_fen=order.amount_fen,
+            ).on_conflict_ignore().execute()
+    return params
+
+
+class Outcome(StrEnum):
+    PAID = "paid"  # newly paid: deliver
+    DUPLICATE = "duplicate"  # already processed: answer success, do nothing
+    REFUND = "refund"  # paid after expiry and the stock is gone: refund it
+
+
+def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, source: str) -> tuple[int, Outcome]:
+    """Apply a verified payment. Idempotent under concurrent duplicates: the order row is locked,
+    the transaction id is unique and the ledger key is unique.
+
+    Raises PaymentRejected for an unknown order or a wrong amount (nothing is written).
+    """
+    with db.atomic():
+        order = lock_rows(Order.select().where(Order.no == order_no)).first()
+        if order is None:
+            raise PaymentRejected(f"unknown order {order_no}", code="unknown_order")
+        if total_fee != order.amount_fen:
+            raise PaymentRejected("amount does not match the order", code="amount_mismatch")
+        payment = Payment.get_or_none(Payment.order == order.id)
+        if payment is not None and payment.state == PaymentState.PAID:
+            if payment.transaction_id != transaction_id:
+                events.record("payment.second_transaction", order.subject, source,
+                              transaction_id=transaction_id)
+            return order.id, Outcome.DUPLICATE
+        outcome = Outcome.PAID
+        if order.status == Status.EXPIRED:
+            outcome = _revive(order)
+        elif order.status != Status.PENDING:
+            return order.id, Outcome.DUPLICATE
+        now = utcnow()
+        Order.update(status=Status.PAID, paid_at=now).where(Order.id == order.id).execute()
+        if payment is None:
+            Payment.create(order=order.id, provider=source, amount_fen=total_fee,
+                           transaction_id=transaction_id, state=PaymentState.PAID, paid_at=now)
+        else:
+            Payment.update(transaction_id=transaction_id, state=PaymentState.PAID,
+                           paid_at=now).where(Payment.id == payment.id).execute()
+        ledger.post(
+            f"payment:{order.no}", "payment",
+            [ledger.Leg(ledger.CASH_WECHATPAY, total_fee), ledger.Leg(ledger.SALES, -total_fee)],
+            order_id=order.id,
+        )
+        events.record("order.paid", order.subject, source, transaction_id=transaction_id,
+                      amount_fen=total_fee, late=order.status == Status.EXPIRED)
+    return order.id, outcome
+
+
+def _revive(order: Order) -> Outcome:
+    """A payment for an expired order: reserve again if the shelf still has it."""
+    try:
+        with db.atomic():  # savepoint
+            inventory.reserve(order.id, order.sku, order.quantity)
+    except OutOfStock:
+        return Outcome.REFUND
+    return Outcome.PAID
+
+
+def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: str,
+                 revoke_unrevealed: bool = False) -> Refund:
+    """Refund a paid order in full. Unrevealed keys go back to the pool (or are revoked),
+    revealed ones are revoked; an order.refunded event is written for commission clawback.
+    Idempotent: a second call returns the finished refund.
+
+    Raises InvalidState when the order was never paid, GatewayError when the provider fails
+    (the refund stays requested and can be retried).
+    """
+    from models.delivery import Voucher  # delivery imports payments for auto-refunds
+
+    with db.atomic():
+        order = lock_rows(Order.select().where(Order.id == order_id)).first()
+        if order is None or order.status not in (Status.PAID, Status.DELIVERED, Status.REFUNDED):
+            raise InvalidState("only paid orders can be refunded", code="order_not_refundable")
+        Refund.insert(order=order.id, refund_no=f"R{order.no[1:]}", amount_fen=order.amount_fen,
+                      reason=reason[:200], actor=actor).on_conflict_ignore().execute()
+        refund = Refund.get(Refund.order == order.id)
+    if refund.state == "succeeded":
+        return refund
+    try:
+        provider_ref = gateway.refund(order.no, refund.refund_no, order.amount_fen, refund.amount_fen)
+    except GatewayError as exc:
+        Refund.update(state="failed", last_error=str(exc)[:200]).where(Refund.id == refund.id).execute()
+        raise
+    with db.atomic():
+        order = lock_rows(Order.select().where(Order.id == order_id)).get()
+        if order.status == Status.REFUNDED:
+            return Refund.get_by_id(refund.id)
+        now = utcnow()
+        vouchers = {v.card_key_id: v for v in Voucher.select().where(Voucher.order == order.id)}
+        for key in CardKey.select().where(CardKey.order_id == order.id):
+            voucher = vouchers.get(key.id)
+            unseen = voucher is None or voucher.revealed_at is None
+            back = unseen and not revoke_unrevealed and key.state != KeyState.REVOKED
+            CardKey.update(
+                state=KeyState.AVAILABLE if back else KeyState.REVOKED,
+                order_id=None if back else order.id,
+                reserved_at=None, sold_at=None if back else key.sold_at,
+            ).where(CardKey.id == key.id).execute()
+        for item in inventory.items_of(order.id):
+            if item.kind == Kind.TOPUP and vouchers:
+                continue  # the account was credited; nothing returns to the shelf
+            if item.kind != Kind.CARD_KEY:
+                inventory.Sku.update(stock=inventory.Sku.stock + item.quantity).where(
+                    inventory.Sku.id == item.sku_id).execute()
+        Voucher.update(revoked_at=now).where(Voucher.order == order.id).execute()
+        Order.update(status=Status.REFUNDED, refunded_at=now).where(Order.id == order.id).execute()
+        Refund.update(state="succeeded", provider_ref=provider_ref, done_at=now).where(
+            Refund.id == refund.id).execute()
+        ledger.post(
+            f"refund:{order.no}", "refund",
+            [ledger.Leg(ledger.SALES, order.amount_fen),
+             ledger.Leg(ledger.CASH_WECHATPAY, -order.amount_fen)],
+            order_id=order.id,
+        )
+        events.record("order.refunded", order.subject, actor, reason=reason,
+                      amount_fen=order.amount_fen, ref=order.ref_code)
+    return Refund.get_by_id(refund.id)
+
+
+def unclear_orders(older_than_s: int, limit: int = 200) -> list[Order]:
+    """Pending orders with a prepared payment whose outcome we have not heard of yet."""
+    import datetime as dt
+
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
+    return list(
+        Order.select()
+        .join(Payment, on=(Payment.order == Order.id))
+        .where((Order.status.in_([Status.PENDING, Status.EXPIRED]))
+               & (Payment.state == PaymentState.PREPARED)
+               & (Order.created_at <= cutoff)
+               & (Order.created_at >= cutoff - dt.timedelta(days=2)))
+        .order_by(Order.id)
+        .limit(limit)
+    )

@@ -1,0 +1,1 @@
+"""Wiring shared by every entrypoint: settings, connections, the `qianxing` command."""

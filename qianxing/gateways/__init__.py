@@ -1,0 +1,1 @@
+"""Adapters to the outside world that the domain talks to through protocols."""

@@ -1,0 +1,35 @@
+"""wechatpy clients pointed at configurable base URLs (so tests can use local fakes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wechatpy.client import WeChatClient
+from wechatpy.session import SessionStorage
+from wechatpy.session.memorystorage import MemoryStorage
+from wechatpy.session.redisstorage import RedisStorage
+
+
+class MiniProgramClient(WeChatClient):
+    """WeChatClient whose every URL, including the hard-coded token URL, uses `base_url`.
+
+    The access_token lives in Redis when a connection is given, shared by every process:
+    fetching a new token invalidates the old one, so processes must not each keep their own.
+    """
+
+    def __init__(self, appid: str, secret: str, base_url: str, redis: Any = None,
+                 timeout: float = 5.0) -> None:
+        base = base_url if base_url.endswith("/") else base_url + "/"
+        storage: SessionStorage = (
+            RedisStorage(redis, prefix="qianxing:wechat") if redis is not None else MemoryStorage()
+        )
+        super().__init__(appid, secret, session=storage, timeout=timeout)
+        self.API_BASE_URL = base + "cgi-bin/"
+        self.wxa.API_BASE_URL = base
+        self._token_url = base + "cgi-bin/token"
+
+    def fetch_access_token(self) -> dict:
+        return self._fetch_access_token(
+            url=self._token_url,
+            params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
+        )

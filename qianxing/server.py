@@ -1,0 +1,44 @@
+"""gunicorn serving the Flask app (the Procfile's `web`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from qianxing.settings import Settings
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings, self.options = settings, options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):  # noqa: ANN201
+        from miniapp_api import create_app
+
+        return create_app(self.settings)
+
+
+def gunicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bind": settings.WEB_BIND,
+        "workers": settings.WEB_WORKERS,
+        "threads": settings.WEB_THREADS,
+        "worker_class": "gthread" if settings.WEB_THREADS > 1 else "sync",
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "accesslog": None,
+        "loglevel": "warning",
+    }
+    options.update(overrides)
+    return options
+
+
+def serve(settings: Settings, **overrides: Any) -> None:
+    _Gunicorn(settings, gunicorn_options(settings, **overrides)).run()

@@ -1,0 +1,183 @@
+"""Settings: read once per entrypoint from the environment or .env, validated up front.
+
+Nothing else in the code base reads os.environ. A bad value stops start-up with a message that
+names the variable; in prod a missing secret is an error, never a default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+# Development-only defaults. In prod each of these must be set explicitly.
+_DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
+_DEV_VOUCHER_KEY = "dev1:" + base64.b64encode(b"d" * 32).decode()
+_DEV_VOUCHER_HASH_KEY = "dev-voucher-hash-key"
+_DEV_WECHATPAY_API_KEY = "sandboxapikey0000000000000000000"  # 32 chars like a real v2 key
+_SECRETS = ("SECRET_KEY", "VOUCHER_KEY", "VOUCHER_HASH_KEY", "WECHAT_SECRET", "WECHATPAY_API_KEY")
+
+
+class SettingsError(RuntimeError):
+    """Configuration is unusable; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    QIANXING_ENV: Literal["dev", "test", "prod"] = "dev"
+    DATABASE_URL: str = f"sqlite:///{VAR_DIR / 'qianxing.db'}"
+    REDIS_URL: str | None = None
+    LOG_LEVEL: str = "INFO"
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+
+    SECRET_KEY: str | None = None
+    VOUCHER_KEY: str | None = Field(
+        default=None, description="kid:base64(32 bytes)[,kid:key...]; the first encrypts"
+    )
+    VOUCHER_HASH_KEY: str | None = None
+    SESSION_TTL_SECONDS: int = Field(default=7 * 24 * 3600, ge=60)
+
+    # WeChat mini-program
+    WECHAT_APPID: str = "wxdemoappid000001"
+    WECHAT_SECRET: str | None = None
+    WECHAT_API_BASE_URL: str = "https://api.weixin.qq.com/"
+    WECHAT_SUBSCRIBE_TEMPLATE_ID: str = "delivery-template"
+
+    # Payments
+    PAYMENT_PROVIDER: Literal["sandbox", "wechatpay"] = "sandbox"
+    WECHATPAY_MCH_ID: str = "1900000109"
+    WECHATPAY_API_KEY: str | None = None
+    WECHATPAY_API_BASE_URL: str = "https://api.mch.weixin.qq.com/"
+    WECHATPAY_NOTIFY_URL: str | None = None
+    WECHATPAY_TIMEOUT_S: float = Field(default=10.0, gt=0)
+
+    # Orders
+    ORDER_TTL_SECONDS: int = Field(default=15 * 60, ge=30)
+    MAX_UNPAID_PER_USER: int = Field(default=3, ge=1)
+    MAX_UNPAID_PER_IP: int = Field(default=20, ge=1)
+    MAX_QUANTITY: int = Field(default=10, ge=1, le=1000)
+    MAX_BODY_BYTES: int = Field(default=16 * 1024, ge=1024)
+    TRUSTED_PROXIES: int = Field(default=0, ge=0, le=5)
+    LOW_STOCK_THRESHOLD: int = Field(default=10, ge=0)
+    REFUND_UNREVEALED_KEYS: Literal["return", "revoke"] = "return"
+
+    # Delivery. "auto": the subscribe message, except in dev where notices go to the log
+    # (no demo ever calls WeChat).
+    NOTIFY_CHANNELS: str = "auto"
+    DELIVERY_RETRY_INTERVALS: str = "5,30,120,600,1800"
+    TOPUP_PROVIDER: Literal["sandbox"] = "sandbox"
+    TOPUP_SANDBOX_MODE: Literal["ok", "fail", "slow"] = "ok"
+    TOPUP_SANDBOX_DELAY_S: float = Field(default=0.0, ge=0)
+    TOPUP_RETRY_INTERVALS: str = "5,30,120"
+
+    # Processes
+    WEB_WORKERS: int = Field(default=2, ge=1)
+    WEB_THREADS: int = Field(default=8, ge=1)
+    WEB_BIND: str = "127.0.0.1:8000"
+
+    @field_validator("DELIVERY_RETRY_INTERVALS", "TOPUP_RETRY_INTERVALS")
+    @classmethod
+    def _intervals(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise ValueError("must be a comma-separated list of whole seconds, e.g. 5,30,120")
+        return ",".join(parts)
+
+    @field_validator("NOTIFY_CHANNELS")
+    @classmethod
+    def _channels(cls, value: str) -> str:
+        known = {"auto", "log", "wxa_subscribe"}
+        bad = [c for c in (p.strip() for p in value.split(",")) if c and c not in known]
+        if bad:
+            raise ValueError(f"unknown channel {bad[0]!r}; choose from log, wxa_subscribe")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Settings:
+        if self.QIANXING_ENV == "prod":
+            missing = [name for name in _SECRETS if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"{missing[0]} must be set when QIANXING_ENV=prod")
+            if self.PAYMENT_PROVIDER != "wechatpay":
+                raise ValueError("PAYMENT_PROVIDER must be wechatpay when QIANXING_ENV=prod")
+            if not self.WECHATPAY_NOTIFY_URL:
+                raise ValueError("WECHATPAY_NOTIFY_URL must be set when QIANXING_ENV=prod")
+        else:
+            self.SECRET_KEY = self.SECRET_KEY or _DEV_SECRET_KEY
+            self.VOUCHER_KEY = self.VOUCHER_KEY or _DEV_VOUCHER_KEY
+            self.VOUCHER_HASH_KEY = self.VOUCHER_HASH_KEY or _DEV_VOUCHER_HASH_KEY
+            self.WECHAT_SECRET = self.WECHAT_SECRET or "dev-wechat-secret"
+            self.WECHATPAY_API_KEY = self.WECHATPAY_API_KEY or _DEV_WECHATPAY_API_KEY
+        parse_voucher_keys(self.VOUCHER_KEY or "")
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def notify_url(self) -> str:
+        return self.WECHATPAY_NOTIFY_URL or f"{self.PUBLIC_BASE_URL}/webhooks/wechatpay/notify"
+
+    @property
+    def notify_channels(self) -> list[str]:
+        if self.NOTIFY_CHANNELS == "auto":
+            return ["log"] if self.QIANXING_ENV == "dev" else ["wxa_subscribe"]
+        return [c.strip() for c in self.NOTIFY_CHANNELS.split(",") if c.strip()]
+
+    def intervals(self, name: str) -> list[int]:
+        return [int(p) for p in getattr(self, name).split(",")]
+
+
+def parse_voucher_keys(raw: str) -> dict[str, bytes]:
+    """Parse VOUCHER_KEY ("kid:base64key,kid2:key2"); the first key is the current one."""
+    keys: dict[str, bytes] = {}
+    for item in (p.strip() for p in raw.split(",") if p.strip()):
+        kid, sep, b64 = item.partition(":")
+        if not sep or not kid:
+            raise ValueError("VOUCHER_KEY entries must look like kid:base64key")
+        try:
+            key = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"VOUCHER_KEY entry {kid!r} is not valid base64") from None
+        if len(key) != 32:
+            raise ValueError(f"VOUCHER_KEY entry {kid!r} must decode to 32 bytes (AES-256)")
+        keys[kid] = key
+    if not keys:
+        raise ValueError("VOUCHER_KEY must hold at least one kid:base64key entry")
+    return keys
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation failures into one readable SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"{where}: {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret, for the log redaction filter."""
+    return [v for v in (getattr(settings, n) for n in _SECRETS) if isinstance(v, str) and v]

@@ -1,0 +1,114 @@
+"""The one place that turns settings into live objects: database, Redis, queues, gateways.
+
+Every entrypoint (web, worker, CLI, tests) calls `bootstrap(settings)` once; jobs and views
+reach the result through `runtime()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+
+from bots.notify import build_notifiers
+from models import vault
+from models.db import open_database
+from models.delivery import TopupProvider
+from models.notifications import Notifier
+from models.orders import OrderPolicy
+from models.payments import PaymentGateway
+from qianxing.embedded_redis import EmbeddedRedis
+from qianxing.gateways.payments import SandboxGateway, WeChatPayGateway, make_wechatpay
+from qianxing.gateways.topup import SandboxTopupProvider
+from qianxing.gateways.wechat import MiniProgramClient
+from qianxing.logging_setup import configure_logging
+from qianxing.settings import VAR_DIR, Settings, parse_voucher_keys, secret_values
+
+QUEUE_NAMES = ("default",)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    queue: Queue
+    wechat: MiniProgramClient
+    wechatpay: Any  # wechatpy.pay.WeChatPay: verifies notification signatures in both modes
+    gateway: PaymentGateway
+    notifiers: list[Notifier]
+    topup: TopupProvider
+    policy: OrderPolicy
+    embedded: EmbeddedRedis | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+_runtime: Runtime | None = None
+
+
+def redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    if settings.REDIS_URL:
+        return settings.REDIS_URL, None
+    embedded = EmbeddedRedis(VAR_DIR / "redis")
+    atexit.register(embedded.stop)
+    return embedded.url, embedded
+
+
+def bootstrap(settings: Settings) -> Runtime:
+    """Build the runtime for this process (idempotent per settings object)."""
+    global _runtime
+    if _runtime is not None and _runtime.settings is settings:
+        return _runtime
+    configure_logging(settings.LOG_LEVEL, secret_values(settings))
+    open_database(settings.DATABASE_URL)
+    vault.configure(parse_voucher_keys(settings.VOUCHER_KEY or ""), settings.VOUCHER_HASH_KEY or "")
+    url, embedded = redis_url(settings)
+    redis = Redis.from_url(url)
+    wechat = MiniProgramClient(settings.WECHAT_APPID, settings.WECHAT_SECRET or "",
+                               settings.WECHAT_API_BASE_URL, redis=redis)
+    pay = make_wechatpay(settings.WECHAT_APPID, settings.WECHATPAY_API_KEY or "",
+                         settings.WECHATPAY_MCH_ID, settings.WECHATPAY_API_BASE_URL,
+                         settings.WECHATPAY_TIMEOUT_S)
+    gateway: PaymentGateway
+    if settings.PAYMENT_PROVIDER == "wechatpay":
+        gateway = WeChatPayGateway(pay, settings.notify_url)
+    else:
+        gateway = SandboxGateway(settings.WECHAT_APPID, settings.WECHATPAY_MCH_ID,
+                                 settings.WECHATPAY_API_KEY or "", settings.notify_url)
+    _runtime = Runtime(
+        settings=settings,
+        redis=redis,
+        queue=Queue("default", connection=redis),
+        wechat=wechat,
+        wechatpay=pay,
+        gateway=gateway,
+        notifiers=build_notifiers(settings.notify_channels, wechat,
+                                  settings.WECHAT_SUBSCRIBE_TEMPLATE_ID),
+        topup=SandboxTopupProvider(redis, settings.TOPUP_SANDBOX_MODE, settings.TOPUP_SANDBOX_DELAY_S),
+        policy=OrderPolicy(
+            ttl_seconds=settings.ORDER_TTL_SECONDS,
+            max_unpaid_per_user=settings.MAX_UNPAID_PER_USER,
+            max_unpaid_per_ip=settings.MAX_UNPAID_PER_IP,
+            max_quantity=settings.MAX_QUANTITY,
+        ),
+        embedded=embedded,
+    )
+    return _runtime
+
+
+def runtime() -> Runtime:
+    """The bootstrapped runtime; a worker that was started without one builds it from the
+    environment (RQ imports job functions in a fresh process)."""
+    if _runtime is None:
+        from qianxing.settings import get_settings
+
+        return bootstrap(get_settings())
+    return _runtime
+
+
+def reset() -> None:
+    """Forget the runtime (tests re-bootstrap with other settings)."""
+    global _runtime
+    _runtime = None

@@ -1,0 +1,1 @@
+"""RQ jobs. Each takes ids, batches its work, and is safe to run twice."""

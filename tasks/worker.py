@@ -1,0 +1,47 @@
+"""The worker process: an RQ worker with the scheduler (for retries and delayed jobs), plus a
+cron scheduler child process for the periodic jobs."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from rq import Worker
+from rq.cron import CronScheduler
+
+from qianxing.settings import Settings
+from qianxing.wiring import QUEUE_NAMES, bootstrap
+
+PERIODIC = [
+    ("tasks.maintenance.expire_unpaid_orders", 30),
+    ("tasks.maintenance.reconcile_payments", 120),
+    ("tasks.maintenance.sweep_undelivered", 60),
+]
+
+
+def _run_cron(settings: Settings) -> None:
+    rt = bootstrap(settings)
+    cron = CronScheduler(connection=rt.redis, name="qianxing-cron")
+    for func, every in PERIODIC:
+        cron.register(_resolve(func), queue_name="default", interval=every)
+    cron.start()
+
+
+def _resolve(dotted: str):  # noqa: ANN202
+    import importlib
+
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_worker(settings: Settings, *, burst: bool = False, with_cron: bool = True) -> None:
+    rt = bootstrap(settings)
+    cron = None
+    if with_cron and not burst:
+        cron = multiprocessing.get_context("fork").Process(target=_run_cron, args=(settings,),
+                                                            daemon=True)
+        cron.start()
+    try:
+        Worker(list(QUEUE_NAMES), connection=rt.redis).work(burst=burst, with_scheduler=True)
+    finally:
+        if cron is not None:
+            cron.terminate()

@@ -1,0 +1,202 @@
+"""Fake of the WeChat server API (api.weixin.qq.com) for the endpoints the project uses."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from tests.fakes.http import FakeResponse, FakeServer, RecordedRequest
+
+TOKEN_PATH = "/cgi-bin/token"
+CODE2SESSION_PATH = "/sns/jscode2session"
+SUBSCRIBE_SEND_PATH = "/cgi-bin/message/subscribe/send"
+CUSTOM_SEND_PATH = "/cgi-bin/message/custom/send"
+
+ERRMSGS: dict[int, str] = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40002: "invalid grant_type",
+    40003: "invalid openid",
+    40029: "invalid code",
+    40037: "invalid template_id",
+    40125: "invalid appsecret",
+    41002: "appid missing",
+    41004: "appsecret missing",
+    41008: "missing code",
+    42001: "access_token expired",
+    43101: "user refuse to accept the msg",
+    45009: "reach max api daily quota limit",
+    45015: "response out of time limit or subscription is canceled",
+    47001: "data format error",
+}
+
+
+def wechat_error(errcode: int, errmsg: str | None = None, status: int = 200) -> FakeResponse:
+    msg = errmsg or ERRMSGS.get(errcode, "error")
+    return FakeResponse.of_json({"errcode": errcode, "errmsg": msg}, status=status)
+
+
+@dataclass
+class _Failure:
+    errcode: int
+    http_status: int | None
+    errmsg: str | None
+    endpoint: str | None  # "subscribe", "custom" or None for any message send
+
+
+@dataclass
+class _Code:
+    openid: str
+    unionid: str | None
+    session_key: str
+
+
+class FakeWeChatAPI(FakeServer):
+    """Serves /cgi-bin/token, /sns/jscode2session and the two message send endpoints."""
+
+    def __init__(self, appid: str, secret: str) -> None:
+        super().__init__()
+        self.appid = appid
+        self.secret = secret
+        self.token_fetches = 0
+        self.access_token: str | None = None
+        self.expires_in = 7200
+        self.subscribe_messages: list[dict[str, Any]] = []
+        self.custom_messages: list[dict[str, Any]] = []
+        self._codes: dict[str, _Code] = {}
+        self._used_codes: set[str] = set()
+        self._failures: list[_Failure] = []
+        self.route("GET", TOKEN_PATH, self._token)
+        self.route("GET", CODE2SESSION_PATH, self._code2session)
+        self.route("POST", SUBSCRIBE_SEND_PATH, self._subscribe_send)
+        self.route("POST", CUSTOM_SEND_PATH, self._custom_send)
+
+    # -- test controls -------------------------------------------------------------------
+    def register_code(
+        self, code: str, openid: str, unionid: str | None = None, session_key: str | None = None
+    ) -> str:
+        """Make ``code`` redeemable once via jscode2session; returns its session_key."""
+        key = session_key or secrets.token_urlsafe(16)
+        with self._lock:
+            self._codes[code] = _Code(openid=openid, unionid=unionid, session_key=key)
+            self._used_codes.discard(code)
+        return key
+
+    def expire_token(self) -> None:
+        """Invalidate the current access token (next message send answers 40001)."""
+        with self._lock:
+            self.access_token = None
+
+    def fail_next(
+        self,
+        n: int = 1,
+        errcode: int = -1,
+        http_status: int | None = None,
+        *,
+        errmsg: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """The next ``n`` message sends fail with ``errcode`` (or bare ``http_status``).
+
+        ``endpoint`` limits it to "subscribe" or "custom"; None means any message send.
+        Failures are answered before the token is checked and nothing is recorded.
+        """
+        if endpoint not in (None, "subscribe", "custom"):
+            raise ValueError(f"unknown endpoint {endpoint!r}")
+        with self._lock:
+            self._failures.extend(
+                _Failure(errcode, http_status, errmsg, endpoint) for _ in range(n)
+            )
+
+    @property
+    def pending_failures(self) -> int:
+        with self._lock:
+            return len(self._failures)
+
+    # -- handlers ------------------------------------------------------------------------
+    def _check_app(self, q: dict[str, str]) -> FakeResponse | None:
+        if not q.get("appid"):
+            return wechat_error(41002)
+        if not q.get("secret"):
+            return wechat_error(41004)
+        if q["appid"] != self.appid or q["secret"] != self.secret:
+            return wechat_error(40125)
+        return None
+
+    def _token(self, req: RecordedRequest) -> FakeResponse:
+        q = req.query
+        if q.get("grant_type") != "client_credential":
+            return wechat_error(40002)
+        error = self._check_app(q)
+        if error is not None:
+            return error
+        self.token_fetches += 1
+        self.access_token = secrets.token_urlsafe(48)  # invalidates the previous one
+        return FakeResponse.of_json(
+            {"access_token": self.access_token, "expires_in": self.expires_in}
+        )
+
+    def _code2session(self, req: RecordedRequest) -> FakeResponse:
+        q = req.query
+        error = self._check_app(q)
+        if error is not None:
+            return error
+        if q.get("grant_type") != "authorization_code":
+            return wechat_error(40002)
+        code = q.get("js_code", "")
+        if not code:
+            return wechat_error(41008)
+        entry = self._codes.get(code)
+        if entry is None or code in self._used_codes:
+            return wechat_error(40029)
+        self._used_codes.add(code)
+        result: dict[str, Any] = {"session_key": entry.session_key, "openid": entry.openid}
+        if entry.unionid:
+            result["unionid"] = entry.unionid
+        return FakeResponse.of_json(result)
+
+    def _take_failure(self, endpoint: str) -> FakeResponse | None:
+        for i, failure in enumerate(self._failures):
+            if failure.endpoint in (None, endpoint):
+                del self._failures[i]
+                if failure.http_status is not None:
+                    status = failure.http_status
+                    return FakeResponse.of_text(HTTPStatus(status).phrase, status)
+                return wechat_error(failure.errcode, failure.errmsg)
+        return None
+
+    def _message_send(
+        self, req: RecordedRequest, endpoint: str, required: tuple[str, ...]
+    ) -> tuple[FakeResponse | None, dict[str, Any]]:
+        failure = self._take_failure(endpoint)
+        if failure is not None:
+            return failure, {}
+        token = req.query.get("access_token")
+        if not token or token != self.access_token:
+            return wechat_error(40001), {}
+        try:
+            payload = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return wechat_error(47001), {}
+        if not isinstance(payload, dict) or any(not payload.get(k) for k in required):
+            return wechat_error(47001), {}
+        return None, payload
+
+    def _subscribe_send(self, req: RecordedRequest) -> FakeResponse:
+        error, payload = self._message_send(req, "subscribe", ("touser", "template_id", "data"))
+        if error is not None:
+            return error
+        if not isinstance(payload["data"], dict):
+            return wechat_error(47001)
+        self.subscribe_messages.append(payload)
+        return wechat_error(0, "ok")
+
+    def _custom_send(self, req: RecordedRequest) -> FakeResponse:
+        error, payload = self._message_send(req, "custom", ("touser", "msgtype"))
+        if error is not None:
+            return error
+        self.custom_messages.append(payload)
+        return wechat_error(0, "ok")
