@@ -3,6 +3,7 @@ same signed notification WeChat Pay would, through the same endpoint and code pa
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from typing import Any
 
@@ -14,6 +15,9 @@ from models.db import utcnow
 from models.errors import InvalidState
 from models.orders import Order
 from models.payments import GatewayError, QueryResult
+
+
+BEIJING_OFFSET = dt.timedelta(hours=8)
 
 
 def make_wechatpay(appid: str, api_key: str, mch_id: str, base_url: str, timeout: float) -> WeChatPay:
@@ -35,7 +39,7 @@ class WeChatPayGateway:
                 trade_type="JSAPI", body=f"千星-{order.sku.name}"[:120],
                 total_fee=order.amount_fen, notify_url=self.notify_url, client_ip=client_ip,
                 user_id=openid, out_trade_no=order.no,
-                time_expire=order.expires_at.strftime("%Y%m%d%H%M%S"),
+                time_expire=order.expires_at + BEIJING_OFFSET,  # WeChat Pay reads Beijing time
             )
         except WeChatPayException as exc:
             raise GatewayError(f"WeChat Pay refused the order: {exc.errmsg or exc.return_msg or exc}") from None

