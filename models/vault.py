@@ -63,6 +63,13 @@ def mask(hint: str, length: int) -> str:
     return "*" * max(length - len(hint), 4) + hint
 
 
+def hint_of(value: str) -> str:
+    """The tail kept in clear for the masked form: never the whole key, at most a third of a
+    short one."""
+    n = len(value)
+    return value[-4:] if n > 8 else value[-2:] if n > 5 else value[-1:] if n > 2 else ""
+
+
 @dataclass(frozen=True)
 class Sealed:
     key_id: str
@@ -142,6 +149,7 @@ def parse_csv(text: str) -> list[tuple[int, str]]:
     """(line number, key) from a CSV whose first column is the key; a header named
     key/code/card/卡密 is skipped; blank lines are ignored."""
     rows: list[tuple[int, str]] = []
+    text = text.removeprefix("\ufeff")  # a spreadsheet's UTF-8 BOM is not part of the header
     for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip():
             continue
@@ -194,7 +202,7 @@ def import_keys(sku: Sku, rows: list[tuple[int, str]]) -> ImportReport:
                     "nonce": sealed.nonce,
                     "ciphertext": sealed.ciphertext,
                     "fingerprint": fp,
-                    "hint": value[-4:] if len(value) > 8 else value[-2:],
+                    "hint": hint_of(value),
                     "length": len(value),
                     "state": KeyState.AVAILABLE.value,
                 }

@@ -53,8 +53,30 @@ def redis_url(tmp_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_root: Path) -> str:
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+def database_url(tmp_root: Path) -> Iterator[str]:
+    """SQLite in a temp dir, or a scratch database created next to the PostgreSQL database in
+    DATABASE_URL (so parallel test runs on one server never share tables)."""
+    url = os.environ.get("DATABASE_URL")
+    if not url or not url.startswith(("postgres://", "postgresql://")):
+        yield url or f"sqlite:///{tmp_root / 'test.db'}"
+        return
+    import psycopg2
+
+    base, _, _name = url.rpartition("/")
+    scratch = f"qx_test_{os.getpid()}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{scratch}"')
+        cur.execute(f'CREATE DATABASE "{scratch}"')
+    yield f"{base}/{scratch}"
+    if not db.is_closed():
+        db.close()
+    if hasattr(db.obj, "close_all"):
+        db.obj.close_all()
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,33 @@
+def test_probe(client, login, shop, settings, fake_pay):
+    sku = shop.card_sku(keys=3)
+    auth = login("alice")
+    order = client.post("/api/v1/orders", json={"sku": sku.code}, headers=auth).json
+    assert client.post(f"/api/v1/orders/{order['id']}/pay", headers=auth).status_code == 200
+    def p(desc, data):
+        r = client.post("/webhooks/wechatpay/notify", data=data, content_type="application/xml")
+        print(desc, r.status_code, r.get_data(as_text=True)[:200])
+    p("empty", b"")
+    p("garbage", b"not xml at all")
+    p("text xml", b"<xml>hello</xml>")
+    p("selfclosing", b"<xml/>")
+    p("other root", b"<foo><a>1</a></foo>")
+    p("entity", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml><return_code>&a;</return_code></xml>')
+    p("badenc", b'<?xml version="1.0" encoding="foo-bar"?><xml><a>1</a></xml>')
+    p("latin", b'<xml><a>\xff\xfe</a></xml>')
+    p("unsigned", fake_pay.build_notify_xml(order["no"], sign=False))
+    p("tamper", fake_pay.build_notify_xml(order["no"], tamper_sign=True))
+    p("fee str", fake_pay.build_notify_xml(order["no"], total_fee="abc"))
+    p("cash str", fake_pay.build_notify_xml(order["no"], cash_fee="1.5"))
+    p("no total", fake_pay.build_notify_xml(order["no"], total_fee=None))
+    p("amount", fake_pay.build_notify_xml(order["no"], total_fee=1))
+    p("mch", fake_pay.build_notify_xml(order["no"], mch_id="123"))
+    p("appid", fake_pay.build_notify_xml(order["no"], appid="wxother"))
+    p("unknown", fake_pay.build_notify_xml(order["no"], out_trade_no="QXNOPE"))
+    p("long no", fake_pay.build_notify_xml(order["no"], out_trade_no="Q" * 500))
+    p("result fail", fake_pay.build_notify_xml(order["no"], result_code="FAIL"))
+    p("neg", fake_pay.build_notify_xml(order["no"], total_fee=-1990))
+    p("big", fake_pay.build_notify_xml(order["no"], total_fee=10**30))
+    p("oversized", b"<xml>" + b"<a>x</a>" * 5000 + b"</xml>")
+    p("ok", fake_pay.build_notify_xml(order["no"]))
+    p("ok again", fake_pay.build_notify_xml(order["no"]))
+    assert 0
