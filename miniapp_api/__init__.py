@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -10,6 +13,19 @@ from miniapp_api import errors
 from models.db import db
 from qianxing.settings import Settings
 from qianxing.wiring import bootstrap
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Deeply nested JSON makes the decoder raise RecursionError, which request.get_json()
+    does not treat as bad JSON; turn it into the ValueError it handles (a 400)."""
+
+    ensure_ascii = False
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def create_app(settings: Settings) -> Flask:
@@ -31,7 +47,7 @@ def create_app(settings: Settings) -> Flask:
         SESSION_TTL_SECONDS=settings.SESSION_TTL_SECONDS,
         JSON_AS_ASCII=False,
     )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = JSONProvider(app)
     if settings.TRUSTED_PROXIES:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXIES)  # type: ignore[method-assign]
 

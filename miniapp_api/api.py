@@ -32,7 +32,7 @@ from miniapp_api.schemas import (
     VoucherPath,
 )
 from models import catalog, delivery, inventory, orders, payments, users
-from models.errors import DomainError, Forbidden, NotFound
+from models.errors import DomainError, Forbidden, InvalidInput, NotFound
 from models.orders import Order
 from qianxing.wiring import runtime
 
@@ -46,6 +46,24 @@ auth_tag, shop_tag, me_tag = Tag(name="auth"), Tag(name="catalog"), Tag(name="or
 class LoginFailed(DomainError):
     code = "login_failed"
     status = 401
+
+
+@api.before_request
+def _json_object_body() -> None:
+    """A JSON body must be one JSON object. flask-openapi3 would otherwise decode a JSON string
+    a second time (so '"{\\"sku\\": ...}"' passed as an order) and report bad JSON as a type
+    error."""
+    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
+        return
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return
+    try:
+        data = current_app.json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError and nesting too deep (see JSONProvider)
+        raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the request body must be a JSON object", code="invalid_request")
 
 
 def _iso(value) -> str | None:  # noqa: ANN001

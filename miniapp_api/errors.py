@@ -32,6 +32,9 @@ def validation_error(exc):  # noqa: ANN001, ANN201
     """flask-openapi3 hands pydantic's ValidationError here: answer 400 naming the field."""
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+    if where == "request" and first.get("type") in ("model_type", "json_invalid"):
+        return error_response(400, "invalid_request",
+                              "the request body must be a JSON object (Content-Type: application/json)")
     return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
 
 

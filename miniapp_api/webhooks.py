@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
+from xml.parsers.expat import ExpatError
 
+import xmltodict
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException
 from wechatpy.exceptions import InvalidSignatureException
 
 from models.payments import PaymentRejected, confirm_payment
@@ -22,16 +26,48 @@ def _answer(ok: bool, message: str = "OK", status: int = 200) -> Response:
     return Response(body, status=status, mimetype="application/xml")
 
 
+@webhooks.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    """WeChat Pay reads XML: oversized bodies (413) and the like are answered FAIL, not JSON."""
+    return _answer(False, (exc.name or "error").lower(), exc.code or 500)
+
+
+@webhooks.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    log.exception("webhook: unhandled error")
+    return _answer(False, "internal error; retry later", 500)
+
+
+def _well_formed(body: bytes) -> bool:
+    """A flat <xml> document of text fields, without DTDs or entities. Anything else
+    (garbage, a bare <xml/>, nested elements, an unknown encoding) is refused before
+    wechatpy sees it, since wechatpy only guards against some parse errors."""
+    try:
+        doc: Any = xmltodict.parse(body, disable_entities=True)
+    except (ExpatError, ValueError, LookupError, xmltodict.ParsingInterrupted):
+        return False
+    fields = doc.get("xml") if isinstance(doc, dict) else None
+    return isinstance(fields, dict) and bool(fields) and all(
+        v is None or isinstance(v, str) for v in fields.values())
+
+
 @webhooks.post("/wechatpay/notify")
 def wechatpay_notify() -> Response:
     """WeChat Pay v2 payment result. Duplicates (WeChat retries for ~24 h, sometimes
     concurrently) are answered SUCCESS again and change nothing."""
     rt = runtime()
+    body = request.get_data()
+    if not _well_formed(body):
+        log.warning("wechatpay notify: malformed body from %s", request.remote_addr)
+        return _answer(False, "invalid XML", 400)
     try:
-        data = rt.wechatpay.parse_payment_result(request.get_data())
+        data = rt.wechatpay.parse_payment_result(body)
     except InvalidSignatureException:
         log.warning("wechatpay notify: bad signature from %s", request.remote_addr)
         return _answer(False, "invalid signature", 400)
+    except ValueError:  # signed, but total_fee / cash_fee / coupon_* are not integers
+        log.warning("wechatpay notify: non-integer amount from %s", request.remote_addr)
+        return _answer(False, "invalid amount", 400)
     settings = rt.settings
     if data.get("appid") != settings.WECHAT_APPID or data.get("mch_id") != settings.WECHATPAY_MCH_ID:
         return _answer(False, "appid or mch_id mismatch", 400)
