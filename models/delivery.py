@@ -82,6 +82,10 @@ def fulfil_order(order_id: int) -> Fulfilment:
         if order is None or order.status != Status.PAID:
             return Fulfilment.NOOP
         items = inventory.items_of(order.id)
+        if not items:
+            # Paid after expiry with the shelf empty (Outcome.REFUND): nothing is reserved and
+            # the refund job settles it; delivering would mark it delivered with no vouchers.
+            return Fulfilment.NOOP
         if any(item.kind == Kind.TOPUP for item in items):
             TopupRequest.insert(order=order.id, account=order.recipient_account or "").on_conflict_ignore().execute()
             return Fulfilment.NEEDS_TOPUP

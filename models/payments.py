@@ -15,6 +15,7 @@ import peewee as pw
 from models import events, inventory, ledger
 from models.catalog import Kind
 from models.db import BaseModel, db, lock_rows, utcnow
+from models.delivery import TopupRequest, Voucher
 from models.errors import DomainError, InvalidState, OutOfStock, PaymentRejected
 from models.orders import Order, Status
 from models.vault import CardKey, KeyState
@@ -162,7 +163,6 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
     Raises InvalidState when the order was never paid, GatewayError when the provider fails
     (the refund stays requested and can be retried).
     """
-    from models.delivery import Voucher  # delivery imports payments for auto-refunds
 
     with db.atomic():
         order = lock_rows(Order.select().where(Order.id == order_id)).first()
@@ -200,6 +200,9 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
                 inventory.Sku.update(stock=inventory.Sku.stock + item.quantity).where(
                     inventory.Sku.id == item.sku_id).execute()
         Voucher.update(revoked_at=now).where(Voucher.order == order.id).execute()
+        # A top-up still queued must not credit the account after its money went back.
+        TopupRequest.update(state="cancelled", done_at=now).where(
+            (TopupRequest.order == order.id) & (TopupRequest.state == "pending")).execute()
         Order.update(status=Status.REFUNDED, refunded_at=now).where(Order.id == order.id).execute()
         Refund.update(state="succeeded", provider_ref=provider_ref, done_at=now).where(
             Refund.id == refund.id).execute()

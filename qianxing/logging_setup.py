@@ -15,14 +15,29 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = _QUERY_SECRET.sub(r"\1[redacted]", message)
+    def redact(self, text: str) -> str:
+        clean = _QUERY_SECRET.sub(r"\1[redacted]", text)
         for secret in self._secrets:
             clean = clean.replace(secret, "[redacted]")
+        return clean
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redact(message)
         if clean != message:
             record.msg, record.args = clean, None
+        # A traceback is formatted from exc_info unless exc_text is set: format and redact it
+        # here, or an exception message (a URL with ?secret=...) reaches the log verbatim.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
+
+
+_formatter = logging.Formatter()
 
 
 def configure_logging(level: str, secrets: list[str]) -> None:

@@ -6,7 +6,8 @@ import datetime as dt
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings as h_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as h_settings
 from hypothesis import strategies as st
 
 from models import catalog, delivery, inventory, orders, payments, vault

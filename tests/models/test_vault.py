@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings as h_settings
+from hypothesis import given
+from hypothesis import settings as h_settings
 from hypothesis import strategies as st
 
 from models import catalog, vault

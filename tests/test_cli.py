@@ -1,0 +1,93 @@
+"""The `qianxing` operator commands, run through click against the test database and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from models import ledger
+from models.db import db
+from models.orders import Order, Status
+from qianxing import wiring
+from qianxing.cli import main
+
+
+@pytest.fixture
+def cli(settings, monkeypatch, rt) -> Iterator:  # noqa: ANN001
+    """Invoke commands with the test settings in the environment; the session runtime is
+    rebuilt afterwards."""
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            monkeypatch.setenv(name, str(value))
+
+    def invoke(*args: str):  # noqa: ANN202
+        wiring.reset()
+        return CliRunner().invoke(main, list(args))
+
+    try:
+        yield invoke
+    finally:
+        wiring.reset()
+        wiring.bootstrap(settings)
+
+
+def _order(client, login, sku) -> dict:  # noqa: ANN001
+    auth = login("cli-buyer")
+    resp = client.post("/api/v1/orders", json={"sku": sku.code, "quantity": 1}, headers=auth)
+    assert resp.status_code == 201, resp.json
+    assert client.post(f"/api/v1/orders/{resp.json['id']}/pay", headers=auth).status_code == 200
+    return resp.json
+
+
+def test_migrate_reports_an_up_to_date_schema(cli):
+    result = cli("migrate")
+    assert result.exit_code == 0, result.output
+    assert "schema is up to date" in result.output
+
+
+def test_mark_paid_records_an_offline_payment_once_and_delivery_follows(
+        cli, client, login, shop, run_jobs):
+    # given a pending order
+    sku = shop.card_sku(keys=2, price=700)
+    order = _order(client, login, sku)
+    # when the operator marks it paid twice
+    first = cli("orders", "mark-paid", str(order["id"]), "--reference", "BANK-1")
+    second = cli("orders", "mark-paid", str(order["id"]), "--reference", "BANK-1")
+    # then the first is a payment, the second a duplicate, and the worker delivers it
+    assert first.exit_code == 0 and f"order {order['id']}: paid" in first.output
+    assert second.exit_code == 0 and "duplicate" in second.output
+    run_jobs()
+    with db.connection_context():
+        assert Order.get_by_id(order["id"]).status == Status.DELIVERED
+        assert ledger.balance(ledger.SALES) == -700
+    shown = cli("orders", "show", str(order["id"]))
+    assert "order.paid" in shown.output and "order.delivered" in shown.output
+    assert cli("ledger", "verify").output.strip() == "ledger balanced"
+
+
+def test_refund_through_the_cli_refunds_at_wechat_pay(cli, client, login, shop, fake_pay,
+                                                      run_jobs):
+    # given an order paid through WeChat Pay and delivered
+    sku = shop.card_sku(keys=2, price=880)
+    order = _order(client, login, sku)
+    assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
+    run_jobs()
+    # when the operator refunds it (twice)
+    first = cli("orders", "refund", str(order["id"]), "--reason", "customer")
+    second = cli("orders", "refund", str(order["id"]))
+    # then WeChat Pay refunded it once and the order is refunded
+    assert first.exit_code == 0 and "succeeded" in first.output, first.output
+    assert second.exit_code == 0 and "succeeded" in second.output
+    assert [r.refund_fee for r in fake_pay.refunds if r.out_trade_no == order["no"]] == [880]
+    with db.connection_context():
+        assert Order.get_by_id(order["id"]).status == Status.REFUNDED
+        assert ledger.balance(ledger.SALES) == 0
+
+
+def test_refunding_an_unpaid_order_fails_cleanly(cli, client, login, shop):
+    sku = shop.card_sku(keys=1)
+    order = _order(client, login, sku)
+    result = cli("orders", "refund", str(order["id"]))
+    assert result.exit_code == 1 and "only paid orders can be refunded" in result.output
