@@ -64,6 +64,24 @@ def _json_object_body() -> None:
         raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidInput("the request body must be a JSON object", code="invalid_request")
+    if _has_nul(data):  # PostgreSQL refuses NUL in text: it would surface as a 500
+        raise InvalidInput("strings must not contain NUL (\\u0000) characters", code="invalid_request")
+
+
+def _has_nul(value: object) -> bool:
+    """Any string (key or value) with a NUL, walked without recursion (bodies may nest deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _iso(value) -> str | None:  # noqa: ANN001

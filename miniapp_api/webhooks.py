@@ -8,8 +8,8 @@ from xml.parsers.expat import ExpatError
 
 import xmltodict
 from flask import Blueprint, Response, request
-from werkzeug.exceptions import HTTPException
 from wechatpy.exceptions import InvalidSignatureException
+from werkzeug.exceptions import HTTPException
 
 from models.payments import PaymentRejected, confirm_payment
 from qianxing.wiring import runtime
@@ -65,7 +65,7 @@ def wechatpay_notify() -> Response:
     except InvalidSignatureException:
         log.warning("wechatpay notify: bad signature from %s", request.remote_addr)
         return _answer(False, "invalid signature", 400)
-    except ValueError:  # signed, but total_fee / cash_fee / coupon_* are not integers
+    except (ValueError, TypeError):  # signed, but total_fee / cash_fee / coupon_* not integers
         log.warning("wechatpay notify: non-integer amount from %s", request.remote_addr)
         return _answer(False, "invalid amount", 400)
     settings = rt.settings

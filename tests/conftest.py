@@ -14,9 +14,9 @@ from pathlib import Path
 import peewee as pw
 import pytest
 from rq import SimpleWorker
-from werkzeug.serving import make_server
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
+from werkzeug.serving import make_server
 
 from models import catalog, vault
 from models.catalog import Kind, Sku

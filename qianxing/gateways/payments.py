@@ -16,7 +16,6 @@ from models.errors import InvalidState
 from models.orders import Order
 from models.payments import GatewayError, QueryResult
 
-
 BEIJING_OFFSET = dt.timedelta(hours=8)
 
 
