@@ -58,10 +58,8 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(webhooks)
     errors.register(app)
 
-    @app.before_request
-    def _connect() -> None:
-        db.connect(reuse_if_open=True)
-
+    # Connections open lazily on the first query (peewee autoconnect) and go back to the pool
+    # at the end of the request.
     @app.teardown_request
     def _disconnect(exc: BaseException | None) -> None:
         if not db.is_closed():

@@ -169,7 +169,6 @@ def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN20
                               account=body.account)
     order, created = orders.place_order(user, req, runtime().policy, client_ip=client_ip(),
                                         idempotency_key=header.idempotency_key)
-    order = orders.get_order(order.id)
     return _order_out(order), 201 if created else 200
 
 

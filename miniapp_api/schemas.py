@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+from functools import cache
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 _strict = ConfigDict(extra="forbid", strict=True)
@@ -69,7 +73,21 @@ class CreateOrderIn(BaseModel):
                                 description="account to credit (top-up products only)")
 
 
-class IdempotencyHeader(BaseModel):
+class CachedSchema(BaseModel):
+    """flask-openapi3 rebuilds the JSON schema of header and query models on every request;
+    the schema of a class never changes, so build it once."""
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return copy.deepcopy(_schema(cls, args, tuple(sorted(kwargs.items()))))
+
+
+@cache
+def _schema(cls: type[BaseModel], args: tuple, kwargs: tuple) -> dict[str, Any]:
+    return BaseModel.model_json_schema.__func__(cls, *args, **dict(kwargs))  # type: ignore[attr-defined]
+
+
+class IdempotencyHeader(CachedSchema):
     idempotency_key: str | None = Field(
         default=None, alias="Idempotency-Key", min_length=8, max_length=128,
         pattern=r"^[A-Za-z0-9_.:-]+$",
@@ -95,7 +113,7 @@ class OrderList(BaseModel):
     orders: list[OrderOut]
 
 
-class ListQuery(BaseModel):
+class ListQuery(CachedSchema):
     limit: int = Field(default=20, ge=1, le=100)
     before_id: int | None = Field(default=None, ge=1, le=2**62)
 

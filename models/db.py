@@ -11,6 +11,7 @@ from typing import Any
 
 import peewee as pw
 from playhouse.db_url import connect
+from playhouse.pool import PooledPostgresqlDatabase
 
 db = pw.DatabaseProxy()
 
@@ -50,12 +51,51 @@ def open_database(url: str) -> pw.Database:
             check_same_thread=False,
         )
     elif url.startswith(("postgres://", "postgresql://")):
-        scheme, rest = url.split("://", 1)
-        database = connect(f"postgresext+pool://{rest}", max_connections=64, stale_timeout=300)
+        database = _pooled_postgres(url)
     else:
         database = connect(url)
     db.initialize(database)
     return database
+
+
+class FastPooledPostgres(PooledPostgresqlDatabase):
+    """The pool as peewee ships it, minus the `SELECT 1` round trip on every checkout: a
+    connection that died while idle is detected by psycopg2's own status, and one that dies
+    mid-request fails that request cleanly (the transaction rolls back)."""
+
+    def _is_closed(self, conn: Any) -> bool:
+        if conn.closed:
+            return True
+        status = self._adapter.txn_status(conn)
+        if status == self._adapter.txn_unknown:
+            return True
+        if status != self._adapter.txn_idle:
+            conn.rollback()
+        return False
+
+
+def _pooled_postgres(url: str) -> pw.Database:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    return FastPooledPostgres(
+        parsed.path.lstrip("/"), user=unquote(parsed.username or "") or None,
+        password=unquote(parsed.password or "") or None, host=parsed.hostname,
+        port=parsed.port, max_connections=64, stale_timeout=300,
+    )
+
+
+def execute(sql: str, params: tuple | list = ()) -> Any:
+    """Raw SQL for the few hot paths (order placement, payment confirmation), written with %s
+    placeholders; peewee's query builder costs more CPU than the database round trip there."""
+    if not is_postgres():
+        sql = sql.replace("%s", "?")
+    return db.execute_sql(sql, params)
+
+
+def for_update(clause: str = "FOR UPDATE") -> str:
+    """A row-locking clause for raw SQL on PostgreSQL; nothing on SQLite (IMMEDIATE)."""
+    return f" {clause}" if is_postgres() else ""
 
 
 def is_postgres() -> bool:
@@ -65,12 +105,6 @@ def is_postgres() -> bool:
 def lock_rows(query: pw.ModelSelect) -> pw.ModelSelect:
     """SELECT ... FOR UPDATE on PostgreSQL; SQLite already holds the write lock (IMMEDIATE)."""
     return query.for_update() if is_postgres() else query
-
-
-def claim_subquery(query: pw.ModelSelect) -> pw.ModelSelect:
-    """Rows to claim: FOR UPDATE SKIP LOCKED on PostgreSQL so concurrent buyers never wait on
-    each other's candidate rows (measured: ~5,500 claims/s vs 2,500 with plain FOR UPDATE)."""
-    return query.for_update(skip_locked=True) if is_postgres() else query
 
 
 @contextmanager

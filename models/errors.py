@@ -56,3 +56,8 @@ class PaymentRejected(DomainError):
 class InvalidState(DomainError):
     code = "invalid_state"
     status = 409
+
+
+class Unauthenticated(DomainError):
+    code = "unauthorized"
+    status = 401

@@ -11,7 +11,7 @@ import peewee as pw
 
 from models import events
 from models.catalog import Kind, Sku, components
-from models.db import BaseModel, claim_subquery, utcnow
+from models.db import BaseModel, execute, for_update, utcnow
 from models.errors import OutOfStock
 from models.vault import CardKey, KeyState
 
@@ -37,25 +37,28 @@ def reserve(order_id: int, sku: Sku, quantity: int) -> None:
     for component, per_unit in components(sku):
         need = per_unit * quantity
         if component.kind == Kind.CARD_KEY:
-            candidates = claim_subquery(
-                CardKey.select(CardKey.id)
-                .where((CardKey.sku == component.id) & (CardKey.state == KeyState.AVAILABLE))
-                .limit(need)
-            )
-            claimed = (
-                CardKey.update(state=KeyState.RESERVED, order_id=order_id, reserved_at=utcnow())
-                .where(CardKey.id.in_(candidates))
-                .execute()
-            )
+            claimed = execute(_CLAIM_KEYS + for_update("FOR UPDATE SKIP LOCKED") + ")", (
+                KeyState.RESERVED.value, order_id, utcnow_db(), component.id,
+                KeyState.AVAILABLE.value, need)).rowcount
         else:
-            claimed = (
-                Sku.update(stock=Sku.stock - need)
-                .where((Sku.id == component.id) & (Sku.stock >= need))
-                .execute()
-            ) * need
+            claimed = execute("UPDATE sku SET stock = stock - %s WHERE id = %s AND stock >= %s",
+                              (need, component.id, need)).rowcount * need
         if claimed < need:
             raise OutOfStock(f"{component.name} is sold out")
-        OrderItem.create(order_id=order_id, sku=component.id, kind=component.kind, quantity=need)
+        execute("INSERT INTO order_item (order_id, sku_id, kind, quantity) VALUES (%s, %s, %s, %s)",
+                (order_id, component.id, component.kind, need))
+
+
+# Candidates come from the partial index on available keys; SKIP LOCKED (PostgreSQL) lets
+# concurrent buyers claim different keys instead of queueing behind one another.
+_CLAIM_KEYS = (
+    "UPDATE card_key SET state = %s, order_id = %s, reserved_at = %s WHERE id IN "
+    "(SELECT id FROM card_key WHERE sku_id = %s AND state = %s LIMIT %s"
+)
+
+
+def utcnow_db() -> object:
+    return CardKey.reserved_at.db_value(utcnow())
 
 
 def release(order_id: int) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from models.db import BaseModel, db, utcnow
+from models.db import BaseModel, execute, utcnow
 from models.errors import InvalidInput
 
 # Accounts used by the commerce backbone; later domains add their own.
@@ -49,16 +49,17 @@ def post(key: str, kind: str, legs: list[Leg], *, order_id: int | None = None, m
         raise InvalidInput("ledger legs must be integer fen")
     if sum(leg.amount_fen for leg in legs) != 0:
         raise InvalidInput(f"unbalanced ledger transaction {key}")
-    if LedgerTransaction.select().where(LedgerTransaction.key == key).exists():
+    # ON CONFLICT DO NOTHING: a duplicate (even a concurrent one) inserts no row and returns none.
+    row = execute(
+        "INSERT INTO ledger_transaction (key, kind, order_id, memo, created_at) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
+        (key, kind, order_id, memo, LedgerTransaction.created_at.db_value(utcnow())),
+    ).fetchone()
+    if row is None:
         return False
-    try:
-        with db.atomic():  # savepoint: a concurrent duplicate loses cleanly
-            txn = LedgerTransaction.create(key=key, kind=kind, order_id=order_id, memo=memo)
-    except pw.IntegrityError:
-        return False
-    Posting.insert_many(
-        [{"txn": txn.id, "account": leg.account, "amount_fen": leg.amount_fen} for leg in legs]
-    ).execute()
+    values = ", ".join(["(%s, %s, %s)"] * len(legs))
+    params = [p for leg in legs for p in (row[0], leg.account, leg.amount_fen)]
+    execute(f"INSERT INTO posting (txn_id, account, amount_fen) VALUES {values}", params)
     return True
 
 

@@ -13,9 +13,9 @@ from enum import StrEnum
 import peewee as pw
 
 from models import events, inventory
-from models.catalog import Kind, Sku, get_sku
-from models.db import BaseModel, db, lock_rows, utcnow
-from models.errors import Conflict, InvalidInput, NotFound, TooManyUnpaidOrders
+from models.catalog import Kind, Sku
+from models.db import BaseModel, db, execute, for_update, utcnow
+from models.errors import Conflict, InvalidInput, NotFound, TooManyUnpaidOrders, Unauthenticated
 from models.users import User
 
 REF_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -101,13 +101,43 @@ def _validate(req: OrderRequest, sku: Sku, policy: OrderPolicy) -> None:
         raise InvalidInput("account is only for top-up products", code="invalid_account")
 
 
+_SKU_BY_CODE = (
+    "SELECT s.id, s.code, s.name, s.kind, s.retail_price_fen, s.max_per_order, s.product_id "
+    "FROM sku s JOIN product p ON p.id = s.product_id WHERE s.code = %s AND s.active AND p.active"
+)
+_INSERT_ORDER = (
+    'INSERT INTO "order" (no, user_id, sku_id, quantity, unit_price_fen, amount_fen, status, '
+    "ref_code, recipient_account, idempotency_key, request_hash, client_ip, risk_hold, "
+    "created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "RETURNING id"
+)
+# One pass over the unpaid orders that concern this buyer or this network.
+_UNPAID = (
+    'SELECT COALESCE(SUM(CASE WHEN user_id = %s THEN 1 ELSE 0 END), 0), '
+    "COALESCE(SUM(CASE WHEN client_ip = %s THEN 1 ELSE 0 END), 0) "
+    'FROM "order" WHERE status = %s AND expires_at > %s AND (user_id = %s OR client_ip = %s)'
+)
+
+
+def _sku_for_sale(code: str) -> Sku:
+    row = execute(_SKU_BY_CODE, (code,)).fetchone()
+    if row is None:
+        raise NotFound(f"unknown SKU {code!r}", code="unknown_sku")
+    sku_id, code, name, kind, price, max_per_order, product_id = row
+    return Sku(id=sku_id, code=code, name=name, kind=kind, retail_price_fen=price,
+               max_per_order=max_per_order, product=product_id)
+
+
 def _existing(user: User, key: str, req: OrderRequest) -> Order | None:
-    order = Order.get_or_none((Order.user == user) & (Order.idempotency_key == key))
-    if order is not None and order.request_hash != req.fingerprint():
+    row = execute('SELECT id, request_hash FROM "order" WHERE user_id = %s AND idempotency_key = %s',
+                  (user.id, key)).fetchone()
+    if row is None:
+        return None
+    if row[1] != req.fingerprint():
         raise Conflict(
             "this Idempotency-Key was used with a different request", code="idempotency_conflict"
         )
-    return order
+    return get_order(row[0])
 
 
 def place_order(
@@ -118,42 +148,41 @@ def place_order(
     client_ip: str,
     idempotency_key: str | None = None,
 ) -> tuple[Order, bool]:
-    """Create an order and reserve its stock atomically. Returns (order, created).
+    """Create an order and reserve its stock atomically. Returns (order, created), the order
+    carrying its SKU.
 
     The same idempotency key with the same request returns the first order (created=False).
     Raises NotFound (unknown SKU), InvalidInput, Conflict (key reused with another body),
     TooManyUnpaidOrders, OutOfStock. On any error nothing is written.
     """
-    sku = get_sku(req.sku)
+    sku = _sku_for_sale(req.sku)
     _validate(req, sku, policy)
     if idempotency_key and (found := _existing(user, idempotency_key, req)):
         return found, False
     now = utcnow()
+    order = Order(
+        no=new_order_no(), user=user, sku=sku, quantity=req.quantity,
+        unit_price_fen=sku.retail_price_fen, amount_fen=sku.retail_price_fen * req.quantity,
+        status=Status.PENDING.value, ref_code=req.ref, recipient_account=req.account,
+        idempotency_key=idempotency_key, request_hash=req.fingerprint(), client_ip=client_ip,
+        risk_hold=False, created_at=now, expires_at=now + dt.timedelta(seconds=policy.ttl_seconds),
+    )
     try:
         with db.atomic():
             # Lock the buyer so their concurrent requests count unpaid orders one at a time.
-            lock_rows(User.select(User.id).where(User.id == user.id)).execute()
-            unpaid = Order.select().where(
-                (Order.status == Status.PENDING) & (Order.expires_at > now)
-            )
-            if unpaid.where(Order.user == user).count() >= policy.max_unpaid_per_user:
+            if execute('SELECT id FROM "user" WHERE id = %s' + for_update(), (user.id,)).fetchone() is None:
+                raise Unauthenticated("unknown user; log in again")
+            mine, network = execute(_UNPAID, (user.id, client_ip, Status.PENDING.value,
+                                              _ts(now), user.id, client_ip)).fetchone()
+            if mine >= policy.max_unpaid_per_user:
                 raise TooManyUnpaidOrders("you have too many unpaid orders; pay or wait for them")
-            if unpaid.where(Order.client_ip == client_ip).count() >= policy.max_unpaid_per_ip:
+            if network >= policy.max_unpaid_per_ip:
                 raise TooManyUnpaidOrders("too many unpaid orders from this network")
-            order = Order.create(
-                no=new_order_no(),
-                user=user,
-                sku=sku,
-                quantity=req.quantity,
-                unit_price_fen=sku.retail_price_fen,
-                amount_fen=sku.retail_price_fen * req.quantity,
-                ref_code=req.ref,
-                recipient_account=req.account,
-                idempotency_key=idempotency_key,
-                request_hash=req.fingerprint(),
-                client_ip=client_ip,
-                expires_at=now + dt.timedelta(seconds=policy.ttl_seconds),
-            )
+            order.id = execute(_INSERT_ORDER, (
+                order.no, user.id, sku.id, order.quantity, order.unit_price_fen, order.amount_fen,
+                order.status, order.ref_code, order.recipient_account, idempotency_key,
+                order.request_hash, client_ip, False, _ts(now), _ts(order.expires_at),
+            )).fetchone()[0]
             inventory.reserve(order.id, sku, req.quantity)
             events.record("order.created", order.subject, user.actor, sku=sku.code,
                           quantity=req.quantity, amount_fen=order.amount_fen, ref=req.ref)
@@ -163,6 +192,10 @@ def place_order(
             return found, False
         raise
     return order, True
+
+
+def _ts(value: dt.datetime) -> object:
+    return Order.created_at.db_value(value)
 
 
 def expire_due(now: dt.datetime | None = None, batch: int = 200) -> int:

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import peewee as pw
 
 from models import events, inventory, ledger
-from models.catalog import Kind
-from models.db import BaseModel, db, lock_rows, utcnow
+from models.catalog import Kind, Sku
+from models.db import BaseModel, db, execute, for_update, lock_rows, utcnow
 from models.delivery import TopupRequest, Voucher
 from models.errors import DomainError, InvalidState, OutOfStock, PaymentRejected
 from models.orders import Order, Status
@@ -110,45 +110,54 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
     Raises PaymentRejected for an unknown order or a wrong amount (nothing is written).
     """
     with db.atomic():
-        order = lock_rows(Order.select().where(Order.no == order_no)).first()
-        if order is None:
+        row = execute(_PAYABLE + for_update("FOR UPDATE OF o"), (order_no,)).fetchone()
+        if row is None:
             raise PaymentRejected(f"unknown order {order_no}", code="unknown_order")
-        if total_fee != order.amount_fen:
+        order_id, status, amount_fen, sku_id, quantity, payment_id, payment_state, paid_txn = row
+        subject = f"order:{order_id}"
+        if total_fee != amount_fen:
             raise PaymentRejected("amount does not match the order", code="amount_mismatch")
-        payment = Payment.get_or_none(Payment.order == order.id)
-        if payment is not None and payment.state == PaymentState.PAID:
-            if payment.transaction_id != transaction_id:
-                events.record("payment.second_transaction", order.subject, source,
+        if payment_state == PaymentState.PAID:
+            if paid_txn != transaction_id:
+                events.record("payment.second_transaction", subject, source,
                               transaction_id=transaction_id)
-            return order.id, Outcome.DUPLICATE
+            return order_id, Outcome.DUPLICATE
         outcome = Outcome.PAID
-        if order.status == Status.EXPIRED:
-            outcome = _revive(order)
-        elif order.status != Status.PENDING:
-            return order.id, Outcome.DUPLICATE
-        now = utcnow()
-        Order.update(status=Status.PAID, paid_at=now).where(Order.id == order.id).execute()
-        if payment is None:
-            Payment.create(order=order.id, provider=source, amount_fen=total_fee,
-                           transaction_id=transaction_id, state=PaymentState.PAID, paid_at=now)
+        if status == Status.EXPIRED:
+            outcome = _revive(order_id, sku_id, quantity)
+        elif status != Status.PENDING:
+            return order_id, Outcome.DUPLICATE
+        now = Payment.paid_at.db_value(utcnow())
+        execute('UPDATE "order" SET status = %s, paid_at = %s WHERE id = %s',
+                (Status.PAID.value, now, order_id))
+        if payment_id is None:
+            execute("INSERT INTO payment (order_id, provider, amount_fen, transaction_id, state, "
+                    "created_at, paid_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (order_id, source, total_fee, transaction_id, PaymentState.PAID.value, now, now))
         else:
-            Payment.update(transaction_id=transaction_id, state=PaymentState.PAID,
-                           paid_at=now).where(Payment.id == payment.id).execute()
+            execute("UPDATE payment SET transaction_id = %s, state = %s, paid_at = %s WHERE id = %s",
+                    (transaction_id, PaymentState.PAID.value, now, payment_id))
         ledger.post(
-            f"payment:{order.no}", "payment",
+            f"payment:{order_no}", "payment",
             [ledger.Leg(ledger.CASH_WECHATPAY, total_fee), ledger.Leg(ledger.SALES, -total_fee)],
-            order_id=order.id,
+            order_id=order_id,
         )
-        events.record("order.paid", order.subject, source, transaction_id=transaction_id,
-                      amount_fen=total_fee, late=order.status == Status.EXPIRED)
-    return order.id, outcome
+        events.record("order.paid", subject, source, transaction_id=transaction_id,
+                      amount_fen=total_fee, late=status == Status.EXPIRED)
+    return order_id, outcome
 
 
-def _revive(order: Order) -> Outcome:
+_PAYABLE = (
+    "SELECT o.id, o.status, o.amount_fen, o.sku_id, o.quantity, p.id, p.state, p.transaction_id "
+    'FROM "order" o LEFT JOIN payment p ON p.order_id = o.id WHERE o.no = %s'
+)
+
+
+def _revive(order_id: int, sku_id: int, quantity: int) -> Outcome:
     """A payment for an expired order: reserve again if the shelf still has it."""
     try:
         with db.atomic():  # savepoint
-            inventory.reserve(order.id, order.sku, order.quantity)
+            inventory.reserve(order_id, Sku.get_by_id(sku_id), quantity)
     except OutOfStock:
         return Outcome.REFUND
     return Outcome.PAID

@@ -48,6 +48,3 @@ def refund(order_id: int, reason: str) -> None:
     _enqueue("tasks.delivery.refund_order", order_id, reason,
              retry=Retry(max=5, interval=[30, 120, 600, 1800, 3600]))
 
-
-def low_stock(sku_ids: list[int]) -> None:
-    _enqueue("tasks.delivery.check_low_stock", sorted(set(sku_ids)))
