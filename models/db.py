@@ -59,9 +59,39 @@ def open_database(url: str) -> pw.Database:
 
 
 class FastPooledPostgres(PooledPostgresqlDatabase):
-    """The pool as peewee ships it, minus the `SELECT 1` round trip on every checkout: a
-    connection that died while idle is detected by psycopg2's own status, and one that dies
-    mid-request fails that request cleanly (the transaction rolls back)."""
+    """The pool as peewee ships it, with two round trips fewer per transaction.
+
+    - No `SELECT 1` on every checkout: a connection that died while idle is detected by
+      psycopg2's own status, and one that dies mid-request fails that request cleanly.
+    - A lazy BEGIN: it travels with the transaction's first statement, and a transaction that
+      ran nothing neither begins nor commits.
+    """
+
+    def begin(self, isolation_level: Any = None) -> None:
+        if isolation_level or self._isolation_level:
+            super().begin(isolation_level)
+        else:
+            self.connection()  # check a connection out now, as the eager BEGIN would have
+            self._state.pending_begin = True
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        if getattr(self._state, "pending_begin", False):
+            self._state.pending_begin = False
+            if self.in_transaction():  # never open a transaction nobody will commit
+                sql = "BEGIN; " + sql
+        return super().execute_sql(sql, params)
+
+    def commit(self) -> None:
+        if getattr(self._state, "pending_begin", False):
+            self._state.pending_begin = False
+            return
+        super().commit()
+
+    def rollback(self) -> None:
+        if getattr(self._state, "pending_begin", False):
+            self._state.pending_begin = False
+            return
+        super().rollback()
 
     def _is_closed(self, conn: Any) -> bool:
         if conn.closed:
@@ -91,6 +121,21 @@ def execute(sql: str, params: tuple | list = ()) -> Any:
     if not is_postgres():
         sql = sql.replace("%s", "?")
     return db.execute_sql(sql, params)
+
+
+def execute_batch(statements: list[tuple[str, tuple | list]]) -> Any:
+    """Run statements in order and return the cursor of the last one. On PostgreSQL they go
+    to the server as one string, one round trip (psycopg2 interpolates parameters on the
+    client, so this is exactly what separate calls would send); on SQLite one by one."""
+    if not is_postgres():
+        cursor = None
+        for sql, params in statements:
+            cursor = execute(sql, params)
+        return cursor
+    cursor = db.cursor()
+    joined = b"; ".join(cursor.mogrify(sql, params) for sql, params in statements)
+    # The joined text is final: escape % so the driver's (empty) formatting pass keeps it.
+    return db.execute_sql(joined.decode().replace("%", "%%"), ())
 
 
 def for_update(clause: str = "FOR UPDATE") -> str:

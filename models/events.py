@@ -19,8 +19,13 @@ class Event(BaseModel):
 
 
 def record(topic: str, subject: str, actor: str, **payload: Any) -> None:
-    """Write one event inside the caller's transaction (raw SQL: it sits on hot paths)."""
-    execute("INSERT INTO event (topic, subject, actor, payload, created_at) VALUES (%s, %s, %s, %s, %s)",
+    """Write one event inside the caller's transaction."""
+    execute(*statement(topic, subject, actor, **payload))
+
+
+def statement(topic: str, subject: str, actor: str, **payload: Any) -> tuple[str, tuple]:
+    """The INSERT for one event, for callers that batch it with other statements."""
+    return ("INSERT INTO event (topic, subject, actor, payload, created_at) VALUES (%s, %s, %s, %s, %s)",
             (topic, subject, actor, Event.payload.db_value(payload), Event.created_at.db_value(utcnow())))
 
 

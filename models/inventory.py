@@ -11,7 +11,7 @@ import peewee as pw
 
 from models import events
 from models.catalog import Kind, Sku, components
-from models.db import BaseModel, execute, for_update, utcnow
+from models.db import BaseModel, execute, execute_batch, for_update, is_postgres, utcnow
 from models.errors import OutOfStock
 from models.vault import CardKey, KeyState
 
@@ -28,27 +28,56 @@ class OrderItem(BaseModel):
         indexes = ((("order_id", "sku"), True),)
 
 
-def reserve(order_id: int, sku: Sku, quantity: int) -> None:
+def reserve(order_id: int, sku: Sku, quantity: int,
+            then: tuple[str, tuple] | None = None) -> tuple | None:
     """Reserve `quantity` units of `sku` for an order, all or nothing.
 
     Components are reserved in SKU id order so two bundles never lock in opposite orders.
-    Raises OutOfStock; the caller's transaction then rolls everything back.
+    `then` is a list of SQL expressions (with parameters) evaluated after the reservation in the
+    same round trip; their values are returned. Raises OutOfStock; the caller's transaction then
+    rolls everything back.
     """
+    statements: list[tuple[str, tuple | list]] = []
+    counts: list[str] = []
+    params: list = []
+    needs: list[tuple[Sku, int]] = []
     for component, per_unit in components(sku):
         need = per_unit * quantity
         if component.kind == Kind.CARD_KEY:
-            claimed = execute(_CLAIM_KEYS + for_update("FOR UPDATE SKIP LOCKED") + ")", (
+            statements.append((_CLAIM_KEYS + for_update("FOR UPDATE SKIP LOCKED") + ")", (
                 KeyState.RESERVED.value, order_id, utcnow_db(), component.id,
-                KeyState.AVAILABLE.value, need)).rowcount
-        else:
-            claimed = execute("UPDATE sku SET stock = stock - %s WHERE id = %s AND stock >= %s",
-                              (need, component.id, need)).rowcount * need
-        if claimed < need:
+                KeyState.AVAILABLE.value, need)))
+            statements.append((_INSERT_ITEM, (order_id, component.id, component.kind, need)))
+            counts.append("(SELECT COUNT(*) FROM card_key WHERE order_id = %s AND sku_id = %s)")
+        elif is_postgres():
+            # The item row exists only if the conditional stock update matched.
+            statements.append((
+                "WITH s AS (UPDATE sku SET stock = stock - %s WHERE id = %s AND stock >= %s "
+                "RETURNING id) INSERT INTO order_item (order_id, sku_id, kind, quantity) "
+                "SELECT %s, id, %s, %s FROM s",
+                (need, component.id, need, order_id, component.kind, need)))
+            counts.append("(SELECT COALESCE(SUM(quantity), 0) FROM order_item "
+                          "WHERE order_id = %s AND sku_id = %s)")
+        else:  # SQLite: no round trips to save
+            if not execute("UPDATE sku SET stock = stock - %s WHERE id = %s AND stock >= %s",
+                           (need, component.id, need)).rowcount:
+                raise OutOfStock(f"{component.name} is sold out")
+            execute(_INSERT_ITEM, (order_id, component.id, component.kind, need))
+            continue
+        params += [order_id, component.id]
+        needs.append((component, need))
+    columns = counts + ([then[0]] if then else [])
+    if not columns:
+        return None
+    statements.append(("SELECT " + ", ".join(columns), [*params, *(then[1] if then else ())]))
+    row = execute_batch(statements).fetchone()
+    for (component, need), got in zip(needs, row, strict=False):
+        if got < need:
             raise OutOfStock(f"{component.name} is sold out")
-        execute("INSERT INTO order_item (order_id, sku_id, kind, quantity) VALUES (%s, %s, %s, %s)",
-                (order_id, component.id, component.kind, need))
+    return tuple(row[len(needs):])
 
 
+_INSERT_ITEM = "INSERT INTO order_item (order_id, sku_id, kind, quantity) VALUES (%s, %s, %s, %s)"
 # Candidates come from the partial index on available keys; SKIP LOCKED (PostgreSQL) lets
 # concurrent buyers claim different keys instead of queueing behind one another.
 _CLAIM_KEYS = (

@@ -45,22 +45,34 @@ def post(key: str, kind: str, legs: list[Leg], *, order_id: int | None = None, m
     Must run inside the caller's transaction (the unique key is checked under it).
     Raises InvalidInput if the legs do not balance, are empty, or carry a non-integer amount.
     """
+    header, postings = posting_statements(key, kind, legs, order_id=order_id, memo=memo)
+    if execute(header[0] + " RETURNING id", header[1]).fetchone() is None:
+        return False
+    execute(*postings)
+    return True
+
+
+def posting_statements(key: str, kind: str, legs: list[Leg], *, order_id: int | None = None,
+                       memo: str = "") -> list[tuple[str, list]]:
+    """The two statements that post a transaction, for callers that batch them with others
+    (one round trip on PostgreSQL). Together they are idempotent: the header is skipped on a
+    duplicate key (even a concurrent one) and legs are only added to a header that has none.
+
+    Raises InvalidInput if the legs do not balance, are empty, or carry a non-integer amount.
+    """
     if not legs or any(not isinstance(leg.amount_fen, int) for leg in legs):
         raise InvalidInput("ledger legs must be integer fen")
     if sum(leg.amount_fen for leg in legs) != 0:
         raise InvalidInput(f"unbalanced ledger transaction {key}")
-    # ON CONFLICT DO NOTHING: a duplicate (even a concurrent one) inserts no row and returns none.
-    row = execute(
-        "INSERT INTO ledger_transaction (key, kind, order_id, memo, created_at) "
-        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
-        (key, kind, order_id, memo, LedgerTransaction.created_at.db_value(utcnow())),
-    ).fetchone()
-    if row is None:
-        return False
-    values = ", ".join(["(%s, %s, %s)"] * len(legs))
-    params = [p for leg in legs for p in (row[0], leg.account, leg.amount_fen)]
-    execute(f"INSERT INTO posting (txn_id, account, amount_fen) VALUES {values}", params)
-    return True
+    header = ("INSERT INTO ledger_transaction (key, kind, order_id, memo, created_at) "
+              "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+              [key, kind, order_id, memo, LedgerTransaction.created_at.db_value(utcnow())])
+    rows = " UNION ALL ".join(["SELECT %s AS account, %s AS amount"] * len(legs))
+    postings = ("INSERT INTO posting (txn_id, account, amount_fen) "
+                f"SELECT t.id, x.account, x.amount FROM ledger_transaction t, ({rows}) x "
+                "WHERE t.key = %s AND NOT EXISTS (SELECT 1 FROM posting p WHERE p.txn_id = t.id)",
+                [*(v for leg in legs for v in (leg.account, leg.amount_fen)), key])
+    return [header, postings]
 
 
 def balance(account: str) -> int:

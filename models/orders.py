@@ -14,7 +14,7 @@ import peewee as pw
 
 from models import events, inventory
 from models.catalog import Kind, Sku
-from models.db import BaseModel, db, execute, for_update, utcnow
+from models.db import BaseModel, db, execute, execute_batch, for_update, utcnow
 from models.errors import Conflict, InvalidInput, NotFound, TooManyUnpaidOrders, Unauthenticated
 from models.users import User
 
@@ -111,12 +111,12 @@ _INSERT_ORDER = (
     "created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "RETURNING id"
 )
-# One pass over the unpaid orders that concern this buyer or this network.
+# Unpaid orders of this buyer and of this network, counted after the new order is written.
 _UNPAID = (
-    'SELECT COALESCE(SUM(CASE WHEN user_id = %s THEN 1 ELSE 0 END), 0), '
-    "COALESCE(SUM(CASE WHEN client_ip = %s THEN 1 ELSE 0 END), 0) "
-    'FROM "order" WHERE status = %s AND expires_at > %s AND (user_id = %s OR client_ip = %s)'
+    '(SELECT COUNT(*) FROM "order" WHERE status = %s AND expires_at > %s AND user_id = %s), '
+    '(SELECT COUNT(*) FROM "order" WHERE status = %s AND expires_at > %s AND client_ip = %s)'
 )
+_LOCK_BUYER = 'SELECT id FROM "user" WHERE id = %s'
 
 
 def _sku_for_sale(code: str) -> Sku:
@@ -157,8 +157,6 @@ def place_order(
     """
     sku = _sku_for_sale(req.sku)
     _validate(req, sku, policy)
-    if idempotency_key and (found := _existing(user, idempotency_key, req)):
-        return found, False
     now = utcnow()
     order = Order(
         no=new_order_no(), user=user, sku=sku, quantity=req.quantity,
@@ -169,27 +167,29 @@ def place_order(
     )
     try:
         with db.atomic():
-            # Lock the buyer so their concurrent requests count unpaid orders one at a time.
-            if execute('SELECT id FROM "user" WHERE id = %s' + for_update(), (user.id,)).fetchone() is None:
-                raise Unauthenticated("unknown user; log in again")
-            mine, network = execute(_UNPAID, (user.id, client_ip, Status.PENDING.value,
-                                              _ts(now), user.id, client_ip)).fetchone()
-            if mine >= policy.max_unpaid_per_user:
+            # Lock the buyer so their concurrent requests count unpaid orders one at a time;
+            # a replayed idempotency key fails the insert and is answered below.
+            order.id = execute_batch([
+                (_LOCK_BUYER + for_update(), (user.id,)),
+                (_INSERT_ORDER, (
+                    order.no, user.id, sku.id, order.quantity, order.unit_price_fen,
+                    order.amount_fen, order.status, order.ref_code, order.recipient_account,
+                    idempotency_key, order.request_hash, client_ip, False, _ts(now),
+                    _ts(order.expires_at))),
+            ]).fetchone()[0]
+            pending, live = Status.PENDING.value, _ts(now)
+            mine, network = inventory.reserve(order.id, sku, req.quantity, then=(
+                _UNPAID, (pending, live, user.id, pending, live, client_ip)))
+            if mine > policy.max_unpaid_per_user:
                 raise TooManyUnpaidOrders("you have too many unpaid orders; pay or wait for them")
-            if network >= policy.max_unpaid_per_ip:
+            if network > policy.max_unpaid_per_ip:
                 raise TooManyUnpaidOrders("too many unpaid orders from this network")
-            order.id = execute(_INSERT_ORDER, (
-                order.no, user.id, sku.id, order.quantity, order.unit_price_fen, order.amount_fen,
-                order.status, order.ref_code, order.recipient_account, idempotency_key,
-                order.request_hash, client_ip, False, _ts(now), _ts(order.expires_at),
-            )).fetchone()[0]
-            inventory.reserve(order.id, sku, req.quantity)
-            events.record("order.created", order.subject, user.actor, sku=sku.code,
-                          quantity=req.quantity, amount_fen=order.amount_fen, ref=req.ref)
     except pw.IntegrityError:
-        # A concurrent request with the same idempotency key won the race.
+        # A concurrent or earlier request with the same idempotency key, or a stale session.
         if idempotency_key and (found := _existing(user, idempotency_key, req)):
             return found, False
+        if execute(_LOCK_BUYER, (user.id,)).fetchone() is None:
+            raise Unauthenticated("unknown user; log in again") from None
         raise
     return order, True
 

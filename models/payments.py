@@ -14,7 +14,7 @@ import peewee as pw
 
 from models import events, inventory, ledger
 from models.catalog import Kind, Sku
-from models.db import BaseModel, db, execute, for_update, lock_rows, utcnow
+from models.db import BaseModel, db, execute, execute_batch, for_update, lock_rows, utcnow
 from models.delivery import TopupRequest, Voucher
 from models.errors import DomainError, InvalidState, OutOfStock, PaymentRejected
 from models.orders import Order, Status
@@ -128,22 +128,24 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
         elif status != Status.PENDING:
             return order_id, Outcome.DUPLICATE
         now = Payment.paid_at.db_value(utcnow())
-        execute('UPDATE "order" SET status = %s, paid_at = %s WHERE id = %s',
-                (Status.PAID.value, now, order_id))
         if payment_id is None:
-            execute("INSERT INTO payment (order_id, provider, amount_fen, transaction_id, state, "
-                    "created_at, paid_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (order_id, source, total_fee, transaction_id, PaymentState.PAID.value, now, now))
+            payment = ("INSERT INTO payment (order_id, provider, amount_fen, transaction_id, state, "
+                       "created_at, paid_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                       (order_id, source, total_fee, transaction_id, PaymentState.PAID.value, now, now))
         else:
-            execute("UPDATE payment SET transaction_id = %s, state = %s, paid_at = %s WHERE id = %s",
-                    (transaction_id, PaymentState.PAID.value, now, payment_id))
-        ledger.post(
-            f"payment:{order_no}", "payment",
-            [ledger.Leg(ledger.CASH_WECHATPAY, total_fee), ledger.Leg(ledger.SALES, -total_fee)],
-            order_id=order_id,
-        )
-        events.record("order.paid", subject, source, transaction_id=transaction_id,
-                      amount_fen=total_fee, late=status == Status.EXPIRED)
+            payment = ("UPDATE payment SET transaction_id = %s, state = %s, paid_at = %s WHERE id = %s",
+                       (transaction_id, PaymentState.PAID.value, now, payment_id))
+        execute_batch([
+            ('UPDATE "order" SET status = %s, paid_at = %s WHERE id = %s',
+             (Status.PAID.value, now, order_id)),
+            payment,
+            *ledger.posting_statements(
+                f"payment:{order_no}", "payment",
+                [ledger.Leg(ledger.CASH_WECHATPAY, total_fee), ledger.Leg(ledger.SALES, -total_fee)],
+                order_id=order_id),
+            events.statement("order.paid", subject, source, transaction_id=transaction_id,
+                             amount_fen=total_fee, late=status == Status.EXPIRED),
+        ])
     return order_id, outcome
 
 
