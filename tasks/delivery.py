@@ -7,30 +7,67 @@ import logging
 from models import delivery, inventory, payments
 from models.db import connection
 from models.delivery import Fulfilment, TopupFailed, TopupUnavailable
-from models.notifications import send_notice
+from models.notifications import NotifyError, send_notice
 from qianxing.wiring import runtime
 from tasks import queues
 
 log = logging.getLogger(__name__)
 
 
+def deliver_pending(batch: int = 200) -> int:
+    """Drain the delivery list (tasks.queues.deliver) in batches. Orders popped by a run that
+    then dies are not lost: the sweep re-queues paid orders that stay undelivered."""
+    rt = runtime()
+    redis, done = rt.redis, 0
+    while True:
+        ids = redis.lpop(queues.DELIVERY_LIST, batch)
+        if not ids:
+            # Clear the flag, then look once more: an order pushed in between either sees no
+            # flag and schedules a new run, or is picked up here.
+            redis.delete(queues.DELIVERY_FLAG)
+            if redis.llen(queues.DELIVERY_LIST) and redis.set(queues.DELIVERY_FLAG, 1, nx=True, ex=60):
+                continue
+            return done
+        skus: set[int] = set()
+        with connection():
+            for order_id in sorted({int(i) for i in ids}):
+                deliver_one(order_id, skus)
+            for sku_id in sorted(skus):  # one stock count per SKU per batch
+                inventory.check_low_stock(sku_id, rt.settings.LOW_STOCK_THRESHOLD)
+        done += len(ids)
+
+
 def deliver_order(order_id: int) -> str:
-    """Turn a paid order into vouchers (once) and queue its notices."""
+    """Deliver one order (operators, tests); the normal path is the batched drain."""
+    skus: set[int] = set()
     with connection():
-        outcome = delivery.fulfil_order(order_id)
-        if outcome == Fulfilment.NEEDS_TOPUP:
-            queues.topup(order_id)
-        elif outcome == Fulfilment.DELIVERED:
-            _after_delivery(order_id)
+        outcome = deliver_one(order_id, skus)
+        for sku_id in skus:
+            inventory.check_low_stock(sku_id, runtime().settings.LOW_STOCK_THRESHOLD)
     return outcome.value
 
 
-def _after_delivery(order_id: int) -> None:
-    rt = runtime()
-    for notifier in rt.notifiers:
-        queues.notify(order_id, notifier.channel)
-    for item in inventory.items_of(order_id):  # a count per SKU: cheaper inline than a job
-        inventory.check_low_stock(item.sku_id, rt.settings.LOW_STOCK_THRESHOLD)
+def deliver_one(order_id: int, touched_skus: set[int]) -> Fulfilment:
+    """Turn a paid order into vouchers (once) and send its notices (retries are jobs)."""
+    try:
+        outcome = delivery.fulfil_order(order_id)
+    except Exception:  # one bad order must not stop the batch; the sweep retries it
+        log.exception("delivery of order %s failed", order_id)
+        return Fulfilment.NOOP
+    if outcome == Fulfilment.NEEDS_TOPUP:
+        queues.topup(order_id)
+    elif outcome == Fulfilment.DELIVERED:
+        _after_delivery(order_id, touched_skus)
+    return outcome
+
+
+def _after_delivery(order_id: int, touched_skus: set[int]) -> None:
+    for notifier in runtime().notifiers:
+        try:
+            send_notice(order_id, notifier)
+        except NotifyError:
+            queues.notify(order_id, notifier.channel, first_delay=True)
+    touched_skus.update(item.sku_id for item in inventory.items_of(order_id))
 
 
 def notify_order(order_id: int, channel: str) -> str:
@@ -56,7 +93,10 @@ def topup_order(order_id: int) -> str:
                 queues.refund(order_id, f"top-up failed: {exc.message}")
             return "failed"
         if outcome == Fulfilment.DELIVERED:
-            _after_delivery(order_id)
+            skus: set[int] = set()
+            _after_delivery(order_id, skus)
+            for sku_id in skus:
+                inventory.check_low_stock(sku_id, rt.settings.LOW_STOCK_THRESHOLD)
         return outcome.value
 
 

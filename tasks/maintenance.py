@@ -7,6 +7,7 @@ import logging
 
 from models import orders, payments
 from models.db import connection, utcnow
+from models.notifications import Notification
 from models.orders import Order, Status
 from models.payments import GatewayError, Outcome
 from qianxing.wiring import runtime
@@ -52,11 +53,26 @@ def dispatch_payment(order_id: int, outcome: Outcome) -> None:
 
 
 def sweep_undelivered(older_than_s: int = 60) -> int:
-    """Re-queue delivery of paid orders stuck without delivery (lost enqueue, crashed worker)."""
+    """Re-queue work that fell through (a lost enqueue, a worker that died mid-batch): paid
+    orders still undelivered, and delivered orders whose notice was never sent or got stuck.
+    Everything re-queued is idempotent, so a false alarm costs nothing."""
+    rt = runtime()
     cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
+    horizon = cutoff - dt.timedelta(days=2)
     with connection():
-        ids = [o.id for o in Order.select(Order.id).where(
+        paid = [o.id for o in Order.select(Order.id).where(
             (Order.status == Status.PAID) & (Order.paid_at <= cutoff)).limit(500)]
-    for order_id in ids:
+        unsent: list[tuple[int, str]] = []
+        for notifier in rt.notifiers:
+            done = Notification.select(Notification.order_id).where(
+                (Notification.channel == notifier.channel)
+                & ((Notification.state.in_(["sent", "failed"]))
+                   | (Notification.claimed_at > cutoff)))
+            unsent += [(o.id, notifier.channel) for o in Order.select(Order.id).where(
+                (Order.status == Status.DELIVERED) & (Order.delivered_at <= cutoff)
+                & (Order.delivered_at >= horizon) & Order.id.not_in(done)).limit(500)]
+    for order_id in paid:
         queues.deliver(order_id)
-    return len(ids)
+    for order_id, channel in unsent:
+        queues.notify(order_id, channel)
+    return len(paid) + len(unsent)

@@ -33,8 +33,8 @@ def test_login_buy_pay_deliver_reveal(client, login, shop, fake_pay, fake_wechat
     other = login("mallory")
     assert client.get(f"/api/v1/vouchers/{vouchers[0]['id']}", headers=other).status_code == 404
     # and the buyer got one subscribe message, which carries no key
-    sent = [m for m in fake_wechat.subscribe_messages if m["touser"] == "alice"]
-    assert len(sent) == 1 and "KEY" not in str(sent[0])
+    sent = [m for m in fake_wechat.subscribe_messages if order["no"] in str(m["data"])]
+    assert len(sent) == 1 and sent[0]["touser"] == "alice" and "KEY" not in str(sent[0])
     with db.connection_context():
         assert CardKey.select().where(CardKey.state == "sold").count() == 2
         assert unbalanced_transactions() == []
