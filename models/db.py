@@ -138,6 +138,11 @@ def execute_batch(statements: list[tuple[str, tuple | list]]) -> Any:
     return db.execute_sql(joined.decode().replace("%", "%%"), ())
 
 
+def placeholders(values: list | tuple) -> str:
+    """`%s, %s, ...` for an IN list of raw SQL."""
+    return ", ".join(["%s"] * len(values))
+
+
 def for_update(clause: str = "FOR UPDATE") -> str:
     """A row-locking clause for raw SQL on PostgreSQL; nothing on SQLite (IMMEDIATE)."""
     return f" {clause}" if is_postgres() else ""

@@ -7,19 +7,23 @@ any transaction, keyed by the order number so a retried call never credits twice
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 import peewee as pw
 
-from models import events, inventory
+from models import events
 from models.catalog import Kind, Sku
-from models.db import BaseModel, db, lock_rows, utcnow
+from models.db import BaseModel, db, execute, execute_batch, for_update, lock_rows, placeholders, utcnow
 from models.errors import DomainError, NotFound
 from models.orders import Order, Status
 from models.users import User
-from models.vault import CardKey, KeyState, VaultError, mask, plaintext_of, serial_of
+from models.vault import CardKey, KeyState, mask, plaintext_of, serial_of
+
+log = logging.getLogger(__name__)
 
 
 class Voucher(BaseModel):
@@ -75,35 +79,88 @@ class Fulfilment(StrEnum):
 
 
 def fulfil_order(order_id: int) -> Fulfilment:
-    """Claim the order's reserved goods for its buyer. Card keys and serials become vouchers
-    in one transaction (a bundle is all or nothing); a top-up is handed to `run_topup`."""
+    """Claim one order's reserved goods for its buyer (see `fulfil_orders`)."""
+    return fulfil_orders([order_id])[order_id]
+
+
+def fulfil_orders(order_ids: list[int]) -> dict[int, Fulfilment]:
+    """Claim the reserved goods of many paid orders for their buyers, in one transaction and a
+    fixed number of statements whatever the batch size. Card keys and serials become vouchers
+    (a bundle is all or nothing); top-ups are handed to `run_topup`. Orders not paid, already
+    delivered, or paid late with nothing reserved are left alone (NOOP); an order whose reserved
+    keys do not match its items is logged and left for the sweep."""
+    result = {order_id: Fulfilment.NOOP for order_id in order_ids}
+    ids = sorted(set(order_ids))
+    if not ids:
+        return result
     with db.atomic():
-        order = lock_rows(Order.select().where(Order.id == order_id)).first()
-        if order is None or order.status != Status.PAID:
-            return Fulfilment.NOOP
-        items = inventory.items_of(order.id)
-        if not items:
-            # Paid after expiry with the shelf empty (Outcome.REFUND): nothing is reserved and
-            # the refund job settles it; delivering would mark it delivered with no vouchers.
-            return Fulfilment.NOOP
-        if any(item.kind == Kind.TOPUP for item in items):
-            TopupRequest.insert(order=order.id, account=order.recipient_account or "").on_conflict_ignore().execute()
-            return Fulfilment.NEEDS_TOPUP
-        rows: list[dict] = []
-        for item in items:
-            if item.kind == Kind.CARD_KEY:
-                keys = list(CardKey.select(CardKey.id).where(
-                    (CardKey.order_id == order.id) & (CardKey.sku == item.sku_id)
-                    & (CardKey.state == KeyState.RESERVED)).order_by(CardKey.id))
-                if len(keys) != item.quantity:
-                    raise VaultError(f"order {order.id} lost its reserved keys")
-                CardKey.update(state=KeyState.SOLD, sold_at=utcnow()).where(
-                    CardKey.id.in_([k.id for k in keys])).execute()
-                rows += [{"sku": item.sku_id, "kind": item.kind, "card_key": k.id} for k in keys]
-            else:
-                rows += [{"sku": item.sku_id, "kind": item.kind, "card_key": None}] * item.quantity
-        _write_vouchers(order, rows)
-        return Fulfilment.DELIVERED
+        # Lock in id order so concurrent batches never deadlock.
+        orders = {row[0]: row[1:] for row in execute(
+            f'SELECT id, user_id, recipient_account FROM "order" WHERE id IN ({placeholders(ids)}) '
+            "AND status = %s ORDER BY id" + for_update(), (*ids, Status.PAID.value)).fetchall()}
+        if not orders:
+            return result
+        paid = list(orders)
+        items: dict[int, list[tuple[int, str, int]]] = defaultdict(list)
+        for order_id, sku_id, kind, qty in execute(
+                "SELECT order_id, sku_id, kind, quantity FROM order_item "
+                f"WHERE order_id IN ({placeholders(paid)}) ORDER BY order_id, sku_id", paid).fetchall():
+            items[order_id].append((sku_id, kind, qty))
+        keys: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for key_id, order_id, sku_id in execute(
+                f"SELECT id, order_id, sku_id FROM card_key WHERE order_id IN ({placeholders(paid)}) "
+                "AND state = %s ORDER BY order_id, id", (*paid, KeyState.RESERVED.value)).fetchall():
+            keys[(order_id, sku_id)].append(key_id)
+        now = Voucher.created_at.db_value(utcnow())
+        statements: list[tuple[str, tuple | list]] = []
+        vouchers: list[tuple] = []
+        delivered: list[int] = []
+        for order_id in paid:
+            # No items: paid after expiry with the shelf empty; the refund job settles it.
+            if any(kind == Kind.TOPUP for _, kind, _ in items[order_id]):
+                statements.append(("INSERT INTO topup_request (order_id, account, state, attempts, "
+                                   "created_at) VALUES (%s, %s, %s, 0, %s) ON CONFLICT (order_id) "
+                                   "DO NOTHING", (order_id, orders[order_id][1] or "", "pending", now)))
+                result[order_id] = Fulfilment.NEEDS_TOPUP
+            elif items[order_id] and (goods := _goods(order_id, items[order_id], keys)) is not None:
+                user_id = orders[order_id][0]
+                vouchers += [(order_id, user_id, sku_id, seq, kind, key_id, now)
+                             for seq, (sku_id, kind, key_id) in enumerate(goods)]
+                delivered.append(order_id)
+                result[order_id] = Fulfilment.DELIVERED
+        if delivered:
+            marks = placeholders(delivered)
+            statements += [
+                (f"UPDATE card_key SET state = %s, sold_at = %s WHERE order_id IN ({marks}) "
+                 "AND state = %s", (KeyState.SOLD.value, now, *delivered, KeyState.RESERVED.value)),
+                ("INSERT INTO voucher (order_id, user_id, sku_id, seq, kind, card_key_id, created_at) "
+                 "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(vouchers)),
+                 [v for row in vouchers for v in row]),
+                (f'UPDATE "order" SET status = %s, delivered_at = %s WHERE id IN ({marks})',
+                 (Status.DELIVERED.value, now, *delivered)),
+                events.many_statement("order.delivered", "system", [
+                    (f"order:{o}", {"vouchers": sum(1 for v in vouchers if v[0] == o)})
+                    for o in delivered]),
+            ]
+        if statements:
+            execute_batch(statements)
+    return result
+
+
+def _goods(order_id: int, items: list[tuple[int, str, int]],
+           keys: dict[tuple[int, int], list[int]]) -> list[tuple[int, str, int | None]] | None:
+    goods: list[tuple[int, str, int | None]] = []
+    for sku_id, kind, qty in items:
+        if kind == Kind.CARD_KEY:
+            claimed = keys.get((order_id, sku_id), [])
+            if len(claimed) != qty:
+                log.error("order %s holds %s reserved keys of SKU %s, expected %s",
+                          order_id, len(claimed), sku_id, qty)
+                return None
+            goods += [(sku_id, kind, key_id) for key_id in claimed]
+        else:
+            goods += [(sku_id, kind, None)] * qty
+    return goods
 
 
 def _write_vouchers(order: Order, rows: list[dict]) -> None:

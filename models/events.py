@@ -23,10 +23,18 @@ def record(topic: str, subject: str, actor: str, **payload: Any) -> None:
     execute(*statement(topic, subject, actor, **payload))
 
 
-def statement(topic: str, subject: str, actor: str, **payload: Any) -> tuple[str, tuple]:
+def statement(topic: str, subject: str, actor: str, **payload: Any) -> tuple[str, list]:
     """The INSERT for one event, for callers that batch it with other statements."""
-    return ("INSERT INTO event (topic, subject, actor, payload, created_at) VALUES (%s, %s, %s, %s, %s)",
-            (topic, subject, actor, Event.payload.db_value(payload), Event.created_at.db_value(utcnow())))
+    return many_statement(topic, actor, [(subject, payload)])
+
+
+def many_statement(topic: str, actor: str, rows: list[tuple[str, dict[str, Any]]]) -> tuple[str, list]:
+    """One INSERT for many events of one topic: rows of (subject, payload)."""
+    now = Event.created_at.db_value(utcnow())
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
+    params = [v for subject, payload in rows
+              for v in (topic, subject, actor, Event.payload.db_value(payload), now)]
+    return f"INSERT INTO event (topic, subject, actor, payload, created_at) VALUES {values}", params
 
 
 def events_for(subject: str) -> list[Event]:

@@ -11,7 +11,7 @@ import peewee as pw
 
 from models import events
 from models.catalog import Kind, Sku, components
-from models.db import BaseModel, execute, execute_batch, for_update, is_postgres, utcnow
+from models.db import BaseModel, execute, execute_batch, for_update, is_postgres, placeholders, utcnow
 from models.errors import OutOfStock
 from models.vault import CardKey, KeyState
 
@@ -111,6 +111,13 @@ def items_of(order_id: int) -> list[OrderItem]:
         .where(OrderItem.order_id == order_id)
         .order_by(OrderItem.sku)
     )
+
+
+def skus_of(order_ids: list[int]) -> list[int]:
+    """The SKUs (components) these orders hold."""
+    rows = execute(f"SELECT DISTINCT sku_id FROM order_item WHERE order_id IN ({placeholders(order_ids)})",
+                   order_ids).fetchall()
+    return sorted(r[0] for r in rows)
 
 
 def available(skus: list[Sku]) -> dict[int, int]:

@@ -12,10 +12,8 @@ from typing import Protocol
 
 import peewee as pw
 
-from models.catalog import Sku
-from models.db import BaseModel, db, utcnow
+from models.db import BaseModel, db, execute, execute_batch, placeholders, utcnow
 from models.errors import DomainError
-from models.orders import Order
 from models.users import User
 
 LEASE_SECONDS = 60
@@ -71,45 +69,82 @@ class Notifier(Protocol):
         """Push one notice. Raises NotifyError (transient or not)."""
 
 
-def delivery_notice(order: Order, sku: Sku) -> Notice:
-    return Notice(kind="delivered", order_no=order.no, order_id=order.id, product=sku.name,
-                  amount_fen=order.amount_fen,
-                  when=(order.delivered_at or utcnow()).strftime("%Y-%m-%d %H:%M"),
-                  page=f"pages/vouchers/index?order={order.id}")
-
-
 def send_notice(order_id: int, notifier: Notifier, kind: str = "delivered") -> str:
-    """Send one notice for an order through a channel, at most once. Returns the final state
-    ('sent', 'failed', or 'busy' when another worker holds the claim). Re-raises a transient
-    NotifyError so the job is retried with backoff."""
-    order = Order.select(Order, Sku).join(Sku).where(Order.id == order_id).get()
-    key = f"{kind}:{order_id}:{notifier.channel}"
-    Notification.insert(key=key, order_id=order_id, user=order.user_id, channel=notifier.channel,
-                        kind=kind).on_conflict_ignore().execute()
+    """Send one notice (see `send_notices`). Re-raises a transient NotifyError so a retry job is
+    retried with backoff."""
+    state, error = send_notices([order_id], notifier, kind)[order_id]
+    if state == "retry":
+        raise NotifyError(error or "notice failed", transient=True)
+    return state
+
+
+def send_notices(order_ids: list[int], notifier: Notifier,
+                 kind: str = "delivered") -> dict[int, tuple[str, str | None]]:
+    """Send one notice per order through a channel, each at most once, with a fixed number of
+    statements per batch. Returns per order (state, error): 'sent', 'failed' (permanent),
+    'retry' (transient: the caller schedules a retry) or 'busy'/'done' when another worker
+    holds the claim or it was handled before."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    channel = notifier.channel
+    rows = execute(
+        'SELECT o.id, o.no, o.amount_fen, o.delivered_at, o.user_id, u.openid, s.name '
+        'FROM "order" o JOIN "user" u ON u.id = o.user_id JOIN sku s ON s.id = o.sku_id '
+        f"WHERE o.id IN ({placeholders(ids)})", ids).fetchall()
+    info = {row[0]: row for row in rows}
     now = utcnow()
-    stale = now - dt.timedelta(seconds=LEASE_SECONDS)
-    claimed = Notification.update(state="sending", claimed_at=now,
-                                  attempts=Notification.attempts + 1).where(
-        (Notification.key == key)
-        & ((Notification.state == "pending")
-           | ((Notification.state == "sending") & (Notification.claimed_at < stale)))
-    ).execute()
-    note = Notification.get(Notification.key == key)
-    if not claimed:
-        return note.state if note.state in ("sent", "failed") else "busy"
-    try:
-        notifier.send(order.user, delivery_notice(order, order.sku))
-    except NotifyError as exc:
+    ts = Notification.created_at.db_value
+    execute("INSERT INTO notification (key, order_id, user_id, channel, kind, state, attempts, "
+            "created_at) VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, 0, %s)"] * len(info))
+            + " ON CONFLICT (key) DO NOTHING",
+            [v for oid, row in info.items()
+             for v in (f"{kind}:{oid}:{channel}", oid, row[4], channel, kind, "pending", ts(now))])
+    keys = [f"{kind}:{oid}:{channel}" for oid in info]
+    claimed = execute(
+        "UPDATE notification SET state = %s, claimed_at = %s, attempts = attempts + 1 "
+        f"WHERE key IN ({placeholders(keys)}) AND (state = %s OR (state = %s AND claimed_at < %s)) "
+        "RETURNING id, order_id, attempts",
+        ("sending", ts(now), *keys, "pending", "sending",
+         ts(now - dt.timedelta(seconds=LEASE_SECONDS)))).fetchall()
+    result: dict[int, tuple[str, str | None]] = {oid: ("busy", None) for oid in ids}
+    attempts: list[tuple] = []
+    sent: list[int] = []
+    failed: list[tuple[int, str, str]] = []
+    for note_id, oid, number in claimed:
+        _, no, amount, delivered_at, user_id, openid, product = info[oid]
+        delivered = Notification.created_at.python_value(delivered_at) or now
+        notice = Notice(kind=kind, order_no=no, order_id=oid, product=product, amount_fen=amount,
+                        when=delivered.strftime("%Y-%m-%d %H:%M"),
+                        page=f"pages/vouchers/index?order={oid}")
+        try:
+            notifier.send(User(id=user_id, openid=openid), notice)
+        except NotifyError as exc:
+            error = exc.message[:200]
+            attempts.append((note_id, number, False, error, ts(utcnow())))
+            failed.append((note_id, "pending" if exc.transient else "failed", error))
+            result[oid] = ("retry" if exc.transient else "failed", error)
+            continue
+        attempts.append((note_id, number, True, None, ts(utcnow())))
+        sent.append(note_id)
+        result[oid] = ("sent", None)
+    statements: list[tuple[str, tuple | list]] = []
+    if attempts:
+        statements.append((
+            "INSERT INTO notification_attempt (notification_id, number, ok, error, created_at) "
+            "VALUES " + ", ".join(["(%s, %s, %s, %s, %s)"] * len(attempts)),
+            [v for row in attempts for v in row]))
+    if sent:
+        statements.append((f"UPDATE notification SET state = %s, sent_at = %s WHERE id IN ({placeholders(sent)})",
+                           ("sent", ts(utcnow()), *sent)))
+    statements += [("UPDATE notification SET state = %s, last_error = %s WHERE id = %s",
+                    (state, error, note_id)) for note_id, state, error in failed]
+    if statements:
         with db.atomic():
-            NotificationAttempt.create(notification=note, number=note.attempts, ok=False,
-                                       error=exc.message[:200])
-            state = "pending" if exc.transient else "failed"
-            Notification.update(state=state, last_error=exc.message[:200]).where(
-                Notification.id == note.id).execute()
-        if exc.transient:
-            raise
-        return "failed"
-    with db.atomic():
-        NotificationAttempt.create(notification=note, number=note.attempts, ok=True)
-        Notification.update(state="sent", sent_at=utcnow()).where(Notification.id == note.id).execute()
-    return "sent"
+            execute_batch(statements)
+    for oid in ids:
+        if result[oid][0] == "busy":
+            state = Notification.get_or_none(Notification.key == f"{kind}:{oid}:{channel}")
+            if state is not None and state.state in ("sent", "failed"):
+                result[oid] = (state.state, None)
+    return result

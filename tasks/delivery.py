@@ -7,7 +7,7 @@ import logging
 from models import delivery, inventory, payments
 from models.db import connection
 from models.delivery import Fulfilment, TopupFailed, TopupUnavailable
-from models.notifications import NotifyError, send_notice
+from models.notifications import send_notice, send_notices
 from qianxing.wiring import runtime
 from tasks import queues
 
@@ -15,10 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def deliver_pending(batch: int = 200) -> int:
-    """Drain the delivery list (tasks.queues.deliver) in batches. Orders popped by a run that
-    then dies are not lost: the sweep re-queues paid orders that stay undelivered."""
-    rt = runtime()
-    redis, done = rt.redis, 0
+    """Drain the delivery list (tasks.queues.deliver) in batches. If a batch fails its ids go
+    back on the list; ids popped by a run that then dies are found by the sweep."""
+    redis, done = runtime().redis, 0
     while True:
         ids = redis.lpop(queues.DELIVERY_LIST, batch)
         if not ids:
@@ -28,46 +27,41 @@ def deliver_pending(batch: int = 200) -> int:
             if redis.llen(queues.DELIVERY_LIST) and redis.set(queues.DELIVERY_FLAG, 1, nx=True, ex=60):
                 continue
             return done
-        skus: set[int] = set()
-        with connection():
-            for order_id in sorted({int(i) for i in ids}):
-                deliver_one(order_id, skus)
-            for sku_id in sorted(skus):  # one stock count per SKU per batch
-                inventory.check_low_stock(sku_id, rt.settings.LOW_STOCK_THRESHOLD)
+        try:
+            deliver_orders(sorted({int(i) for i in ids}))
+        except Exception:
+            redis.rpush(queues.DELIVERY_LIST, *ids)
+            raise
         done += len(ids)
 
 
 def deliver_order(order_id: int) -> str:
     """Deliver one order (operators, tests); the normal path is the batched drain."""
-    skus: set[int] = set()
+    return deliver_orders([order_id])[order_id].value
+
+
+def deliver_orders(order_ids: list[int]) -> dict[int, Fulfilment]:
+    """Turn paid orders into vouchers (once each), send their notices (retries are jobs) and
+    hand top-ups to their job."""
     with connection():
-        outcome = deliver_one(order_id, skus)
-        for sku_id in skus:
-            inventory.check_low_stock(sku_id, runtime().settings.LOW_STOCK_THRESHOLD)
-    return outcome.value
+        outcomes = delivery.fulfil_orders(order_ids)
+        for order_id, outcome in outcomes.items():
+            if outcome == Fulfilment.NEEDS_TOPUP:
+                queues.topup(order_id)
+        _after_delivery([o for o, outcome in outcomes.items() if outcome == Fulfilment.DELIVERED])
+    return outcomes
 
 
-def deliver_one(order_id: int, touched_skus: set[int]) -> Fulfilment:
-    """Turn a paid order into vouchers (once) and send its notices (retries are jobs)."""
-    try:
-        outcome = delivery.fulfil_order(order_id)
-    except Exception:  # one bad order must not stop the batch; the sweep retries it
-        log.exception("delivery of order %s failed", order_id)
-        return Fulfilment.NOOP
-    if outcome == Fulfilment.NEEDS_TOPUP:
-        queues.topup(order_id)
-    elif outcome == Fulfilment.DELIVERED:
-        _after_delivery(order_id, touched_skus)
-    return outcome
-
-
-def _after_delivery(order_id: int, touched_skus: set[int]) -> None:
-    for notifier in runtime().notifiers:
-        try:
-            send_notice(order_id, notifier)
-        except NotifyError:
-            queues.notify(order_id, notifier.channel, first_delay=True)
-    touched_skus.update(item.sku_id for item in inventory.items_of(order_id))
+def _after_delivery(order_ids: list[int]) -> None:
+    if not order_ids:
+        return
+    rt = runtime()
+    for notifier in rt.notifiers:
+        for order_id, (state, _) in send_notices(order_ids, notifier).items():
+            if state == "retry":
+                queues.notify(order_id, notifier.channel, first_delay=True)
+    for sku_id in inventory.skus_of(order_ids):  # one stock count per SKU per batch
+        inventory.check_low_stock(sku_id, rt.settings.LOW_STOCK_THRESHOLD)
 
 
 def notify_order(order_id: int, channel: str) -> str:
@@ -93,10 +87,7 @@ def topup_order(order_id: int) -> str:
                 queues.refund(order_id, f"top-up failed: {exc.message}")
             return "failed"
         if outcome == Fulfilment.DELIVERED:
-            skus: set[int] = set()
-            _after_delivery(order_id, skus)
-            for sku_id in skus:
-                inventory.check_low_stock(sku_id, rt.settings.LOW_STOCK_THRESHOLD)
+            _after_delivery([order_id])
         return outcome.value
 
 
