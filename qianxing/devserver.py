@@ -10,6 +10,7 @@ import time
 
 import click
 
+from qianxing.processes import stop_all
 from qianxing.settings import Settings
 
 
@@ -42,14 +43,7 @@ Try: curl -s -X POST {base}/api/v1/auth/dev-login -H 'Content-Type: application/
 Ctrl-C stops everything.""")
 
     def stop(*_: object) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         if rt.embedded is not None:
             rt.embedded.stop()
         sys.exit(0)

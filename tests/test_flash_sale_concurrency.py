@@ -19,6 +19,7 @@ from models.db import db
 from models.delivery import Voucher
 from models.orders import Order
 from models.vault import CardKey
+from qianxing.processes import stop_all
 from tests.conftest import APP_SECRET, APPID, MCH_ID, PAY_KEY, free_port
 
 BUYERS, KEYS, DUPLICATES = 200, 100, 10
@@ -54,13 +55,7 @@ def server(rt, fake_wechat, fake_pay, database_url, redis_url) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 def test_flash_sale_never_oversells_and_duplicate_notifications_deliver_once(

@@ -19,7 +19,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 from wechatpy.pay import calculate_signature, dict_to_xml
 
+from qianxing.processes import stop_all
 from qianxing.settings import VAR_DIR, Settings, load_settings
 
 BENCH_DIR = VAR_DIR / "bench"
@@ -180,18 +180,9 @@ class _Scratch:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop_processes(self) -> None:
-        for _, proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 15
-        for name, proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _log(f"{name} did not stop in time; killing its process group")
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # the session we started for it
-                proc.wait(timeout=10)
+        names = {proc.pid: name for name, proc in self.procs}
+        for proc in stop_all(proc for _, proc in self.procs):
+            _log(f"{names[proc.pid]} did not stop in time; killed its process group")
         self.procs.clear()
 
     def close(self) -> None:
