@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     WECHATPAY_API_BASE_URL: str = "https://api.mch.weixin.qq.com/"
     WECHATPAY_NOTIFY_URL: str | None = None
     WECHATPAY_TIMEOUT_S: float = Field(default=10.0, gt=0)
+    WECHATPAY_MCH_CERT: str | None = None  # PEM file of the merchant certificate (refunds)
+    WECHATPAY_MCH_KEY: str | None = None  # PEM file of its private key
 
     # Orders
     ORDER_TTL_SECONDS: int = Field(default=15 * 60, ge=30)
@@ -113,7 +115,15 @@ class Settings(BaseSettings):
                 raise ValueError("PAYMENT_PROVIDER must be wechatpay when QIANXING_ENV=prod")
             if not self.WECHATPAY_NOTIFY_URL:
                 raise ValueError("WECHATPAY_NOTIFY_URL must be set when QIANXING_ENV=prod")
-        else:
+            if not self.WECHATPAY_MCH_CERT:
+                raise ValueError("WECHATPAY_MCH_CERT must be set when QIANXING_ENV=prod (refunds)")
+        for name in ("WECHATPAY_MCH_CERT", "WECHATPAY_MCH_KEY"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name} must name a readable PEM file, got {path!r}")
+        if bool(self.WECHATPAY_MCH_CERT) != bool(self.WECHATPAY_MCH_KEY):
+            raise ValueError("WECHATPAY_MCH_CERT and WECHATPAY_MCH_KEY are set together")
+        if self.QIANXING_ENV != "prod":
             self.SECRET_KEY = self.SECRET_KEY or _DEV_SECRET_KEY
             self.VOUCHER_KEY = self.VOUCHER_KEY or _DEV_VOUCHER_KEY
             self.VOUCHER_HASH_KEY = self.VOUCHER_HASH_KEY or _DEV_VOUCHER_HASH_KEY

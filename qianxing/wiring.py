@@ -70,7 +70,8 @@ def bootstrap(settings: Settings) -> Runtime:
                                settings.WECHAT_API_BASE_URL, redis=redis)
     pay = make_wechatpay(settings.WECHAT_APPID, settings.WECHATPAY_API_KEY or "",
                          settings.WECHATPAY_MCH_ID, settings.WECHATPAY_API_BASE_URL,
-                         settings.WECHATPAY_TIMEOUT_S)
+                         settings.WECHATPAY_TIMEOUT_S, settings.WECHATPAY_MCH_CERT,
+                         settings.WECHATPAY_MCH_KEY)
     gateway: PaymentGateway
     if settings.PAYMENT_PROVIDER == "wechatpay":
         gateway = WeChatPayGateway(pay, settings.notify_url)

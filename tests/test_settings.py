@@ -12,7 +12,8 @@ GOOD_KEY = "k1:" + base64.b64encode(b"k" * 32).decode()
 PROD = dict(QIANXING_ENV="prod", SECRET_KEY="prod-secret-key-0123456789", VOUCHER_KEY=GOOD_KEY,
             VOUCHER_HASH_KEY="prod-hash-key", WECHAT_SECRET="prod-wechat-secret",
             WECHATPAY_API_KEY="p" * 32, PAYMENT_PROVIDER="wechatpay",
-            WECHATPAY_NOTIFY_URL="https://shop.example.com/webhooks/wechatpay/notify")
+            WECHATPAY_NOTIFY_URL="https://shop.example.com/webhooks/wechatpay/notify",
+            WECHATPAY_MCH_CERT="apiclient_cert.pem", WECHATPAY_MCH_KEY="apiclient_key.pem")
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +22,8 @@ def clean_env(monkeypatch, tmp_path):  # noqa: ANN001, ANN201
     for name in Settings.model_fields:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    for name in ("apiclient_cert.pem", "apiclient_key.pem"):  # the PROD merchant certificate
+        (tmp_path / name).write_text("-----BEGIN PEM-----\n")
 
 
 def test_dev_defaults_work_without_any_configuration():
@@ -110,3 +113,21 @@ def test_a_dotenv_file_is_read(tmp_path):
     (tmp_path / ".env").write_text("MAX_UNPAID_PER_USER=9\nLOW_STOCK_THRESHOLD=4\n")
     s = load_settings()
     assert s.MAX_UNPAID_PER_USER == 9 and s.LOW_STOCK_THRESHOLD == 4
+
+
+def test_prod_without_the_merchant_certificate_names_it():
+    # given a prod configuration without the certificate that refunds need
+    config = {k: v for k, v in PROD.items() if k not in ("WECHATPAY_MCH_CERT", "WECHATPAY_MCH_KEY")}
+    # when it is loaded, then the error names the setting
+    with pytest.raises(SettingsError, match="WECHATPAY_MCH_CERT"):
+        load_settings(**config)
+
+
+@pytest.mark.parametrize("changes,named", [
+    ({"WECHATPAY_MCH_CERT": "missing.pem"}, "WECHATPAY_MCH_CERT"),
+    ({"WECHATPAY_MCH_KEY": "missing.pem"}, "WECHATPAY_MCH_KEY"),
+    ({"WECHATPAY_MCH_KEY": None}, "WECHATPAY_MCH_KEY"),
+])
+def test_a_bad_merchant_certificate_setting_is_named(changes, named):  # noqa: ANN001
+    with pytest.raises(SettingsError, match=named):
+        load_settings(**{**PROD, **changes})

@@ -19,8 +19,10 @@ from models.payments import GatewayError, QueryResult
 BEIJING_OFFSET = dt.timedelta(hours=8)
 
 
-def make_wechatpay(appid: str, api_key: str, mch_id: str, base_url: str, timeout: float) -> WeChatPay:
-    pay = WeChatPay(appid, api_key, mch_id, timeout=timeout)
+def make_wechatpay(appid: str, api_key: str, mch_id: str, base_url: str, timeout: float,
+                   cert: str | None = None, key: str | None = None) -> WeChatPay:
+    """The merchant certificate and key (PEM files) are what WeChat Pay requires for refunds."""
+    pay = WeChatPay(appid, api_key, mch_id, mch_cert=cert, mch_key=key, timeout=timeout)
     pay.API_BASE_URL = base_url if base_url.endswith("/") else base_url + "/"
     return pay
 
