@@ -14,7 +14,7 @@ import peewee as pw
 
 from models import events, inventory, ledger
 from models.catalog import Kind, Sku
-from models.db import BaseModel, db, execute, execute_batch, for_update, lock_rows, utcnow
+from models.db import BaseModel, db, execute, execute_batch, for_update, is_postgres, lock_rows, utcnow
 from models.delivery import TopupRequest, Voucher
 from models.errors import DomainError, InvalidState, OutOfStock, PaymentRejected
 from models.orders import Order, Status
@@ -109,6 +109,10 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
 
     Raises PaymentRejected for an unknown order or a wrong amount (nothing is written).
     """
+    if is_postgres():
+        settled = _confirm_on_postgres(order_no, transaction_id, total_fee, source)
+        if settled is not None:
+            return settled
     with db.atomic():
         row = execute(_PAYABLE + for_update("FOR UPDATE OF o"), (order_no,)).fetchone()
         if row is None:
@@ -147,6 +151,27 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
                              amount_fen=total_fee, late=status == Status.EXPIRED),
         ])
     return order_id, outcome
+
+
+def _confirm_on_postgres(order_no: str, transaction_id: str, total_fee: int,
+                         source: str) -> tuple[int, Outcome] | None:
+    """The common case (a pending order) in one round trip: qx_confirm_payment (migration
+    0002). None for an expired order, which takes the Python path above (it may re-reserve)."""
+    payload = events.Event.payload.db_value
+    order_id, outcome = execute(
+        "SELECT * FROM qx_confirm_payment(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (order_no, transaction_id, total_fee, source, utcnow(), ledger.CASH_WECHATPAY,
+         ledger.SALES,
+         payload({"transaction_id": transaction_id, "amount_fen": total_fee, "late": False}),
+         payload({"transaction_id": transaction_id})),
+    ).fetchone()
+    if outcome == "unknown_order":
+        raise PaymentRejected(f"unknown order {order_no}", code="unknown_order")
+    if outcome == "amount_mismatch":
+        raise PaymentRejected("amount does not match the order", code="amount_mismatch")
+    if outcome == Status.EXPIRED:
+        return None
+    return order_id, Outcome.PAID if outcome == "paid" else Outcome.DUPLICATE
 
 
 _PAYABLE = (
