@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -162,7 +163,10 @@ def place_order(
     Raises NotFound (unknown SKU), InvalidInput, Conflict (key reused with another body),
     TooManyUnpaidOrders, OutOfStock. On any error nothing is written.
     """
-    sku = _sku_for_sale(req.sku)
+    if is_postgres():
+        sku, parts = _sku_metadata(req.sku)
+    else:
+        sku, parts = _sku_for_sale(req.sku), []
     _validate(req, sku, policy)
     now = utcnow()
     order = Order(
@@ -174,7 +178,7 @@ def place_order(
     )
     try:
         if is_postgres():
-            order.id = _place_on_postgres(order, sku, policy)
+            _place_on_postgres(order, sku, parts, policy)
             return order, True
         with db.atomic():
             # Lock the buyer so their concurrent requests count unpaid orders one at a time;
@@ -206,23 +210,53 @@ def place_order(
     return order, True
 
 
-def _place_on_postgres(order: Order, sku: Sku, policy: OrderPolicy) -> int:
-    """The same steps in one round trip: the qx_place_order function (migration 0002)."""
-    parts = components(sku)
-    return execute(
-        "SELECT qx_place_order(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+def _place_on_postgres(order: Order, sku: Sku, parts: list[tuple[Sku, int]],
+                       policy: OrderPolicy) -> None:
+    """The same steps in one round trip: the qx_place_order function (migration 0002), which
+    also reads the current price and refuses an inactive SKU."""
+    order.id, price = execute(
+        "SELECT * FROM qx_place_order(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
         "%s::bigint[], %s::text[], %s::int[])",
-        (order.user.id, order.no, sku.id, order.quantity, order.unit_price_fen, order.ref_code,
+        (order.user.id, order.no, sku.id, order.quantity, order.ref_code,
          order.recipient_account, order.idempotency_key, order.request_hash, order.client_ip,
          order.created_at, order.expires_at, policy.max_unpaid_per_user, policy.max_unpaid_per_ip,
          [c.id for c, _ in parts], [c.kind for c, _ in parts],
          [per_unit * order.quantity for _, per_unit in parts]),
-    ).fetchone()[0]
+    ).fetchone()
+    order.unit_price_fen, order.amount_fen = price, price * order.quantity
+
+
+_SKU_TTL_S = 5.0
+_sku_cache: dict[str, tuple[float, Sku, list[tuple[Sku, int]]]] = {}
+
+
+def forget_cached_skus() -> None:
+    """Drop the SKU metadata cache (after a catalog edit that must show at once, and in tests,
+    which reuse SKU codes with new ids)."""
+    _sku_cache.clear()
+
+
+def _sku_metadata(code: str) -> tuple[Sku, list[tuple[Sku, int]]]:
+    """A SKU's kind, name, limits and bundle parts, cached for a few seconds per process
+    (PostgreSQL path only: qx_place_order reads price and active flags itself)."""
+    now = time.monotonic()
+    hit = _sku_cache.get(code)
+    if hit is not None and hit[0] > now:
+        return hit[1], hit[2]
+    sku = _sku_for_sale(code)
+    parts = components(sku)
+    if len(_sku_cache) > 10_000:
+        _sku_cache.clear()
+    _sku_cache[code] = (now + _SKU_TTL_S, sku, parts)
+    return sku, parts
 
 
 def _hot_path_error(exc: Exception, sku: Sku) -> Exception:
     """Map the exceptions qx_place_order raises to domain errors."""
     message = str(exc).split("\n", 1)[0]
+    if message == "qx:unknown_sku":
+        _sku_cache.pop(sku.code, None)
+        return NotFound(f"unknown SKU {sku.code!r}", code="unknown_sku")
     if message.startswith("qx:out_of_stock:"):
         parts = components(sku)
         index = int(message.rsplit(":", 1)[1])

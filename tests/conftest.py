@@ -24,6 +24,7 @@ from models.db import db
 from models.migrations import migrate
 from models.migrations.m0001_initial import TABLES
 from models.migrations.m0001_initial import up as install_schema
+from models.orders import forget_cached_skus
 from models.users import User
 from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
@@ -148,6 +149,7 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
 
 
 def _truncate() -> None:
+    forget_cached_skus()
     with db.connection_context():
         if settings_is_postgres():
             names = ", ".join(f'"{m._meta.table_name}"' for m in TABLES)

@@ -14,21 +14,28 @@ import peewee as pw
 
 PLACE_ORDER = """
 CREATE OR REPLACE FUNCTION qx_place_order(
-    p_user bigint, p_no text, p_sku bigint, p_qty int, p_price int, p_ref text, p_account text,
+    p_user bigint, p_no text, p_sku bigint, p_qty int, p_ref text, p_account text,
     p_key text, p_hash text, p_ip text, p_now timestamp, p_expires timestamp,
     p_max_user int, p_max_ip int, p_parts bigint[], p_kinds text[], p_needs int[])
-RETURNS bigint AS $$
+RETURNS TABLE (order_id bigint, unit_price int) AS $$
 DECLARE
+    v_price int;
     v_order bigint;
     v_got bigint;
     v_count bigint;
 BEGIN
+    -- The price is read here, in the order's transaction; the caller may hold cached metadata.
+    SELECT s.retail_price_fen INTO v_price FROM sku s JOIN product p ON p.id = s.product_id
+     WHERE s.id = p_sku AND s.active AND p.active;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'qx:unknown_sku';
+    END IF;
     -- The buyer's row lock makes their concurrent orders count unpaid orders one at a time.
     PERFORM 1 FROM "user" WHERE id = p_user FOR UPDATE;
     INSERT INTO "order" (no, user_id, sku_id, quantity, unit_price_fen, amount_fen, status,
                          ref_code, recipient_account, idempotency_key, request_hash, client_ip,
                          risk_hold, created_at, expires_at)
-    VALUES (p_no, p_user, p_sku, p_qty, p_price, p_price * p_qty, 'pending', p_ref, p_account,
+    VALUES (p_no, p_user, p_sku, p_qty, v_price, v_price * p_qty, 'pending', p_ref, p_account,
             p_key, p_hash, p_ip, false, p_now, p_expires)
     RETURNING id INTO v_order;
     FOR i IN 1 .. coalesce(array_length(p_parts, 1), 0) LOOP
@@ -58,7 +65,7 @@ BEGIN
     IF v_count > p_max_ip THEN
         RAISE EXCEPTION 'qx:too_many_unpaid_ip';
     END IF;
-    RETURN v_order;
+    RETURN QUERY SELECT v_order, v_price;
 END
 $$ LANGUAGE plpgsql
 """

@@ -289,3 +289,23 @@ def _check_conservation(a: Sku, b: Sku, pool: int, units: int, placed: list[int]
     # every key is in at most one order (one order_id column) and keys+units are conserved
     assert sum(by_order.values()) + sum(k.state == KeyState.AVAILABLE for k in keys) == pool
     assert b_stock + b_held == units
+
+
+def test_price_changes_and_deactivation_apply_to_the_very_next_order(shop):
+    # given a SKU that was just ordered (its metadata may now be cached by this process)
+    sku = shop.card_sku(keys=5, price=1000)
+    with db.connection_context():
+        first, _ = orders.place_order(buyer("p1"), OrderRequest(sku.code, 1), POLICY, client_ip="ip")
+        # when the operator raises the price
+        Sku.update(retail_price_fen=1500).where(Sku.id == sku.id).execute()
+        second, _ = orders.place_order(buyer("p2"), OrderRequest(sku.code, 2), POLICY, client_ip="ip")
+        # then the next order is charged the new price, as stored
+        assert first.amount_fen == 1000
+        assert second.unit_price_fen == 1500 and second.amount_fen == 3000
+        assert Order.get_by_id(second.id).amount_fen == 3000
+        # and when the SKU is switched off, the next order is refused and writes nothing
+        Sku.update(active=False).where(Sku.id == sku.id).execute()
+        before = Order.select().count()
+        with pytest.raises(orders.NotFound):
+            orders.place_order(buyer("p3"), OrderRequest(sku.code, 1), POLICY, client_ip="ip")
+        assert Order.select().count() == before
