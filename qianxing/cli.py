@@ -266,7 +266,7 @@ def bench() -> None:
 
 @bench.command("flash-sale")
 @click.option("--clients", default=64, show_default=True)
-@click.option("--keys", default=10000, show_default=True)
+@click.option("--keys", default=20000, show_default=True)
 @click.option("--duration", default=20.0, show_default=True, help="seconds per phase")
 def bench_flash_sale(clients: int, keys: int, duration: float) -> None:
     """Concurrent buyers create and pay orders against a pool of keys."""

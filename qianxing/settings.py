@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=16 * 1024, ge=1024)
     TRUSTED_PROXIES: int = Field(default=0, ge=0, le=5)
     LOW_STOCK_THRESHOLD: int = Field(default=10, ge=0)
+    LOW_STOCK_CHECK_S: int = Field(default=10, ge=1)  # at most one stock count per SKU this often
     REFUND_UNREVEALED_KEYS: Literal["return", "revoke"] = "return"
 
     # Delivery. "auto": the subscribe message, except in dev where notices go to the log

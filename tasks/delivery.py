@@ -60,8 +60,12 @@ def _after_delivery(order_ids: list[int]) -> None:
         for order_id, (state, _) in send_notices(order_ids, notifier).items():
             if state == "retry":
                 queues.notify(order_id, notifier.channel, first_delay=True)
-    for sku_id in inventory.skus_of(order_ids):  # one stock count per SKU per batch
-        inventory.check_low_stock(sku_id, rt.settings.LOW_STOCK_THRESHOLD)
+    for sku_id in inventory.skus_of(order_ids):
+        # Counting a SKU's available keys costs more than delivering a small batch; during a
+        # sale each SKU is counted at most once per LOW_STOCK_CHECK_S across all workers.
+        if rt.redis.set(f"qianxing:lowstock:checked:{sku_id}", 1, nx=True,
+                        ex=rt.settings.LOW_STOCK_CHECK_S):
+            inventory.check_low_stock(sku_id, rt.settings.LOW_STOCK_THRESHOLD)
 
 
 def notify_order(order_id: int, channel: str) -> str:

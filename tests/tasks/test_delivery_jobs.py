@@ -181,7 +181,7 @@ def test_delivering_twice_creates_no_second_voucher(shop, run_jobs, fake_wechat)
     assert len(sent_to(fake_wechat, "d1")) == 1
 
 
-def test_low_stock_is_reported_once_and_rearmed_after_import(shop, run_jobs, settings):
+def test_low_stock_is_reported_once_and_rearmed_after_import(shop, run_jobs, settings, rt):
     # given a pool of 4 keys with a low-stock threshold of 2
     sku = shop.card_sku(keys=4, code="LOW")
     with db.connection_context():
@@ -192,16 +192,22 @@ def test_low_stock_is_reported_once_and_rearmed_after_import(shop, run_jobs, set
             return list(Event.select().where((Event.topic == "stock.low")
                                              & (Event.subject == f"sku:{sku.id}")))
 
+    def later() -> None:
+        """As if LOW_STOCK_CHECK_S had passed: deliveries may count the stock again."""
+        rt.redis.delete(f"qianxing:lowstock:checked:{sku.id}")
+
     # when keys are sold one by one
     paid(sku, "l1")
     paid(sku, "l2")
     run_jobs()
     assert low_events() == []  # 2 left: not under 2
+    later()
     paid(sku, "l3")
     run_jobs()
     # then one event fires when the pool falls under the threshold ...
     [event] = low_events()
     assert event.payload["available"] == 1 and event.payload["threshold"] == 2
+    later()
     paid(sku, "l4")
     run_jobs()
     assert len(low_events()) == 1  # ... and not again while it stays low
@@ -210,17 +216,39 @@ def test_low_stock_is_reported_once_and_rearmed_after_import(shop, run_jobs, set
         vault.import_keys(sku, [(i, f"LOW-NEW-{i:04d}-ABCDEF") for i in range(1, 4)])
     assert jobs.check_low_stock([sku.id]) == 0
     # then it is re-armed and fires again on the next fall
+    later()
     paid(sku, "l5")
     paid(sku, "l6")
     run_jobs()
     assert len(low_events()) == 2
 
 
+def test_stock_is_counted_at_most_once_per_window_during_a_sale(shop, run_jobs, rt):
+    # given a pool of 3 keys with threshold 2, and a delivery that just counted it (2 left)
+    sku = shop.card_sku(keys=3, code="WIN")
+    with db.connection_context():
+        Sku.update(low_stock_threshold=2).where(Sku.id == sku.id).execute()
+    paid(sku, "window-1")
+    run_jobs()
+    # when another order is delivered inside the LOW_STOCK_CHECK_S window
+    paid(sku, "window-2")
+    run_jobs()
+    # then no count ran (no event yet, though only 1 is left) ...
+    with db.connection_context():
+        assert not Event.select().where(Event.topic == "stock.low").exists()
+    # ... and the first delivery after the window reports it
+    rt.redis.delete(f"qianxing:lowstock:checked:{sku.id}")
+    paid(sku, "window-3")
+    run_jobs()
+    with db.connection_context():
+        assert Event.select().where(Event.topic == "stock.low").count() == 1
+
+
 def test_sweep_requeues_a_paid_order_whose_delivery_was_lost(shop, run_jobs, fake_wechat):
     # given a paid order whose delivery job was never queued, paid a few minutes ago
     sku = shop.card_sku(keys=2)
     order = paid(sku, "w1", dispatch=False)
-    done = paid(sku, "w2")
+    done = paid(sku, "window-2")
     run_jobs()
     assert status(order.id) == Status.PAID
     with db.connection_context():
