@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     # (no demo ever calls WeChat).
     NOTIFY_CHANNELS: str = "auto"
     DELIVERY_RETRY_INTERVALS: str = "5,30,120,600,1800"
+    DELIVERY_LINGER_MS: int = Field(default=100, ge=0, le=5000)  # wait to fill a delivery batch
     TOPUP_PROVIDER: Literal["sandbox"] = "sandbox"
     TOPUP_SANDBOX_MODE: Literal["ok", "fail", "slow"] = "ok"
     TOPUP_SANDBOX_DELAY_S: float = Field(default=0.0, ge=0)

@@ -100,7 +100,7 @@ def make_settings(database_url: str, redis_url: str, wechat: FakeWeChatAPI, pay:
         PAYMENT_PROVIDER="wechatpay", WECHATPAY_MCH_ID=MCH_ID, WECHATPAY_API_KEY=PAY_KEY,
         WECHATPAY_API_BASE_URL=pay.base_url, PUBLIC_BASE_URL="http://127.0.0.1:9",
         MAX_UNPAID_PER_IP=10_000, LOG_LEVEL="WARNING", NOTIFY_CHANNELS="wxa_subscribe",
-        DELIVERY_RETRY_INTERVALS="1,1,1", TOPUP_RETRY_INTERVALS="1,1",
+        DELIVERY_RETRY_INTERVALS="1,1,1", TOPUP_RETRY_INTERVALS="1,1", DELIVERY_LINGER_MS=0,
     )
     values.update(overrides)
     return load_settings(**values)
