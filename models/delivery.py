@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class Voucher(BaseModel):
-    order = pw.ForeignKeyField(Order, backref="vouchers", on_delete="RESTRICT")
+    order = pw.ForeignKeyField(Order, backref="vouchers", on_delete="RESTRICT", index=False)  # (order, seq)
     user = pw.ForeignKeyField(User, backref="vouchers", on_delete="RESTRICT")
-    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT")
+    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT", index=False)
     seq = pw.IntegerField()
     kind = pw.CharField(max_length=16)
     card_key = pw.ForeignKeyField(CardKey, null=True, unique=True, on_delete="RESTRICT")

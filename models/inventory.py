@@ -19,8 +19,8 @@ from models.vault import CardKey, KeyState
 class OrderItem(BaseModel):
     """What an order holds reserved: one row per component SKU (bundles expand)."""
 
-    order_id = pw.BigIntegerField(index=True)
-    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT")
+    order_id = pw.BigIntegerField()  # led by the (order_id, sku) unique index
+    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT", index=False)
     kind = pw.CharField(max_length=16)
     quantity = pw.IntegerField()
 

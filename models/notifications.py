@@ -22,7 +22,7 @@ LEASE_SECONDS = 60
 class Notification(BaseModel):
     key = pw.CharField(max_length=96, unique=True)  # kind:order:channel
     order_id = pw.BigIntegerField(index=True)
-    user = pw.ForeignKeyField(User, on_delete="RESTRICT")
+    user = pw.ForeignKeyField(User, on_delete="RESTRICT", index=False)
     channel = pw.CharField(max_length=32)
     kind = pw.CharField(max_length=32)
     state = pw.CharField(max_length=16, default="pending")  # pending, sending, sent, failed

@@ -40,12 +40,14 @@ class Status(StrEnum):
 
 class Order(BaseModel):
     no = pw.CharField(max_length=32, unique=True)  # out_trade_no towards WeChat Pay
-    user = pw.ForeignKeyField(User, backref="orders", on_delete="RESTRICT")
-    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT")
+    # FK columns without their own index: (user, ...) composites below lead with user_id, and
+    # SKUs are never deleted. Every index here is paid for by each order write.
+    user = pw.ForeignKeyField(User, backref="orders", on_delete="RESTRICT", index=False)
+    sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT", index=False)
     quantity = pw.IntegerField()
     unit_price_fen = pw.IntegerField()
     amount_fen = pw.IntegerField()
-    status = pw.CharField(max_length=16, default=Status.PENDING.value, index=True)
+    status = pw.CharField(max_length=16, default=Status.PENDING.value)
     ref_code = pw.CharField(max_length=32, null=True)  # creator code, for commission later
     recipient_account = pw.CharField(max_length=64, null=True)  # top-up target
     idempotency_key = pw.CharField(max_length=128, null=True)
@@ -53,7 +55,7 @@ class Order(BaseModel):
     client_ip = pw.CharField(max_length=64, default="")
     risk_hold = pw.BooleanField(default=False)
     created_at = pw.DateTimeField(default=utcnow)
-    expires_at = pw.DateTimeField(index=True)
+    expires_at = pw.DateTimeField()
     paid_at = pw.DateTimeField(null=True)
     delivered_at = pw.DateTimeField(null=True)
     refunded_at = pw.DateTimeField(null=True)
@@ -63,6 +65,7 @@ class Order(BaseModel):
             (("user", "idempotency_key"), True),
             (("user", "status"), False),
             (("client_ip", "status"), False),
+            (("status", "expires_at"), False),  # expiry sweep; status prefix for the others
         )
 
     @property

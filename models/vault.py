@@ -46,8 +46,8 @@ class CardKey(BaseModel):
     sold_at = pw.DateTimeField(null=True)
     created_at = pw.DateTimeField(default=utcnow)
 
-    class Meta:
-        indexes = ((("sku", "state"), False),)
+    # Claims and stock counts use the partial index on available keys (migration 0001); an
+    # index on (sku, state) would be rewritten by every claim and sale for no query.
 
     @property
     def masked(self) -> str:
