@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import requests
@@ -287,3 +288,15 @@ def test_sandbox_pay_is_403_with_the_real_gateway(client, rt, login, shop):
     before = snapshot(rt)
     assert_error(client.post(f"{ORDERS}/{order['id']}/sandbox-pay", headers=auth), 403, "sandbox_disabled")
     assert snapshot(rt) == before
+
+
+def test_a_session_used_before_still_expires_on_time(app, client, login, monkeypatch):
+    # given a token this process has already verified once
+    auth = login("expiring-buyer")
+    assert client.get("/api/v1/orders", headers=auth).status_code == 200
+    # when the session lifetime has passed
+    monkeypatch.setitem(app.config, "SESSION_TTL_SECONDS", 1)
+    time.sleep(1.2)
+    # then the same token is refused as expired
+    resp = client.get("/api/v1/orders", headers=auth)
+    assert resp.status_code == 401 and "expired" in resp.json["error"]["message"]
