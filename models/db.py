@@ -164,11 +164,6 @@ def connection() -> Iterator[None]:
         yield
 
 
-def json_field() -> pw.Field:
-    """A JSON column on both databases (text on SQLite)."""
-    return JSONText(default=dict)
-
-
 class JSONText(pw.TextField):
     def db_value(self, value: Any) -> str | None:
         return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)

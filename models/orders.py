@@ -316,10 +316,6 @@ def get_order(order_id: int, *, user: User | None = None) -> Order:
     return order
 
 
-def get_by_no(no: str) -> Order | None:
-    return Order.get_or_none(Order.no == no)
-
-
 def list_orders(user: User, *, limit: int = 20, before_id: int | None = None) -> list[Order]:
     query = Order.select(Order, Sku).join(Sku).where(Order.user == user)
     if before_id:
