@@ -33,7 +33,7 @@ def reserve(order_id: int, sku: Sku, quantity: int,
     """Reserve `quantity` units of `sku` for an order, all or nothing.
 
     Components are reserved in SKU id order so two bundles never lock in opposite orders.
-    `then` is a list of SQL expressions (with parameters) evaluated after the reservation in the
+    `then` is (SQL select-list expressions, parameters), evaluated after the reservation in the
     same round trip; their values are returned. Raises OutOfStock; the caller's transaction then
     rolls everything back.
     """

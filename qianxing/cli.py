@@ -102,11 +102,11 @@ def vault_import(file: Path, sku: str) -> None:
 
     with connection():
         try:
-            report = v.import_keys(catalog.get_sku(sku, active_only=False),
-                                   v.parse_csv(file.read_text(encoding="utf-8-sig")))
+            target = catalog.get_sku(sku, active_only=False)
+            report = v.import_keys(target, v.parse_csv(file.read_text(encoding="utf-8-sig")))
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
-        inventory.check_low_stock(catalog.get_sku(sku, active_only=False).id, s.LOW_STOCK_THRESHOLD)
+        inventory.check_low_stock(target.id, s.LOW_STOCK_THRESHOLD)
     click.echo(f"imported {report.imported} keys into {sku}; rejected {report.rejected}")
     for label, lines in (("duplicate in file", report.duplicate_in_file),
                          ("already in pool", report.duplicate_in_pool), ("invalid", report.invalid)):

@@ -112,8 +112,3 @@ def refund_order(order_id: int, reason: str) -> str:
         )
         return refund.state
 
-
-def check_low_stock(sku_ids: list[int]) -> int:
-    threshold = runtime().settings.LOW_STOCK_THRESHOLD
-    with connection():
-        return sum(inventory.check_low_stock(sku_id, threshold) for sku_id in sku_ids)

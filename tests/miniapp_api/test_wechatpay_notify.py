@@ -75,6 +75,14 @@ def counts(order_id: int) -> dict[str, int]:
 
 # -- the happy path ---------------------------------------------------------------------------
 
+def assert_delivered_once(placed: dict) -> None:
+    """Exactly one payment, ledger entry, paid event and set of vouchers, and a balanced ledger."""
+    assert order_row(placed["id"]).status == "delivered"
+    assert counts(placed["id"]) == {"payments": 1, "ledger": 1, "vouchers": 2, "paid_events": 1}
+    with db.connection_context():
+        assert unbalanced_transactions() == []
+
+
 def test_valid_notification_pays_and_delivers(client, rt, placed, fake_pay, run_jobs):
     # when WeChat Pay posts the signed notification
     resp = notify(client, fake_pay.build_notify_xml(placed["no"]))
@@ -82,10 +90,7 @@ def test_valid_notification_pays_and_delivers(client, rt, placed, fake_pay, run_
     assert resp.status_code == 200 and answer(resp)["return_code"] == "SUCCESS"
     assert order_row(placed["id"]).status == "paid"
     run_jobs()
-    assert order_row(placed["id"]).status == "delivered"
-    assert counts(placed["id"]) == {"payments": 1, "ledger": 1, "vouchers": 2, "paid_events": 1}
-    with db.connection_context():
-        assert unbalanced_transactions() == []
+    assert_delivered_once(placed)
 
 
 def test_valid_notification_over_the_live_server(client, rt, placed, fake_pay, run_jobs):
@@ -297,10 +302,7 @@ def test_concurrent_duplicate_notifications_deliver_once(client, rt, placed, fak
     assert answers == [(200, True)] * 10, answers
     # and after the worker runs there is exactly one payment, ledger entry and delivery
     run_jobs()
-    assert order_row(placed["id"]).status == "delivered"
-    assert counts(placed["id"]) == {"payments": 1, "ledger": 1, "vouchers": 2, "paid_events": 1}
-    with db.connection_context():
-        assert unbalanced_transactions() == []
+    assert_delivered_once(placed)
 
 
 def test_notification_for_an_expired_order_with_stock_left_revives_it(client, rt, placed, fake_pay, run_jobs):
