@@ -166,7 +166,7 @@ def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN20
     """Place an order and reserve its stock. 201 when created, 200 for an idempotent replay."""
     user = current_user()
     req = orders.OrderRequest(sku=body.sku, quantity=body.quantity, ref=body.ref,
-                              account=body.account)
+                              account=body.account, live=body.live)
     order, created = orders.place_order(user, req, runtime().policy, client_ip=client_ip(),
                                         idempotency_key=header.idempotency_key)
     return _order_out(order), 201 if created else 200

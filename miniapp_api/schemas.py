@@ -71,6 +71,8 @@ class CreateOrderIn(BaseModel):
                             description="creator code the buyer came through")
     account: str | None = Field(default=None, max_length=64,
                                 description="account to credit (top-up products only)")
+    live: int | None = Field(default=None, ge=1, le=2**53,
+                             description="live session id, when bought in the creator's live room")
 
 
 class CachedSchema(BaseModel):

@@ -41,6 +41,9 @@ class Sku(BaseModel):
     low_stock_threshold = pw.IntegerField(null=True)  # None: the LOW_STOCK_THRESHOLD setting
     low_stock_flag = pw.BooleanField(default=False)
     max_per_order = pw.IntegerField(null=True)  # None: the MAX_QUANTITY setting
+    commission_bp = pw.IntegerField(default=1000)  # the seller's rate, 10%-30% (1000-3000 bp)
+    max_markup_bp = pw.IntegerField(null=True)  # of retail; None: DEFAULT_MAX_MARKUP_BP
+    min_rank = pw.IntegerField(default=0)  # star level that unlocks this supply
     active = pw.BooleanField(default=True)
     created_at = pw.DateTimeField(default=utcnow)
 

@@ -11,12 +11,25 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from models.db import BaseModel, execute, utcnow
+from models.db import BaseModel, execute, placeholders, utcnow
 from models.errors import InvalidInput
 
-# Accounts used by the commerce backbone; later domains add their own.
+# Platform accounts. Debits are positive, credits negative; what the platform owes a creator
+# sits in credit-balance (negative) accounts `creator:{id}:{bucket}`.
 CASH_WECHATPAY = "asset:wechatpay_clearing"
 SALES = "income:sales"
+COMMISSION_EXPENSE = "expense:commission"
+REWARD_EXPENSE = "expense:rewards"
+PAYOUT_CLEARING = "asset:payout_clearing"  # money sent to creators' wallets
+WITHDRAWAL_FEES = "income:withdrawal_fees"
+
+PENDING, AVAILABLE, WITHDRAWING, CREDIT = "pending", "available", "withdrawing", "credit"
+CREATOR_BUCKETS = (PENDING, AVAILABLE, WITHDRAWING, CREDIT)
+
+
+def creator_account(creator_id: int, bucket: str) -> str:
+    """`creator:{id}:pending|available|withdrawing|credit`."""
+    return f"creator:{creator_id}:{bucket}"
 
 
 class LedgerTransaction(BaseModel):
@@ -73,6 +86,45 @@ def posting_statements(key: str, kind: str, legs: list[Leg], *, order_id: int | 
                 "WHERE t.key = %s AND NOT EXISTS (SELECT 1 FROM posting p WHERE p.txn_id = t.id)",
                 [*(v for leg in legs for v in (leg.account, leg.amount_fen)), key])
     return [header, postings]
+
+
+def post_bulk(key: str, kind: str, amounts: dict[str, int], *, memo: str = "",
+              created_at: object = None) -> int | None:
+    """Post one balanced transaction with any number of legs (one per account, amounts summed
+    per account) in three statements whatever the leg count: for settlement batches, where a
+    transaction carries one leg per creator paid. Returns the transaction id, or None when the
+    key exists already or there is nothing to post.
+
+    Must run inside the caller's transaction. Raises InvalidInput if the legs do not balance.
+    """
+    legs = {a: v for a, v in amounts.items() if v}
+    if not legs:
+        return None
+    if any(not isinstance(v, int) for v in legs.values()) or sum(legs.values()) != 0:
+        raise InvalidInput(f"unbalanced ledger transaction {key}")
+    stamp = LedgerTransaction.created_at.db_value(created_at or utcnow())
+    row = execute("INSERT INTO ledger_transaction (key, kind, order_id, memo, created_at) "
+                  "VALUES (%s, %s, NULL, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
+                  (key, kind, memo[:200], stamp)).fetchone()
+    if row is None:
+        return None
+    items = list(legs.items())
+    for start in range(0, len(items), 500):  # SQLite caps bound parameters per statement
+        chunk = items[start:start + 500]
+        execute("INSERT INTO posting (txn_id, account, amount_fen) VALUES "
+                + ", ".join(["(%s, %s, %s)"] * len(chunk)),
+                [v for account, amount in chunk for v in (row[0], account, amount)])
+    return row[0]
+
+
+def balances(accounts: list[str]) -> dict[str, int]:
+    """Sum of postings per account (0 for accounts without postings): one query."""
+    if not accounts:
+        return {}
+    found = dict(execute(
+        f"SELECT account, SUM(amount_fen) FROM posting WHERE account IN ({placeholders(accounts)}) "
+        "GROUP BY account", accounts).fetchall())
+    return {a: int(found.get(a) or 0) for a in accounts}
 
 
 def balance(account: str) -> int:

@@ -24,6 +24,7 @@ from models.errors import (
     TooManyUnpaidOrders,
     Unauthenticated,
 )
+from models.network import attribute
 from models.users import User
 
 REF_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -48,7 +49,11 @@ class Order(BaseModel):
     unit_price_fen = pw.IntegerField()
     amount_fen = pw.IntegerField()
     status = pw.CharField(max_length=16, default=Status.PENDING.value)
-    ref_code = pw.CharField(max_length=32, null=True)  # creator code, for commission later
+    ref_code = pw.CharField(max_length=32, null=True)  # creator code as given
+    seller_id = pw.BigIntegerField(null=True)  # the creator behind ref_code, when it is one
+    markup_fen = pw.IntegerField(default=0)  # the seller's markup inside amount_fen
+    cost_fen = pw.IntegerField(default=0)  # supply price x quantity, at order time
+    live_id = pw.BigIntegerField(null=True)  # the seller's live session it was bought in
     recipient_account = pw.CharField(max_length=64, null=True)  # top-up target
     idempotency_key = pw.CharField(max_length=128, null=True)
     request_hash = pw.CharField(max_length=64, null=True)
@@ -87,9 +92,11 @@ class OrderRequest:
     quantity: int
     ref: str | None = None
     account: str | None = None
+    live: int | None = None  # the seller's live session, when bought in a live room
 
     def fingerprint(self) -> str:
-        body = json.dumps([self.sku, self.quantity, self.ref, self.account])
+        body = json.dumps([self.sku, self.quantity, self.ref, self.account]
+                          + ([self.live] if self.live is not None else []))
         return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -113,13 +120,15 @@ def _validate(req: OrderRequest, sku: Sku, policy: OrderPolicy) -> None:
 
 
 _SKU_BY_CODE = (
-    "SELECT s.id, s.code, s.name, s.kind, s.retail_price_fen, s.max_per_order, s.product_id "
+    "SELECT s.id, s.code, s.name, s.kind, s.retail_price_fen, s.max_per_order, s.product_id, "
+    "s.supply_price_fen "
     "FROM sku s JOIN product p ON p.id = s.product_id WHERE s.code = %s AND s.active AND p.active"
 )
 _INSERT_ORDER = (
     'INSERT INTO "order" (no, user_id, sku_id, quantity, unit_price_fen, amount_fen, status, '
-    "ref_code, recipient_account, idempotency_key, request_hash, client_ip, risk_hold, "
-    "created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ref_code, seller_id, markup_fen, cost_fen, live_id, recipient_account, idempotency_key, "
+    "request_hash, client_ip, risk_hold, created_at, expires_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "RETURNING id"
 )
 # Unpaid orders of this buyer and of this network, counted after the new order is written.
@@ -134,9 +143,9 @@ def _sku_for_sale(code: str) -> Sku:
     row = execute(_SKU_BY_CODE, (code,)).fetchone()
     if row is None:
         raise NotFound(f"unknown SKU {code!r}", code="unknown_sku")
-    sku_id, code, name, kind, price, max_per_order, product_id = row
+    sku_id, code, name, kind, price, max_per_order, product_id, supply = row
     return Sku(id=sku_id, code=code, name=name, kind=kind, retail_price_fen=price,
-               max_per_order=max_per_order, product=product_id)
+               max_per_order=max_per_order, product=product_id, supply_price_fen=supply)
 
 
 def _existing(user: User, key: str, req: OrderRequest) -> Order | None:
@@ -171,11 +180,16 @@ def place_order(
     else:
         sku, parts = _sku_for_sale(req.sku), []
     _validate(req, sku, policy)
+    who = attribute(req.ref, sku.id, req.live)
     now = utcnow()
+    unit = sku.retail_price_fen + who.markup_per_unit_fen
     order = Order(
         no=new_order_no(), user=user, sku=sku, quantity=req.quantity,
-        unit_price_fen=sku.retail_price_fen, amount_fen=sku.retail_price_fen * req.quantity,
-        status=Status.PENDING.value, ref_code=req.ref, recipient_account=req.account,
+        unit_price_fen=unit, amount_fen=unit * req.quantity,
+        status=Status.PENDING.value, ref_code=req.ref, seller_id=who.seller_id,
+        markup_fen=who.markup_per_unit_fen * req.quantity,
+        cost_fen=(sku.supply_price_fen or 0) * req.quantity, live_id=who.live_id,
+        recipient_account=req.account,
         idempotency_key=idempotency_key, request_hash=req.fingerprint(), client_ip=client_ip,
         risk_hold=False, created_at=now, expires_at=now + dt.timedelta(seconds=policy.ttl_seconds),
     )
@@ -190,7 +204,8 @@ def place_order(
                 (_LOCK_BUYER + for_update(), (user.id,)),
                 (_INSERT_ORDER, (
                     order.no, user.id, sku.id, order.quantity, order.unit_price_fen,
-                    order.amount_fen, order.status, order.ref_code, order.recipient_account,
+                    order.amount_fen, order.status, order.ref_code, order.seller_id,
+                    order.markup_fen, order.cost_fen, order.live_id, order.recipient_account,
                     idempotency_key, order.request_hash, client_ip, False, _ts(now),
                     _ts(order.expires_at))),
             ]).fetchone()[0]
@@ -219,12 +234,13 @@ def _place_on_postgres(order: Order, sku: Sku, parts: list[tuple[Sku, int]],
     also reads the current price and refuses an inactive SKU."""
     order.id, price = execute(
         "SELECT * FROM qx_place_order(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s::bigint[], %s::text[], %s::int[])",
+        "%s::bigint[], %s::text[], %s::int[], %s, %s, %s)",
         (order.user.id, order.no, sku.id, order.quantity, order.ref_code,
          order.recipient_account, order.idempotency_key, order.request_hash, order.client_ip,
          order.created_at, order.expires_at, policy.max_unpaid_per_user, policy.max_unpaid_per_ip,
          [c.id for c, _ in parts], [c.kind for c, _ in parts],
-         [per_unit * order.quantity for _, per_unit in parts]),
+         [per_unit * order.quantity for _, per_unit in parts],
+         order.seller_id, order.markup_fen // order.quantity, order.live_id),
     ).fetchone()
     order.unit_price_fen, order.amount_fen = price, price * order.quantity
 

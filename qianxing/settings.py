@@ -85,6 +85,23 @@ class Settings(BaseSettings):
     TOPUP_SANDBOX_DELAY_S: float = Field(default=0.0, ge=0)
     TOPUP_RETRY_INTERVALS: str = "5,30,120"
 
+    # Creator network and money (issue 3). Rates are basis points: 100 bp = 1%.
+    UPLINE_DEPTH: int = Field(default=2, ge=0, le=2)  # uplines paid per order; never above 2
+    PAYOUT_CAP_BP: int = Field(default=9000, ge=0, le=10000)  # share of an order's margin
+    DEFAULT_MAX_MARKUP_BP: int = Field(default=3000, ge=0, le=10000)  # of retail, per SKU unless set
+    REFUND_WINDOW_DAYS: int = Field(default=7, ge=0, le=90)  # pending -> available after this
+    ENTRY_VIDEOS: int = Field(default=1, ge=1)  # the zero-threshold one-star entry ...
+    ENTRY_INVITES: int = Field(default=2, ge=0)  # ... needs videos AND invites, never invites alone
+    THOUSAND_STAR_BONUS_FEN: int = Field(default=1_000_000, ge=0)
+    SETTLE_BATCH: int = Field(default=5000, ge=1, le=100_000)
+    WITHDRAW_MIN_FEN: int = Field(default=10_000, ge=1)
+    WITHDRAW_FEE_BP: int = Field(default=100, ge=0, le=5000)
+    WITHDRAW_PAYOUT_DELAY_H: int = Field(default=24, ge=0)  # T+1
+    WITHDRAW_REVIEW_ABOVE_FEN: int = Field(default=500_000, ge=0)  # operator approves above
+    PAYOUT_PROVIDER: Literal["sandbox", "wechatpay"] = "sandbox"
+    PAYOUT_SANDBOX_MODE: Literal["ok", "fail"] = "ok"
+    ACTIVITY_MAX_BATCH: int = Field(default=100, ge=1, le=1000)
+
     # Processes
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)
@@ -115,6 +132,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{missing[0]} must be set when QIANXING_ENV=prod")
             if self.PAYMENT_PROVIDER != "wechatpay":
                 raise ValueError("PAYMENT_PROVIDER must be wechatpay when QIANXING_ENV=prod")
+            if self.PAYOUT_PROVIDER != "wechatpay":
+                raise ValueError("PAYOUT_PROVIDER must be wechatpay when QIANXING_ENV=prod")
             if not self.WECHATPAY_NOTIFY_URL:
                 raise ValueError("WECHATPAY_NOTIFY_URL must be set when QIANXING_ENV=prod")
             if not self.WECHATPAY_MCH_CERT:

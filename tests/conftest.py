@@ -18,12 +18,14 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from werkzeug.serving import make_server
 
-from models import catalog, vault
+from models import activity, catalog, levels, vault
 from models.catalog import Kind, Sku
 from models.db import db
 from models.migrations import migrate
-from models.migrations.m0001_initial import TABLES
+from models.migrations.m0001_initial import TABLES as TABLES_0001
 from models.migrations.m0001_initial import up as install_schema
+from models.migrations.m0004_creator_network import TABLES as TABLES_0004
+from models.migrations.m0004_creator_network import install_append_only
 from models.orders import forget_cached_skus
 from models.users import User
 from qianxing import wiring
@@ -148,23 +150,33 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
     yield runtime
 
 
+TABLES = TABLES_0001 + TABLES_0004
+
+
 def _truncate() -> None:
     forget_cached_skus()
     with db.connection_context():
-        if settings_is_postgres():
-            names = ", ".join(f'"{m._meta.table_name}"' for m in TABLES)
-            db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-            return
-        # The ledger refuses DELETE through triggers; drop them, empty, reinstall.
-        for (name,) in db.execute_sql(
-                "SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
-            db.execute_sql(f'DROP TRIGGER "{name}"')
-        with db.atomic():
-            for model in reversed(TABLES):
-                model.delete().execute()
-            if db.table_exists("sqlite_sequence"):
-                db.execute_sql("DELETE FROM sqlite_sequence")
-        install_schema(db)
+        _empty()
+        levels.seed_defaults()
+        activity.seed_tiers()
+
+
+def _empty() -> None:
+    if settings_is_postgres():
+        names = ", ".join(f'"{m._meta.table_name}"' for m in TABLES)
+        db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        return
+    # The ledger refuses DELETE through triggers; drop them, empty, reinstall.
+    for (name,) in db.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+        db.execute_sql(f'DROP TRIGGER "{name}"')
+    with db.atomic():
+        for model in reversed(TABLES):
+            model.delete().execute()
+        if db.table_exists("sqlite_sequence"):
+            db.execute_sql("DELETE FROM sqlite_sequence")
+    install_schema(db)
+    install_append_only(db)
 
 
 def settings_is_postgres() -> bool:

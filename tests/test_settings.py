@@ -11,7 +11,7 @@ from qianxing.settings import _SECRETS, Settings, SettingsError, load_settings, 
 GOOD_KEY = "k1:" + base64.b64encode(b"k" * 32).decode()
 PROD = dict(QIANXING_ENV="prod", SECRET_KEY="prod-secret-key-0123456789", VOUCHER_KEY=GOOD_KEY,
             VOUCHER_HASH_KEY="prod-hash-key", WECHAT_SECRET="prod-wechat-secret",
-            WECHATPAY_API_KEY="p" * 32, PAYMENT_PROVIDER="wechatpay",
+            WECHATPAY_API_KEY="p" * 32, PAYMENT_PROVIDER="wechatpay", PAYOUT_PROVIDER="wechatpay",
             WECHATPAY_NOTIFY_URL="https://shop.example.com/webhooks/wechatpay/notify",
             WECHATPAY_MCH_CERT="apiclient_cert.pem", WECHATPAY_MCH_KEY="apiclient_key.pem")
 

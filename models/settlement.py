@@ -1,0 +1,330 @@
+"""Settlement: paid orders -> commission lines and ledger entries, in batches.
+
+Life cycle of an order's commission (the `settlement.state` of the order):
+    none        nobody earns anything on it (no seller, or the cap left nothing)
+    pending     lines written at settlement; the money sits in `creator:X:pending`
+    available   after the refund window (REFUND_WINDOW_DAYS from payment) unless held for risk;
+                moved to `creator:X:available`, from where it can be withdrawn
+    reversed    refunded or found fraudulent while pending: the pending entry is reversed
+    clawed_back refunded or fraudulent after availability: taken back from `available`, which
+                may go below zero (a debt netted against future earnings, never capped)
+
+How it stays exact and fast:
+- one batch = one database transaction under one lock: read up to SETTLE_BATCH unsettled orders
+  with their seller and two uplines (one query, one row per order), compute every payout with
+  the pure `commission.split`, insert one `settlement` row per order and one `commission` line
+  per (order, beneficiary, kind), and post ONE ledger transaction for the batch with one leg per
+  creator. Rows, not jobs, per order.
+- idempotent: `settlement.order_id` is a primary key and `commission (order_id, creator_id,
+  kind)` is unique; a batch killed half-way rolls back whole, and a re-run settles exactly the
+  same orders to exactly the same lines. Ledger keys name the batch's first and last order, so
+  they are the same on a re-run too.
+- `settlement` and `commission` keep no foreign keys to `order`: at a million rows a minute the
+  per-row constraint check is the single largest cost, and both tables are only ever written
+  from rows just read from `order` under the settlement lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import peewee as pw
+
+from models import events, ledger
+from models.commission import OrderFacts, seller_rate, split
+from models.db import BaseModel, db, execute, is_postgres, placeholders, utcnow
+from models.levels import Rates
+from models.network import SOLD
+
+SETTLE_LOCK = 742012  # pg_advisory_xact_lock id shared by every settlement writer
+
+
+class SettleState(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    AVAILABLE = "available"
+    REVERSED = "reversed"
+    CLAWED_BACK = "clawed_back"
+
+
+class LineKind(StrEnum):
+    MARKUP = "markup"
+    SALE = "sale"
+    TEAM1 = "team1"
+    TEAM2 = "team2"
+
+
+class Settlement(BaseModel):
+    order_id = pw.BigIntegerField(primary_key=True)
+    seller_id = pw.BigIntegerField(null=True)
+    state = pw.CharField(max_length=12)
+    payout_fen = pw.BigIntegerField()
+    settled_at = pw.DateTimeField()
+    released_at = pw.DateTimeField(null=True)
+    reversed_at = pw.DateTimeField(null=True)
+
+
+class Commission(BaseModel):
+    """One payout line; append-only (the migration installs triggers)."""
+
+    order_id = pw.BigIntegerField()
+    creator_id = pw.BigIntegerField(index=True)
+    kind = pw.CharField(max_length=8)
+    amount_fen = pw.BigIntegerField()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("order_id", "creator_id", "kind"), True),)
+
+
+@dataclass(frozen=True)
+class PayoutPolicy:
+    cap_bp: int
+    upline_depth: int
+    refund_window_days: int
+
+
+@dataclass
+class SettleResult:
+    orders: int = 0  # orders settled by this call
+    lines: int = 0
+    paid_fen: int = 0
+    batches: int = 0
+
+
+_ORDERS = (
+    "SELECT o.id, o.amount_fen, o.markup_fen, o.cost_fen, c.id, s.commission_bp, c.rank, "
+    "       p.id, p.rank, g.id, g.rank "
+    'FROM "order" o JOIN sku s ON s.id = o.sku_id '
+    "LEFT JOIN creator c ON c.id = o.seller_id AND c.active "
+    "LEFT JOIN creator p ON p.id = c.parent_id AND p.active "
+    "LEFT JOIN creator g ON g.id = c.grandparent_id AND g.active "
+    "WHERE o.id > %s AND o.status IN (%s, %s) "
+    "AND NOT EXISTS (SELECT 1 FROM settlement st WHERE st.order_id = o.id)"
+)
+
+
+def _lock() -> None:
+    """Serialise settlement writers (SQLite transactions are IMMEDIATE already)."""
+    if is_postgres():
+        execute("SELECT pg_advisory_xact_lock(%s)", (SETTLE_LOCK,))
+
+
+def compute_lines(row: tuple, rates: Rates, policy: PayoutPolicy) -> list[tuple[int, str, int]]:
+    """(creator_id, kind, amount) lines of one order row as read by `_ORDERS`."""
+    _, amount, markup, cost, seller, sku_bp, s_rank, up1, up1_rank, up2, up2_rank = row
+    if seller is None:
+        return []
+    facts = OrderFacts(
+        amount_fen=amount, markup_fen=markup, cost_fen=cost,
+        seller_rate_bp=seller_rate(sku_bp, rates.own.get(s_rank, 0)),
+        upline1_rate_bp=rates.team1.get(up1_rank, 0) if up1 is not None else 0,
+        upline2_rate_bp=rates.team2.get(up2_rank, 0) if up2 is not None else 0,
+    )
+    got = split(facts, cap_bp=policy.cap_bp, upline_depth=policy.upline_depth)
+    lines = [(seller, LineKind.MARKUP.value, got.markup), (seller, LineKind.SALE.value, got.sale),
+             (up1, LineKind.TEAM1.value, got.team1), (up2, LineKind.TEAM2.value, got.team2)]
+    return [line for line in lines if line[2] > 0]
+
+
+def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Iterable[int] | None = None,
+           batch: int = 5000, progress: Callable[[int], None] | None = None) -> SettleResult:
+    """Settle every paid, unsettled order (or those of one live session, or the given ids).
+    Safe to run concurrently and repeatedly."""
+    rates = Rates.load()
+    result = SettleResult()
+    wanted = sorted(set(order_ids)) if order_ids is not None else None
+    cursor = 0
+    while True:
+        extra, params = "", []
+        if live_id is not None:
+            extra += " AND o.live_id = %s"
+            params.append(live_id)
+        if wanted is not None:
+            chunk = [i for i in wanted if i > cursor][:batch]
+            if not chunk:
+                break
+            extra += f" AND o.id IN ({placeholders(chunk)})"
+            params += chunk
+        with db.atomic():
+            _lock()
+            rows = execute(_ORDERS + extra + " ORDER BY o.id LIMIT %s",
+                           (cursor, *SOLD, *params, batch)).fetchall()
+            if rows:
+                _write_batch(rows, rates, policy, result)
+        if wanted is not None and not rows:
+            cursor = chunk[-1]
+            continue
+        if not rows:
+            break
+        cursor = rows[-1][0]
+        if progress is not None:
+            progress(len(rows))
+    return result
+
+
+def _write_batch(rows: list[tuple], rates: Rates, policy: PayoutPolicy, result: SettleResult) -> None:
+    now = utcnow()
+    stamp = Settlement.settled_at.db_value(now)
+    settlements: list[tuple] = []
+    lines: list[tuple] = []
+    per_creator: dict[int, int] = defaultdict(int)
+    for row in rows:
+        got = compute_lines(row, rates, policy)
+        total = sum(amount for _, _, amount in got)
+        settlements.append((row[0], row[4], SettleState.PENDING.value if total else SettleState.NONE.value,
+                            total, stamp))
+        for creator_id, kind, amount in got:
+            lines.append((row[0], creator_id, kind, amount, stamp))
+            per_creator[creator_id] += amount
+    _insert("settlement", ("order_id", "seller_id", "state", "payout_fen", "settled_at"),
+            ("bigint", "bigint", "text", "bigint", "timestamp"), settlements)
+    _insert("commission", ("order_id", "creator_id", "kind", "amount_fen", "created_at"),
+            ("bigint", "bigint", "text", "bigint", "timestamp"), lines)
+    total = sum(per_creator.values())
+    if total:
+        legs = {ledger.creator_account(c, ledger.PENDING): -v for c, v in per_creator.items()}
+        legs[ledger.COMMISSION_EXPENSE] = total
+        if ledger.post_bulk(f"settle:o{rows[0][0]}-{rows[-1][0]}", "commission", legs,
+                            memo=f"{len(rows)} orders", created_at=now) is None:
+            raise RuntimeError("settlement batch key already posted")  # rolls the batch back
+    result.orders += len(rows)
+    result.lines += len(lines)
+    result.paid_fen += total
+    result.batches += 1
+
+
+def _insert(table: str, columns: tuple[str, ...], types: tuple[str, ...], rows: list[tuple]) -> None:
+    """Bulk insert: one statement of arrays on PostgreSQL, executemany on SQLite."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if is_postgres():
+        arrays = [list(col) for col in zip(*rows, strict=True)]
+        casts = ", ".join(f"%s::{t}[]" for t in types)
+        execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({casts})", arrays)
+    else:
+        marks = ", ".join("?" * len(columns))
+        db.connection().executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+
+def _sums(order_ids: list[int]) -> dict[int, int]:
+    rows = execute(f"SELECT creator_id, SUM(amount_fen) FROM commission "
+                   f"WHERE order_id IN ({placeholders(order_ids)}) GROUP BY creator_id",
+                   order_ids).fetchall()
+    return {c: int(v) for c, v in rows}
+
+
+def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: int = 5000) -> int:
+    """Move pending commission of orders paid more than the refund window ago, not refunded and
+    not under a risk hold, to available. Returns the orders released."""
+    now = now or utcnow()
+    cutoff = Settlement.settled_at.db_value(now - dt.timedelta(days=policy.refund_window_days))
+    released = 0
+    while True:
+        with db.atomic():
+            _lock()
+            ids = [r[0] for r in execute(
+                'SELECT st.order_id FROM settlement st JOIN "order" o ON o.id = st.order_id '
+                "WHERE st.state = %s AND o.paid_at <= %s AND NOT o.risk_hold AND o.status IN (%s, %s) "
+                "ORDER BY st.order_id LIMIT %s",
+                (SettleState.PENDING.value, cutoff, *SOLD, batch)).fetchall()]
+            if not ids:
+                return released
+            execute(f"UPDATE settlement SET state = %s, released_at = %s WHERE order_id IN "
+                    f"({placeholders(ids)})",
+                    (SettleState.AVAILABLE.value, Settlement.settled_at.db_value(now), *ids))
+            legs: dict[str, int] = {}
+            for creator_id, amount in _sums(ids).items():
+                legs[ledger.creator_account(creator_id, ledger.PENDING)] = amount
+                legs[ledger.creator_account(creator_id, ledger.AVAILABLE)] = -amount
+            ledger.post_bulk(f"release:o{ids[0]}-{ids[-1]}", "release", legs,
+                             memo=f"{len(ids)} orders", created_at=now)
+        released += len(ids)
+        if len(ids) < batch:
+            return released
+
+
+def reverse(order_ids: list[int], *, reason: str, actor: str) -> dict[str, int]:
+    """Take back the commission of refunded or fraudulent orders: pending lines are reversed,
+    available ones clawed back (the creator's available balance may go negative). Orders
+    already reversed, or never settled, are skipped. Returns counts per outcome."""
+    ids = sorted(set(order_ids))
+    done = {SettleState.REVERSED.value: 0, SettleState.CLAWED_BACK.value: 0}
+    if not ids:
+        return done
+    now = utcnow()
+    stamp = Settlement.settled_at.db_value(now)
+    with db.atomic():
+        _lock()
+        rows = execute(f"SELECT order_id, state FROM settlement WHERE order_id IN ({placeholders(ids)}) "
+                       "AND state IN (%s, %s) ORDER BY order_id",
+                       (*ids, SettleState.PENDING.value, SettleState.AVAILABLE.value)).fetchall()
+        for was, became, bucket, kind in (
+                (SettleState.PENDING, SettleState.REVERSED, ledger.PENDING, "reversal"),
+                (SettleState.AVAILABLE, SettleState.CLAWED_BACK, ledger.AVAILABLE, "clawback")):
+            group = [oid for oid, state in rows if state == was.value]
+            if not group:
+                continue
+            execute(f"UPDATE settlement SET state = %s, reversed_at = %s WHERE order_id IN "
+                    f"({placeholders(group)})", (became.value, stamp, *group))
+            sums = _sums(group)
+            legs = {ledger.creator_account(c, bucket): v for c, v in sums.items()}
+            legs[ledger.COMMISSION_EXPENSE] = -sum(sums.values())
+            ledger.post_bulk(f"{kind}:o{group[0]}-{group[-1]}:{len(group)}", kind, legs,
+                             memo=reason[:200], created_at=now)
+            execute(*events.many_statement(f"commission.{became.value}", actor,
+                                           [(f"order:{oid}", {"reason": reason}) for oid in group]))
+            done[became.value] = len(group)
+    return done
+
+
+def reverse_refunded(*, batch: int = 1000) -> int:
+    """Reverse or claw back the commission of every refunded order that still carries some."""
+    total = 0
+    while True:
+        ids = [r[0] for r in execute(
+            'SELECT st.order_id FROM "order" o JOIN settlement st ON st.order_id = o.id '
+            "WHERE o.status = %s AND st.state IN (%s, %s) ORDER BY st.order_id LIMIT %s",
+            ("refunded", SettleState.PENDING.value, SettleState.AVAILABLE.value, batch)).fetchall()]
+        if not ids:
+            return total
+        done = reverse(ids, reason="refund", actor="system:settlement")
+        total += sum(done.values())
+        if len(ids) < batch:
+            return total
+
+
+def verify() -> list[str]:
+    """Cross-checks between the commission lines, the settlement states and the ledger; each
+    problem found is one message (none on a healthy database)."""
+    problems: list[str] = []
+    for order_id, payout, lines in execute(
+            "SELECT st.order_id, st.payout_fen, COALESCE(SUM(c.amount_fen), 0) FROM settlement st "
+            "LEFT JOIN commission c ON c.order_id = st.order_id "
+            "GROUP BY st.order_id, st.payout_fen HAVING st.payout_fen <> COALESCE(SUM(c.amount_fen), 0) "
+            "LIMIT 20").fetchall():
+        problems.append(f"order {order_id}: settlement says {payout} fen, lines sum to {lines}")
+    by_state = dict(execute(
+        "SELECT st.state, COALESCE(SUM(c.amount_fen), 0) FROM settlement st "
+        "JOIN commission c ON c.order_id = st.order_id GROUP BY st.state").fetchall())
+    live = int(by_state.get(SettleState.PENDING.value, 0)) + int(by_state.get(SettleState.AVAILABLE.value, 0))
+    expense = ledger.balance(ledger.COMMISSION_EXPENSE)
+    if expense != live:
+        problems.append(f"commission expense {expense} fen, but live commission lines sum to {live}")
+    pending = execute(
+        "SELECT c.creator_id, SUM(c.amount_fen) FROM commission c JOIN settlement st "
+        "ON st.order_id = c.order_id WHERE st.state = %s GROUP BY c.creator_id",
+        (SettleState.PENDING.value,)).fetchall()
+    expected = {ledger.creator_account(c, ledger.PENDING): -int(v) for c, v in pending}
+    actual = dict(execute("SELECT account, SUM(amount_fen) FROM posting WHERE account LIKE %s "
+                          "GROUP BY account", ("creator:%:pending",)).fetchall())
+    for account in sorted(set(expected) | set(actual)):
+        if int(actual.get(account) or 0) != expected.get(account, 0):
+            problems.append(f"{account}: ledger {int(actual.get(account) or 0)}, "
+                            f"pending lines {expected.get(account, 0)}")
+    return problems[:50]
