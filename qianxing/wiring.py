@@ -20,6 +20,7 @@ from models.delivery import TopupProvider
 from models.notifications import Notifier
 from models.orders import OrderPolicy
 from models.payments import PaymentGateway
+from models.settlement import PayoutPolicy
 from qianxing.embedded_redis import EmbeddedRedis
 from qianxing.gateways.payments import SandboxGateway, WeChatPayGateway, make_wechatpay
 from qianxing.gateways.topup import SandboxTopupProvider
@@ -41,6 +42,7 @@ class Runtime:
     notifiers: list[Notifier]
     topup: TopupProvider
     policy: OrderPolicy
+    payout: PayoutPolicy
     embedded: EmbeddedRedis | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -93,6 +95,11 @@ def bootstrap(settings: Settings) -> Runtime:
             max_unpaid_per_user=settings.MAX_UNPAID_PER_USER,
             max_unpaid_per_ip=settings.MAX_UNPAID_PER_IP,
             max_quantity=settings.MAX_QUANTITY,
+        ),
+        payout=PayoutPolicy(
+            cap_bp=settings.PAYOUT_CAP_BP,
+            upline_depth=settings.UPLINE_DEPTH,
+            refund_window_days=settings.REFUND_WINDOW_DAYS,
         ),
         embedded=embedded,
     )
