@@ -57,6 +57,9 @@ class BundleItem(BaseModel):
         indexes = ((("bundle", "component"), True),)
 
 
+MIN_COMMISSION_BP, MAX_COMMISSION_BP = 1000, 3000
+
+
 def get_sku(code_or_id: str | int, *, active_only: bool = True) -> Sku:
     """Raises NotFound for an unknown or inactive SKU."""
     query = Sku.select(Sku, Product).join(Product)
@@ -100,9 +103,17 @@ def create_sku(
     stock: int = 0,
     bundle: list[tuple[Sku, int]] | None = None,
     low_stock_threshold: int | None = None,
+    commission_bp: int = 1000,
+    max_markup_bp: int | None = None,
+    min_rank: int = 0,
 ) -> Sku:
-    """Create a SKU. Raises InvalidInput for prices below zero, retail under supply, or a bundle
-    that is empty or contains bundles or top-ups (a top-up cannot be undone inside a bundle)."""
+    """Create a SKU. Raises InvalidInput for prices below zero, retail under supply, a
+    commission rate outside 10%-30%, or a bundle that is empty or contains bundles or top-ups
+    (a top-up cannot be undone inside a bundle)."""
+    if not MIN_COMMISSION_BP <= commission_bp <= MAX_COMMISSION_BP:
+        raise InvalidInput("the commission rate must be 10%-30% (1000-3000 bp)", code="invalid_rate")
+    if max_markup_bp is not None and not 0 <= max_markup_bp <= 10_000:
+        raise InvalidInput("the markup cap must be 0-100% of retail", code="invalid_rate")
     if supply_price_fen < 0 or retail_price_fen <= 0:
         raise InvalidInput("prices must be positive integers in fen")
     if retail_price_fen < supply_price_fen:
@@ -121,6 +132,9 @@ def create_sku(
         retail_price_fen=retail_price_fen,
         stock=stock,
         low_stock_threshold=low_stock_threshold,
+        commission_bp=commission_bp,
+        max_markup_bp=max_markup_bp,
+        min_rank=min_rank,
     )
     for component, qty in bundle or []:
         BundleItem.create(bundle=sku, component=component, quantity=qty)
