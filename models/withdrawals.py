@@ -1,14 +1,52 @@
 """Withdrawals: a creator's available balance out to a WeChat wallet (T+1, through a payout
-adapter) or into shopping credit."""
+adapter) or into shopping credit.
+
+Life cycle (`withdrawal.state`; every change is an event on `withdrawal:{id}`):
+    review    wallet withdrawals above WITHDRAW_REVIEW_ABOVE_FEN wait for an operator
+    approved  waits for its payout time (`due_at`, T+1 by default)
+    paying    claimed by `pay_due` and handed to the payout adapter
+    paid      the provider paid it (wallet), or it became shopping credit (credit, at once)
+    rejected  an operator refused it; the money went back to available
+    failed    the provider refused it for good; the money went back to available
+
+Money (see models.ledger; a creator's money is a credit, i.e. negative, balance):
+    withdraw:{no}        available -> withdrawing (wallet) or available -> credit (credit)
+    payout:{no}          withdrawing -> payout clearing (net) + withdrawal fee income (fee)
+    payout-failed:{no}   withdrawing -> available
+    reject:{no}          withdrawing -> available
+
+Why two requests can never take more than is available: the request locks the creator row
+(SELECT ... FOR UPDATE; SQLite transactions are IMMEDIATE) and sums the available postings in
+the same transaction that posts `withdraw:{no}`.
+
+Why a payout is never sent twice: `pay_due` claims a withdrawal with a compare-and-set
+(approved -> paying) that also moves `due_at` forward by a lease; the withdrawal `no` is the
+provider's idempotent partner_trade_no; and a `paying` withdrawal whose lease ran out (a crash,
+a timeout: the outcome is unknown) is first *queried* by its `no` and only transferred again
+when the provider says it never saw it.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Protocol
 
 import peewee as pw
 
-from models.db import BaseModel, utcnow
+from models import events, ledger
+from models.db import BaseModel, db, lock_rows, utcnow
+from models.errors import Conflict, DomainError, InvalidInput, InvalidState, NotFound
+from models.levels import StarLevel
 from models.network import Creator
+from models.users import User
+
+log = logging.getLogger(__name__)
+
+PAYING_LEASE_S = 300  # a paying withdrawal is looked at again this long after it was claimed
 
 
 class Method(StrEnum):
@@ -47,3 +85,377 @@ class Withdrawal(BaseModel):
     @property
     def net_fen(self) -> int:
         return self.amount_fen - self.fee_fen
+
+    @property
+    def subject(self) -> str:
+        return f"withdrawal:{self.id}"
+
+
+# ---- policy and the payout adapter interface --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WithdrawPolicy:
+    min_fen: int = 10_000  # 100 yuan
+    fee_bp: int = 100  # 1%, unless the creator's star level has a withdraw_fee_bp perk
+    delay_hours: int = 24  # T+1
+    review_above_fen: int = 500_000  # wallet withdrawals above this wait for an operator
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> WithdrawPolicy:
+        return cls(min_fen=settings.WITHDRAW_MIN_FEN, fee_bp=settings.WITHDRAW_FEE_BP,
+                   delay_hours=settings.WITHDRAW_PAYOUT_DELAY_H,
+                   review_above_fen=settings.WITHDRAW_REVIEW_ABOVE_FEN)
+
+
+class PayoutFailed(DomainError):
+    """The provider refused the transfer for good (nothing was paid)."""
+
+    code = "payout_failed"
+    status = 502
+
+
+class PayoutUnclear(DomainError):
+    """The outcome is unknown (timeout, system error): query by `no` before trying again."""
+
+    code = "payout_unclear"
+    status = 502
+
+
+class TransferState(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    PROCESSING = "PROCESSING"
+    NOT_FOUND = "NOT_FOUND"  # the provider never received a transfer with this no
+
+
+@dataclass(frozen=True)
+class TransferStatus:
+    state: TransferState
+    reference: str | None = None
+    reason: str = ""
+
+
+class PayoutAdapter(Protocol):
+    """Sends money to a WeChat wallet. Implementations live in qianxing/gateways/payout.py."""
+
+    name: str
+
+    def transfer(self, no: str, openid: str, amount_fen: int, desc: str) -> str:
+        """Pay `amount_fen` to `openid`; `no` is the idempotent partner_trade_no. Returns the
+        provider's reference. Raises PayoutFailed (definitely not paid) or PayoutUnclear."""
+
+    def query(self, no: str) -> TransferStatus:
+        """What the provider knows about transfer `no`. Raises PayoutUnclear when it cannot say."""
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+
+def _new_no() -> str:
+    """`WD` + date + 16 hex digits: letters and digits only, as partner_trade_no requires."""
+    return "WD" + utcnow().strftime("%Y%m%d") + secrets.token_hex(8).upper()
+
+
+def _available_owed(creator_id: int) -> int:
+    """What the platform owes the creator in `available` (negative: the creator is in debt)."""
+    account = ledger.creator_account(creator_id, ledger.AVAILABLE)
+    return -ledger.balances([account])[account]
+
+
+def fee_bp_for(rank: int, policy: WithdrawPolicy) -> int:
+    level = StarLevel.get_or_none(StarLevel.rank == rank)
+    if level is not None and level.withdraw_fee_bp is not None:
+        return int(level.withdraw_fee_bp)
+    return policy.fee_bp
+
+
+def _creator_id(creator: Creator | int) -> int:
+    return creator if isinstance(creator, int) else creator.id
+
+
+def request_withdrawal(creator: Creator | int, amount_fen: int, method: Method | str, *,
+                       policy: WithdrawPolicy, request_key: str | None = None,
+                       actor: str | None = None) -> Withdrawal:
+    """Take `amount_fen` out of the creator's available balance.
+
+    Wallet: fee = amount x fee_bp // 10000 (the star level's perk, else the setting); the money
+    moves to `withdrawing` and is paid out at T+1, after an operator's approval above the
+    review threshold. Credit: no fee; it becomes shopping credit at once. The same
+    `request_key` twice returns the same withdrawal.
+
+    Raises InvalidInput (bad amount, method or key; below_minimum), NotFound (the creator),
+    Conflict (in_debt, insufficient_balance, request_key_reused).
+    """
+    if isinstance(amount_fen, bool) or not isinstance(amount_fen, int):
+        raise InvalidInput("amount_fen must be an integer number of fen", code="invalid_amount")
+    try:
+        method = Method(method)
+    except ValueError:
+        raise InvalidInput("method must be wallet or credit", code="invalid_method") from None
+    if amount_fen < policy.min_fen:
+        raise InvalidInput(f"the minimum withdrawal is {policy.min_fen} fen", code="below_minimum")
+    if request_key is not None and not 1 <= len(request_key) <= 128:
+        raise InvalidInput("request_key must be 1-128 characters", code="invalid_request_key")
+    creator_id = _creator_id(creator)
+    with db.atomic():
+        row = lock_rows(Creator.select().where(Creator.id == creator_id)).first()
+        if row is None:
+            raise NotFound(f"creator {creator_id} not found", code="not_a_creator")
+        if request_key is not None:
+            existing = Withdrawal.get_or_none((Withdrawal.creator == creator_id)
+                                              & (Withdrawal.request_key == request_key))
+            if existing is not None:
+                if (existing.amount_fen, existing.method) != (amount_fen, method.value):
+                    raise Conflict("this request_key was used for another withdrawal",
+                                   code="request_key_reused")
+                return existing
+        owed = _available_owed(creator_id)
+        if owed < 0:
+            raise Conflict(f"your balance owes {-owed} fen; it is netted against future "
+                           "earnings before you can withdraw", code="in_debt")
+        if amount_fen > owed:
+            raise Conflict(f"only {owed} fen is available", code="insufficient_balance")
+        now = utcnow()
+        if method == Method.CREDIT:
+            fee, state, target, due = 0, WithdrawalState.PAID, ledger.CREDIT, now
+        else:
+            fee = amount_fen * fee_bp_for(row.rank, policy) // 10_000
+            review = amount_fen > policy.review_above_fen
+            state = WithdrawalState.REVIEW if review else WithdrawalState.APPROVED
+            target, due = ledger.WITHDRAWING, now + dt.timedelta(hours=policy.delay_hours)
+        withdrawal = Withdrawal.create(
+            no=_new_no(), creator=creator_id, method=method.value, amount_fen=amount_fen,
+            fee_fen=fee, state=state.value, request_key=request_key, requested_at=now, due_at=due,
+            paid_at=now if state == WithdrawalState.PAID else None)
+        ledger.post(f"withdraw:{withdrawal.no}", "withdrawal", [
+            ledger.Leg(ledger.creator_account(creator_id, ledger.AVAILABLE), amount_fen),
+            ledger.Leg(ledger.creator_account(creator_id, target), -amount_fen),
+        ], memo=f"{method.value} withdrawal {withdrawal.no}")
+        events.record(f"withdrawal.{state.value}", withdrawal.subject,
+                      actor or f"creator:{creator_id}", no=withdrawal.no, method=method.value,
+                      amount_fen=amount_fen, fee_fen=fee, due_at=due.isoformat())
+    return withdrawal
+
+
+# ---- operator decisions -----------------------------------------------------------------------
+
+
+def get_withdrawal(withdrawal_id: int) -> Withdrawal:
+    found = Withdrawal.get_or_none(Withdrawal.id == withdrawal_id)
+    if found is None:
+        raise NotFound(f"withdrawal {withdrawal_id} not found", code="withdrawal_not_found")
+    return found
+
+
+def _locked(withdrawal_id: int) -> Withdrawal:
+    found = lock_rows(Withdrawal.select().where(Withdrawal.id == withdrawal_id)).first()
+    if found is None:
+        raise NotFound(f"withdrawal {withdrawal_id} not found", code="withdrawal_not_found")
+    return found
+
+
+def approve(withdrawal_id: int, actor: str) -> Withdrawal:
+    """An operator lets a withdrawal under review go out at its payout time (or at once, if
+    that has passed). Approving an approved one again changes nothing.
+
+    Raises NotFound, InvalidState (withdrawal_not_in_review)."""
+    with db.atomic():
+        w = _locked(withdrawal_id)
+        if w.state == WithdrawalState.APPROVED and w.reviewed_by:
+            return w
+        if w.state != WithdrawalState.REVIEW:
+            raise InvalidState(f"withdrawal {w.id} is {w.state}, not waiting for review",
+                               code="withdrawal_not_in_review")
+        now = utcnow()
+        Withdrawal.update(state=WithdrawalState.APPROVED.value, reviewed_by=actor[:64],
+                          reviewed_at=now).where(Withdrawal.id == w.id).execute()
+        events.record("withdrawal.approved", w.subject, actor, no=w.no)
+    return get_withdrawal(withdrawal_id)
+
+
+def reject(withdrawal_id: int, actor: str, reason: str) -> Withdrawal:
+    """An operator refuses a wallet withdrawal that has not gone to the provider yet (under
+    review or approved and waiting); the money returns to available.
+
+    Raises NotFound, InvalidInput (a reason is required), InvalidState (withdrawal_not_rejectable).
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("say why the withdrawal is rejected", code="reason_required")
+    with db.atomic():
+        w = _locked(withdrawal_id)
+        if w.state == WithdrawalState.REJECTED:
+            return w
+        if w.state not in (WithdrawalState.REVIEW, WithdrawalState.APPROVED):
+            raise InvalidState(f"withdrawal {w.id} is {w.state} and can no longer be rejected",
+                               code="withdrawal_not_rejectable")
+        Withdrawal.update(state=WithdrawalState.REJECTED.value, reviewed_by=actor[:64],
+                          reviewed_at=utcnow(), last_error=reason[:200]).where(
+            Withdrawal.id == w.id).execute()
+        _return_to_available(w, f"reject:{w.no}", "withdrawal_rejected")
+        events.record("withdrawal.rejected", w.subject, actor, no=w.no, reason=reason[:200])
+    return get_withdrawal(withdrawal_id)
+
+
+def _return_to_available(w: Withdrawal, key: str, kind: str) -> None:
+    ledger.post(key, kind, [
+        ledger.Leg(ledger.creator_account(w.creator_id, ledger.WITHDRAWING), w.amount_fen),
+        ledger.Leg(ledger.creator_account(w.creator_id, ledger.AVAILABLE), -w.amount_fen),
+    ], memo=f"withdrawal {w.no} returned")
+
+
+# ---- payouts ----------------------------------------------------------------------------------
+
+
+class PayOutcome(StrEnum):
+    PAID = "paid"
+    FAILED = "failed"
+    UNCLEAR = "unclear"  # still paying; a later run asks the provider
+    SKIPPED = "skipped"  # another run has it, or it is no longer due
+
+
+@dataclass
+class PayDueResult:
+    counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in PayOutcome})
+
+    def add(self, outcome: PayOutcome) -> None:
+        self.counts[outcome.value] += 1
+
+
+def pay_due(adapter: PayoutAdapter, now: dt.datetime | None = None, batch: int = 100,
+            *, actor: str = "system:payout") -> PayDueResult:
+    """Pay every approved wallet withdrawal whose payout time has passed, and settle paying
+    ones whose outcome we never learned (see the module docstring). Safe to run twice and
+    concurrently."""
+    now = now or utcnow()
+    result = PayDueResult()
+    due = [w.id for w in Withdrawal.select(Withdrawal.id).where(
+        (Withdrawal.state.in_([WithdrawalState.APPROVED.value, WithdrawalState.PAYING.value]))
+        & (Withdrawal.due_at <= now) & (Withdrawal.method == Method.WALLET.value))
+        .order_by(Withdrawal.due_at, Withdrawal.id).limit(batch)]
+    for withdrawal_id in due:
+        result.add(pay_one(adapter, withdrawal_id, now, actor=actor))
+    return result
+
+
+def _claim(withdrawal_id: int, now: dt.datetime, actor: str) -> tuple[Withdrawal, bool] | None:
+    """Compare-and-set approved|paying -> paying with a fresh lease; None if another run has it.
+    The flag says whether this is a retry (a paying one: ask the provider first)."""
+    with db.atomic():
+        w = Withdrawal.get_or_none(Withdrawal.id == withdrawal_id)
+        if w is None or w.state not in (WithdrawalState.APPROVED, WithdrawalState.PAYING):
+            return None
+        claimed = Withdrawal.update(
+            state=WithdrawalState.PAYING.value, due_at=now + dt.timedelta(seconds=PAYING_LEASE_S),
+        ).where((Withdrawal.id == w.id) & (Withdrawal.state == w.state)
+                & (Withdrawal.due_at <= now)).execute()
+        if not claimed:
+            return None
+        retry = w.state == WithdrawalState.PAYING
+        events.record("withdrawal.paying", w.subject, actor, no=w.no, retry=retry)
+    return w, retry
+
+
+def pay_one(adapter: PayoutAdapter, withdrawal_id: int, now: dt.datetime | None = None, *,
+            actor: str = "system:payout") -> PayOutcome:
+    """Pay one due withdrawal (see `pay_due`)."""
+    now = now or utcnow()
+    claim = _claim(withdrawal_id, now, actor)
+    if claim is None:
+        return PayOutcome.SKIPPED
+    w, retry = claim
+    try:
+        if retry:
+            status = adapter.query(w.no)
+            if status.state == TransferState.SUCCESS:
+                return _finish_paid(w, status.reference or w.no, actor)
+            if status.state == TransferState.FAILED:
+                return _finish_failed(w, status.reason or "the provider reports the transfer failed",
+                                      actor)
+            if status.state == TransferState.PROCESSING:
+                return _unclear(w, "the provider is still processing the transfer", actor)
+        openid = User.select(User.openid).join(Creator, on=(Creator.user == User.id)).where(
+            Creator.id == w.creator_id).scalar()
+        reference = adapter.transfer(w.no, openid, w.net_fen, f"千星提现 {w.no}")
+    except PayoutFailed as exc:
+        return _finish_failed(w, exc.message, actor)
+    except PayoutUnclear as exc:
+        return _unclear(w, exc.message, actor)
+    except Exception as exc:  # a bug or an unmapped error: never guess, ask the provider later
+        log.exception("payout of withdrawal %s: unexpected error", w.no)
+        return _unclear(w, f"unexpected error: {type(exc).__name__}", actor)
+    return _finish_paid(w, reference, actor)
+
+
+def _finish_paid(w: Withdrawal, reference: str, actor: str) -> PayOutcome:
+    with db.atomic():
+        done = Withdrawal.update(state=WithdrawalState.PAID.value, paid_at=utcnow(),
+                                 payout_ref=reference[:64], last_error=None).where(
+            (Withdrawal.id == w.id) & (Withdrawal.state == WithdrawalState.PAYING)).execute()
+        if not done:
+            return PayOutcome.SKIPPED  # a concurrent run settled it first
+        legs = [ledger.Leg(ledger.creator_account(w.creator_id, ledger.WITHDRAWING), w.amount_fen),
+                ledger.Leg(ledger.PAYOUT_CLEARING, -w.net_fen)]
+        if w.fee_fen:
+            legs.append(ledger.Leg(ledger.WITHDRAWAL_FEES, -w.fee_fen))
+        ledger.post(f"payout:{w.no}", "payout", legs, memo=f"withdrawal {w.no} paid")
+        events.record("withdrawal.paid", w.subject, actor, no=w.no, reference=reference[:64],
+                      net_fen=w.net_fen, fee_fen=w.fee_fen)
+    return PayOutcome.PAID
+
+
+def _finish_failed(w: Withdrawal, reason: str, actor: str) -> PayOutcome:
+    with db.atomic():
+        done = Withdrawal.update(state=WithdrawalState.FAILED.value, last_error=reason[:200]).where(
+            (Withdrawal.id == w.id) & (Withdrawal.state == WithdrawalState.PAYING)).execute()
+        if not done:
+            return PayOutcome.SKIPPED
+        _return_to_available(w, f"payout-failed:{w.no}", "payout_failed")
+        events.record("withdrawal.failed", w.subject, actor, no=w.no, reason=reason[:200])
+    return PayOutcome.FAILED
+
+
+def _unclear(w: Withdrawal, reason: str, actor: str) -> PayOutcome:
+    with db.atomic():
+        Withdrawal.update(last_error=reason[:200]).where(
+            (Withdrawal.id == w.id) & (Withdrawal.state == WithdrawalState.PAYING)).execute()
+        events.record("withdrawal.payout_unclear", w.subject, actor, no=w.no, reason=reason[:200])
+    log.warning("payout of withdrawal %s unclear (%s); it will be queried again", w.no, reason)
+    return PayOutcome.UNCLEAR
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def list_withdrawals(creator: Creator | int, limit: int = 20,
+                     before_id: int | None = None) -> list[Withdrawal]:
+    """A creator's withdrawals, newest first; page with `before_id`."""
+    query = Withdrawal.select().where(Withdrawal.creator == _creator_id(creator))
+    if before_id:
+        query = query.where(Withdrawal.id < before_id)
+    return list(query.order_by(Withdrawal.id.desc()).limit(max(1, min(limit, 100))))
+
+
+def find_withdrawals(state: WithdrawalState | str | None = None, limit: int = 100) -> list[Withdrawal]:
+    """Every creator's withdrawals (operators), newest first, optionally in one state."""
+    query = Withdrawal.select()
+    if state is not None:
+        query = query.where(Withdrawal.state == WithdrawalState(state).value)
+    return list(query.order_by(Withdrawal.id.desc()).limit(limit))
+
+
+def balances(creator_id: int) -> dict[str, int]:
+    """A creator's balances in fen as numbers owed TO the creator: `pending_fen`,
+    `available_fen` (never below 0), `withdrawing_fen`, `credit_fen`, and `debt_fen` (what the
+    creator owes the platform after a clawback took `available` below zero; 0 otherwise)."""
+    accounts = {bucket: ledger.creator_account(creator_id, bucket) for bucket in ledger.CREATOR_BUCKETS}
+    sums = ledger.balances(list(accounts.values()))
+    owed = {bucket: -sums[account] for bucket, account in accounts.items()}
+    return {
+        "pending_fen": owed[ledger.PENDING],
+        "available_fen": max(owed[ledger.AVAILABLE], 0),
+        "withdrawing_fen": owed[ledger.WITHDRAWING],
+        "credit_fen": owed[ledger.CREDIT],
+        "debt_fen": max(-owed[ledger.AVAILABLE], 0),
+    }

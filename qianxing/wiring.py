@@ -21,8 +21,10 @@ from models.notifications import Notifier
 from models.orders import OrderPolicy
 from models.payments import PaymentGateway
 from models.settlement import PayoutPolicy
+from models.withdrawals import PayoutAdapter, WithdrawPolicy
 from qianxing.embedded_redis import EmbeddedRedis
 from qianxing.gateways.payments import SandboxGateway, WeChatPayGateway, make_wechatpay
+from qianxing.gateways.payout import SandboxPayoutAdapter, WeChatTransferAdapter
 from qianxing.gateways.topup import SandboxTopupProvider
 from qianxing.gateways.wechat import MiniProgramClient
 from qianxing.logging_setup import configure_logging
@@ -43,6 +45,8 @@ class Runtime:
     topup: TopupProvider
     policy: OrderPolicy
     payout: PayoutPolicy
+    payouts: PayoutAdapter  # money out to creators' wallets (PAYOUT_PROVIDER)
+    withdraw: WithdrawPolicy
     embedded: EmbeddedRedis | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -101,6 +105,9 @@ def bootstrap(settings: Settings) -> Runtime:
             upline_depth=settings.UPLINE_DEPTH,
             refund_window_days=settings.REFUND_WINDOW_DAYS,
         ),
+        payouts=(WeChatTransferAdapter(pay) if settings.PAYOUT_PROVIDER == "wechatpay"
+                 else SandboxPayoutAdapter(redis, settings.PAYOUT_SANDBOX_MODE)),
+        withdraw=WithdrawPolicy.from_settings(settings),
         embedded=embedded,
     )
     return _runtime

@@ -22,6 +22,9 @@ ENDPOINTS: dict[str, str] = {
     "closeorder": "/pay/closeorder",
     "refund": "/secapi/pay/refund",
     "refundquery": "/pay/refundquery",
+    # merchant transfers to a wallet (企业付款到零钱); requests name the merchant mchid/mch_appid
+    "transfers": "/mmpaymkttransfers/promotion/transfers",
+    "gettransferinfo": "/mmpaymkttransfers/gettransferinfo",
 }
 TRADE_STATE_DESC = {
     "NOTPAY": "订单未支付",
@@ -75,11 +78,24 @@ class NotifyAttempt:
 
 
 @dataclass
+class FakeTransfer:
+    partner_trade_no: str
+    openid: str
+    amount: int
+    desc: str
+    payment_no: str
+    payment_time: str
+    status: str = "SUCCESS"  # tests may set FAILED or PROCESSING (what gettransferinfo says)
+    reason: str = ""
+
+
+@dataclass
 class _Failure:
     endpoint: str | None
     http_status: int | None
     err_code: str | None
     return_msg: str
+    after_processing: bool = False
 
 
 class PayError(Exception):
@@ -115,7 +131,8 @@ def to_signed_xml(fields: dict[str, Any], api_key: str) -> str:
 
 
 class FakeWeChatPay(FakeServer):
-    """Serves unifiedorder, orderquery, closeorder, refund, refundquery; sends notifies."""
+    """Serves unifiedorder, orderquery, closeorder, refund, refundquery, merchant transfers
+    (transfers, gettransferinfo); sends notifies."""
 
     def __init__(self, appid: str, mch_id: str, api_key: str) -> None:
         super().__init__()
@@ -124,6 +141,7 @@ class FakeWeChatPay(FakeServer):
         self.api_key = api_key
         self.orders: dict[str, FakeOrder] = {}
         self.refunds: list[FakeRefund] = []
+        self.transfers: dict[str, FakeTransfer] = {}
         self.notifications: list[NotifyAttempt] = []
         self._failures: list[_Failure] = []
         for name, path in ENDPOINTS.items():
@@ -138,8 +156,11 @@ class FakeWeChatPay(FakeServer):
         err_code: str | None = None,
         return_msg: str = "系统繁忙,请稍后再试",
         endpoint: str | None = None,
+        after_processing: bool = False,
     ) -> None:
-        """The next ``n`` calls fail without being processed.
+        """The next ``n`` calls fail without being processed (``after_processing``: they are
+        processed, then answered with the failure, as when an answer is lost after the money
+        moved).
 
         ``http_status`` -> bare HTTP error; ``err_code`` (e.g. "SYSTEMERROR") -> signed
         result_code FAIL; neither -> return_code FAIL with ``return_msg``.
@@ -150,7 +171,8 @@ class FakeWeChatPay(FakeServer):
             raise ValueError(f"unknown endpoint {endpoint!r}")
         with self._lock:
             self._failures.extend(
-                _Failure(endpoint, http_status, err_code, return_msg) for _ in range(n)
+                _Failure(endpoint, http_status, err_code, return_msg, after_processing)
+                for _ in range(n)
             )
 
     def order(self, out_trade_no: str) -> FakeOrder:
@@ -269,9 +291,9 @@ class FakeWeChatPay(FakeServer):
             data.update(fields)
         return FakeResponse.of_xml(to_signed_xml(data, self.api_key))
 
-    def _take_failure(self, endpoint: str) -> FakeResponse | None:
+    def _take_failure(self, endpoint: str, processed: bool = False) -> FakeResponse | None:
         for i, failure in enumerate(self._failures):
-            if failure.endpoint in (None, endpoint):
+            if failure.endpoint in (None, endpoint) and failure.after_processing == processed:
                 del self._failures[i]
                 if failure.http_status is not None:
                     status = failure.http_status
@@ -293,16 +315,17 @@ class FakeWeChatPay(FakeServer):
             except Exception:
                 return self._fail("XML格式错误")
             sign = fields.pop("sign", "")
-            if fields.get("mch_id") != self.mch_id:
+            if fields.get("mch_id", fields.get("mchid")) != self.mch_id:
                 return self._fail("mch_id参数格式错误")
             if not sign or sign != sign_fields(fields, self.api_key):
                 return self._fail("签名错误")
-            if fields.get("appid") != self.appid:
+            if fields.get("appid", fields.get("mch_appid")) != self.appid:
                 return self._fail("appid和mch_id不匹配")
             try:
-                return self._answer(logic(fields))
+                answer = self._answer(logic(fields))
             except PayError as error:
-                return self._answer({}, error)
+                answer = self._answer({}, error)
+            return self._take_failure(name, processed=True) or answer
 
         return endpoint
 
@@ -454,3 +477,40 @@ class FakeWeChatPay(FakeServer):
                 }
             )
         return result
+
+    def _do_transfers(self, f: dict[str, str]) -> dict[str, Any]:
+        for key in ("partner_trade_no", "openid", "amount", "desc", "check_name"):
+            if not f.get(key):
+                raise PayError("PARAM_ERROR", f"缺少参数{key}")
+        if not f["amount"].isdigit():
+            raise PayError("PARAM_ERROR", "amount参数错误")
+        amount = int(f["amount"])
+        if amount < 30:
+            raise PayError("AMOUNT_LIMIT", "付款金额不能小于最低限额")
+        if f["check_name"] == "FORCE_CHECK" and not f.get("re_user_name"):
+            raise PayError("PARAM_ERROR", "缺少参数re_user_name")
+        transfer = self.transfers.get(f["partner_trade_no"])
+        if transfer is not None:  # the same partner_trade_no again: the first result, no new payment
+            if (transfer.openid, transfer.amount) != (f["openid"], amount):
+                raise PayError("PARAM_ERROR", "商户订单号重复且参数不一致")
+        else:
+            transfer = FakeTransfer(
+                partner_trade_no=f["partner_trade_no"], openid=f["openid"], amount=amount,
+                desc=f["desc"],
+                payment_no="10100" + "".join(str(secrets.randbelow(10)) for _ in range(23)),
+                payment_time=datetime.now(CST).strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            self.transfers[transfer.partner_trade_no] = transfer
+        return {"mch_appid": self.appid, "mchid": self.mch_id,
+                "partner_trade_no": transfer.partner_trade_no, "payment_no": transfer.payment_no,
+                "payment_time": transfer.payment_time}
+
+    def _do_gettransferinfo(self, f: dict[str, str]) -> dict[str, Any]:
+        transfer = self.transfers.get(f.get("partner_trade_no", ""))
+        if transfer is None:
+            raise PayError("NOT_FOUND", "数据不存在")
+        return {"partner_trade_no": transfer.partner_trade_no, "detail_id": transfer.payment_no,
+                "status": transfer.status, "reason": transfer.reason or None,
+                "openid": transfer.openid, "payment_amount": transfer.amount,
+                "transfer_time": transfer.payment_time, "payment_time": transfer.payment_time,
+                "desc": transfer.desc}
