@@ -31,6 +31,16 @@ OPERATIONS = [
     ("POST", "/api/v1/orders/{order_id}/sandbox-pay"),
     ("GET", "/api/v1/vouchers"),
     ("GET", "/api/v1/vouchers/{voucher_id}"),
+    ("POST", "/api/v1/creator/join"),
+    ("POST", "/api/v1/creator/bind"),
+    ("GET", "/api/v1/creator/me"),
+    ("GET", "/api/v1/creator/balances"),
+    ("GET", "/api/v1/creator/statement"),
+    ("GET", "/api/v1/creator/statement.csv"),
+    ("GET", "/api/v1/creator/commissions"),
+    ("GET", "/api/v1/creator/team"),
+    ("GET", "/api/v1/creator/products"),
+    ("PUT", "/api/v1/creator/prices/{sku_code}"),
     ("GET", "/healthz"),
 ]
 
@@ -52,6 +62,8 @@ def seeded(client, login, shop, fake_pay, run_jobs):  # noqa: ANN001, ANN201
     assert client.post(f"/api/v1/orders/{order['id']}/pay", headers=auth).status_code == 200
     assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
     run_jobs()
+    # the fuzzing user is also a creator, so the creator routes get past not_a_creator
+    assert client.post("/api/v1/creator/join", json={}, headers=auth).status_code == 200
     return {"auth": auth, "skus": [s.code for s in skus]}
 
 
@@ -65,7 +77,7 @@ def _aimed(strategy, sku_codes: list[str]):  # noqa: ANN001, ANN202
             if isinstance(case.body, dict) and "sku" in case.body:
                 case.body["sku"] = code
             for name in case.path_parameters or {}:
-                case.path_parameters[name] = small_id
+                case.path_parameters[name] = code if name == "sku_code" else small_id
         return case
 
     return st.tuples(strategy, st.none() | st.sampled_from(sku_codes), st.integers(1, 4)).map(aim)
@@ -73,7 +85,9 @@ def _aimed(strategy, sku_codes: list[str]):  # noqa: ANN001, ANN202
 
 # Operations without parameters or body have nothing to make invalid: valid requests only.
 NO_INPUTS = {("GET", "/api/v1/ping"), ("GET", "/api/v1/products"), ("GET", "/api/v1/vouchers"),
-             ("GET", "/healthz")}
+             ("GET", "/healthz"), ("GET", "/api/v1/creator/me"), ("GET", "/api/v1/creator/balances"),
+             ("GET", "/api/v1/creator/statement.csv"), ("GET", "/api/v1/creator/team"),
+             ("GET", "/api/v1/creator/products")}
 CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {'valid' if mode == GenerationMode.POSITIVE else 'invalid'}")
     for method, path in OPERATIONS

@@ -1,0 +1,139 @@
+"""The creator routes of the mini-program API (/api/v1/creator/...): joining and binding, the
+earnings center (balances, statement, commissions, team), prices, live sessions. Views parse,
+authenticate, call one service, map errors. A user who has not joined gets 404 not_a_creator
+everywhere except /creator/join."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+
+from miniapp_api.api import BEARER, ERRORS, _iso, _json_object_body
+from miniapp_api.auth import current_user
+from miniapp_api.creator_schemas import (
+    BalancesOut,
+    BindIn,
+    CommissionList,
+    CreatorListQuery,
+    CreatorProductList,
+    JoinIn,
+    PriceIn,
+    PriceOut,
+    ProfileOut,
+    SkuPath,
+    StatementOut,
+    TeamOut,
+)
+from miniapp_api.errors import ErrorOut
+from models import earnings, network
+from models.network import Creator
+from qianxing.wiring import runtime
+
+creator_api = APIBlueprint("creator", __name__, url_prefix="/api/v1")
+creator_api.before_request(_json_object_body)
+tag = Tag(name="creator", description="the creator plan: network, prices, earnings center, live")
+READ_ERRORS = {401: ErrorOut, 404: ErrorOut}
+
+
+def _me() -> Creator:
+    """The logged-in user's creator profile; 401 without a session, 404 not_a_creator."""
+    return network.creator_of(current_user().id)
+
+
+def _profile_out(creator: Creator) -> dict:
+    p = earnings.profile(creator)
+    return ProfileOut(**{**dataclasses.asdict(p), "joined_at": _iso(p.joined_at)}).model_dump()
+
+
+def _page(items: list, limit: int) -> int | None:
+    return items[-1].id if len(items) == limit else None
+
+
+@creator_api.post("/creator/join", tags=[tag], security=BEARER, responses={200: ProfileOut, **ERRORS})
+def join(body: JoinIn):  # noqa: ANN201
+    """Join the creator plan (idempotent); with an invite code, join the inviter's team. The
+    first binding wins: errors self_binding, invite_cycle (400), unknown_invite_code (404),
+    already_bound (409), and then nothing is written."""
+    creator = earnings.join(current_user().id, name=body.name or "", invite_code=body.invite_code,
+                            via=body.via)
+    return _profile_out(creator)
+
+
+@creator_api.post("/creator/bind", tags=[tag], security=BEARER, responses={200: ProfileOut, **ERRORS})
+def bind(body: BindIn):  # noqa: ANN201
+    """Join the team of an invite code's owner (once; only an operator can move you later)."""
+    return _profile_out(network.bind(_me(), body.code, body.via))
+
+
+@creator_api.get("/creator/me", tags=[tag], security=BEARER, responses={200: ProfileOut, **READ_ERRORS})
+def me():  # noqa: ANN201
+    """My creator profile: code, level, who invited me, what to share."""
+    return _profile_out(_me())
+
+
+@creator_api.get("/creator/balances", tags=[tag], security=BEARER,
+                 responses={200: BalancesOut, **READ_ERRORS})
+def balances():  # noqa: ANN201
+    """My money by state, in fen."""
+    return earnings.balances(_me())
+
+
+@creator_api.get("/creator/statement", tags=[tag], security=BEARER,
+                 responses={200: StatementOut, 400: ErrorOut, **READ_ERRORS})
+def statement(query: CreatorListQuery):  # noqa: ANN201
+    """My ledger entries, newest first (keyset paging: before_id = next_before_id)."""
+    entries = earnings.statement(_me(), query.limit, query.before_id)
+    return {"entries": [{**dataclasses.asdict(e), "created_at": _iso(e.created_at)} for e in entries],
+            "next_before_id": _page(entries, query.limit)}
+
+
+CSV_RESPONSE = {"description": "every entry as CSV (UTF-8 with BOM), amounts in yuan and fen",
+                "content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+@creator_api.get("/creator/statement.csv", tags=[tag], security=BEARER,
+                 responses={200: CSV_RESPONSE, **READ_ERRORS})
+def statement_csv():  # noqa: ANN201
+    """My whole statement as a CSV download."""
+    creator = _me()
+    text = earnings.statement_csv(creator)
+    # The BOM lets spreadsheet programs detect UTF-8 (memos and names may be Chinese).
+    return Response(text.encode("utf-8-sig"), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="statement-{creator.code}.csv"',
+                             "Content-Type": "text/csv; charset=utf-8"})
+
+
+@creator_api.get("/creator/commissions", tags=[tag], security=BEARER,
+                 responses={200: CommissionList, 400: ErrorOut, **READ_ERRORS})
+def commissions(query: CreatorListQuery):  # noqa: ANN201
+    """My commission lines with their orders and where each order's commission stands."""
+    lines = earnings.commission_lines(_me(), query.limit, query.before_id)
+    return {"lines": [{**dataclasses.asdict(c), "created_at": _iso(c.created_at)} for c in lines],
+            "next_before_id": _page(lines, query.limit)}
+
+
+@creator_api.get("/creator/team", tags=[tag], security=BEARER, responses={200: TeamOut, **READ_ERRORS})
+def team():  # noqa: ANN201
+    """My direct and second-level team with sizes and GMV (paid and delivered orders)."""
+    return network.team(_me()).as_dict()
+
+
+@creator_api.get("/creator/products", tags=[tag], security=BEARER,
+                 responses={200: CreatorProductList, **READ_ERRORS})
+def products():  # noqa: ANN201
+    """Every active SKU with my markup, selling price, commission rate and whether my level
+    unlocks it."""
+    found = earnings.products(_me(), default_cap_bp=runtime().settings.DEFAULT_MAX_MARKUP_BP)
+    return {"products": [dataclasses.asdict(p) for p in found]}
+
+
+@creator_api.put("/creator/prices/<sku_code>", tags=[tag], security=BEARER,
+                 responses={200: PriceOut, **ERRORS})
+def set_price(path: SkuPath, body: PriceIn):  # noqa: ANN201
+    """Set my markup on a SKU (0 removes it); buyers through my ref pay retail + markup. Errors:
+    markup_too_high, supply_locked (400), unknown_sku (404)."""
+    markup = network.set_markup(_me(), path.sku_code, body.markup_fen,
+                                default_cap_bp=runtime().settings.DEFAULT_MAX_MARKUP_BP)
+    return {"sku": path.sku_code, "markup_fen": markup}

@@ -1,0 +1,153 @@
+"""Request and response models of the creator routes (/api/v1/creator/..., /api/v1/track)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from miniapp_api.schemas import CachedSchema, _strict
+
+CODE = r"^[A-Za-z0-9_-]{4,32}$"
+MAX_FEN = 10**12  # ten billion yuan: far above any real amount, far below 64-bit overflow
+
+
+class JoinIn(BaseModel):
+    model_config = _strict
+    name: str | None = Field(default=None, max_length=64, description="display name; the nickname by default")
+    invite_code: str | None = Field(default=None, pattern=CODE,
+                                    description="the inviter's code; the first binding wins")
+    via: Literal["miniapp", "typed"] = Field(default="miniapp",
+                                             description="a mini-program share, or typed by hand")
+
+
+class BindIn(BaseModel):
+    model_config = _strict
+    code: str = Field(pattern=CODE, description="the inviter's code")
+    via: Literal["miniapp", "typed"] = "miniapp"
+
+
+class ProfileOut(BaseModel):
+    id: int
+    code: str
+    name: str
+    rank: int = Field(description="star level; 0 before one-star")
+    level_name: str
+    parent_code: str | None
+    bound_via: str | None
+    ref: str = Field(description="what orders through this creator carry as `ref`")
+    share_path: str = Field(description="mini-program page to share, carrying the ref")
+    joined_at: str
+
+
+class BalancesOut(BaseModel):
+    pending_fen: int = Field(description="inside the refund window")
+    available_fen: int = Field(description="can be withdrawn")
+    withdrawing_fen: int = Field(description="requested, not yet paid out")
+    credit_fen: int = Field(description="shopping credit")
+    debt_fen: int = Field(description="owed to the platform after clawbacks; netted against earnings")
+
+
+class EntryOut(BaseModel):
+    id: int
+    kind: str
+    key: str
+    memo: str
+    bucket: Literal["pending", "available", "withdrawing", "credit"]
+    amount_fen: int = Field(description="positive: money arriving in the bucket")
+    order_id: int | None
+    created_at: str
+
+
+class StatementOut(BaseModel):
+    entries: list[EntryOut]
+    next_before_id: int | None = Field(description="pass as before_id for the next page; null at the end")
+
+
+class LineOut(BaseModel):
+    id: int
+    order_id: int
+    order_no: str
+    kind: Literal["markup", "sale", "team1", "team2"]
+    amount_fen: int
+    state: str = Field(description="the order's settlement: pending, available, reversed, clawed_back")
+    created_at: str
+
+
+class CommissionList(BaseModel):
+    lines: list[LineOut]
+    next_before_id: int | None
+
+
+class MemberOut(BaseModel):
+    id: int
+    code: str
+    name: str
+    rank: int
+    gmv_fen: int
+    orders: int
+    team_size: int
+    children: list[MemberOut] = Field(description="second level (empty on second-level members)")
+
+
+class TeamOut(BaseModel):
+    direct_size: int
+    second_size: int
+    direct_gmv_fen: int
+    second_gmv_fen: int
+    members: list[MemberOut]
+
+
+class SkuPath(BaseModel):
+    sku_code: str = Field(min_length=1, max_length=64)
+
+
+class PriceIn(BaseModel):
+    model_config = _strict
+    markup_fen: int = Field(ge=0, le=MAX_FEN, description="added to retail; 0 removes the markup")
+
+
+class PriceOut(BaseModel):
+    sku: str
+    markup_fen: int
+
+
+class CreatorProductOut(BaseModel):
+    sku: str
+    name: str
+    product: str
+    retail_price_fen: int
+    markup_fen: int
+    max_markup_fen: int
+    selling_price_fen: int
+    commission_bp: int
+    min_rank: int
+    locked: bool
+    ref: str
+
+
+class CreatorProductList(BaseModel):
+    products: list[CreatorProductOut]
+
+
+class LiveIn(BaseModel):
+    model_config = _strict
+    title: str = Field(default="", max_length=120)
+
+
+class LivePath(BaseModel):
+    live_id: int = Field(ge=1, le=2**62)
+
+
+class LiveOut(BaseModel):
+    id: int
+    title: str
+    state: Literal["live", "ended"]
+    started_at: str
+    ended_at: str | None
+    settlement_queued: bool = Field(default=False, description="ending queued its orders' settlement")
+
+
+class CreatorListQuery(CachedSchema):
+    limit: int = Field(default=50, ge=1, le=500)
+    before_id: int | None = Field(default=None, ge=1, le=2**62)

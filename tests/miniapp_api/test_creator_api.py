@@ -1,0 +1,247 @@
+"""The creator routes through the real HTTP API: joining and binding, the earnings center after
+real orders, payments and settlement, the team view, creator pricing."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+
+from models import settlement
+from models.catalog import Sku
+from models.db import db, utcnow
+from models.network import Creator
+from models.orders import Order
+from tests.miniapp_api.asserts import assert_error
+
+API = "/api/v1"
+C = f"{API}/creator"
+
+
+def join(client, auth, **body) -> dict:  # noqa: ANN001, ANN003
+    resp = client.post(f"{C}/join", json=body, headers=auth)
+    assert resp.status_code == 200, resp.json
+    return resp.json
+
+
+def set_rank(code: str, rank: int) -> None:
+    with db.connection_context():
+        Creator.update(rank=rank).where(Creator.code == code).execute()
+
+
+def buy(client, fake_pay, auth, sku: str, ref: str | None = None, **extra) -> dict:  # noqa: ANN001, ANN003
+    """Order through a creator's ref and pay it the way the mini-program does (/pay, then
+    WeChat Pay's signed notification to the real notify endpoint)."""
+    resp = client.post(f"{API}/orders", json={"sku": sku, "ref": ref, **extra}, headers=auth)
+    assert resp.status_code == 201, resp.json
+    order = resp.json
+    assert client.post(f"{API}/orders/{order['id']}/pay", headers=auth).status_code == 200
+    assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
+    return order
+
+
+def settle(rt) -> settlement.SettleResult:  # noqa: ANN001
+    with db.connection_context():
+        return settlement.settle(rt.payout)
+
+
+def release(rt) -> int:  # noqa: ANN001
+    later = utcnow() + dt.timedelta(days=rt.payout.refund_window_days, seconds=1)
+    with db.connection_context():
+        return settlement.release_due(rt.payout, now=later)
+
+
+@pytest.fixture
+def card(shop):  # noqa: ANN001, ANN201
+    """A 100-yuan card key (supply 50 yuan, the SKU's rate 10%)."""
+    return shop.card_sku(keys=30, price=10_000, code="CARD-C")
+
+
+@pytest.fixture
+def pair(client, login):  # noqa: ANN001, ANN201
+    """Ann (one-star) and Ben, who joined through Ann's code: their auth headers and codes."""
+    ann_auth, ben_auth = login("ann"), login("ben")
+    ann = join(client, ann_auth, name="Ann")
+    set_rank(ann["code"], 1)
+    ben = join(client, ben_auth, name="Ben", invite_code=ann["code"])
+    return {"ann": ann_auth, "ben": ben_auth, "ann_code": ann["code"], "ben_code": ben["code"]}
+
+
+# -- joining and binding ----------------------------------------------------------------------
+
+def test_join_without_a_code_makes_a_creator_once(client, login):
+    auth = login("ann")
+    # given a logged-in shopper who is not a creator
+    assert_error(client.get(f"{C}/me", headers=auth), 404, "not_a_creator")
+    # when they join twice
+    first = join(client, auth, name="Ann")
+    again = join(client, auth, name="Someone else")
+    # then one profile: their own code, no upline, not yet a star, a share path with the ref
+    assert again == first
+    assert (first["name"], first["parent_code"], first["rank"], first["level_name"]) == ("Ann", None, 0, "")
+    assert first["ref"] == first["code"] and first["share_path"].endswith(f"ref={first['code']}")
+    assert client.get(f"{C}/me", headers=auth).json == first
+
+
+def test_join_with_a_code_binds_to_the_inviter(client, login, pair):
+    # then Ben's profile names Ann as his upline, bound through the mini-program by default
+    me = client.get(f"{C}/me", headers=pair["ben"]).json
+    assert (me["parent_code"], me["bound_via"], me["name"]) == (pair["ann_code"], "miniapp", "Ben")
+    # and a typed code is recorded as typed
+    cat = join(client, login("cat"), invite_code=pair["ben_code"], via="typed")
+    assert (cat["parent_code"], cat["bound_via"]) == (pair["ben_code"], "typed")
+    # and Ann's level is named
+    assert client.get(f"{C}/me", headers=pair["ann"]).json["level_name"] == "一星"
+
+
+def test_join_with_an_unknown_code_creates_nothing(client, login):
+    auth = login("ann")
+    assert_error(client.post(f"{C}/join", json={"invite_code": "NOSUCH99"}, headers=auth), 404,
+                 "unknown_invite_code")
+    assert_error(client.get(f"{C}/me", headers=auth), 404, "not_a_creator")
+
+
+def test_binding_rules_through_the_api(client, login, pair):
+    dan_auth = login("dan")
+    dan = join(client, dan_auth)
+    # a creator cannot use their own code
+    assert_error(client.post(f"{C}/bind", json={"code": dan["code"]}, headers=dan_auth), 400,
+                 "self_binding")
+    # an upline cannot bind under their own downline
+    assert_error(client.post(f"{C}/bind", json={"code": pair["ben_code"]}, headers=pair["ann"]), 400,
+                 "invite_cycle")
+    # the first binding wins: Ben, bound to Ann, cannot move to Dan
+    assert_error(client.post(f"{C}/bind", json={"code": dan["code"]}, headers=pair["ben"]), 409,
+                 "already_bound")
+    assert_error(client.post(f"{C}/join", json={"invite_code": dan["code"]}, headers=pair["ben"]), 409,
+                 "already_bound")
+    # the same binding again is harmless
+    same = client.post(f"{C}/bind", json={"code": pair["ann_code"]}, headers=pair["ben"])
+    assert same.status_code == 200 and same.json["parent_code"] == pair["ann_code"]
+    # an unknown code is 404; a shopper who has not joined cannot bind
+    assert_error(client.post(f"{C}/bind", json={"code": "NOSUCH99"}, headers=dan_auth), 404,
+                 "unknown_invite_code")
+    assert_error(client.post(f"{C}/bind", json={"code": dan["code"]}, headers=login("eve")), 404,
+                 "not_a_creator")
+    # and Dan, unbound so far, binds to Ben
+    ok = client.post(f"{C}/bind", json={"code": pair["ben_code"], "via": "typed"}, headers=dan_auth)
+    assert ok.status_code == 200 and ok.json["parent_code"] == pair["ben_code"]
+
+
+# -- earnings center after real sales ---------------------------------------------------------
+
+def test_balances_statement_and_csv_after_a_real_settlement(client, rt, login, fake_pay, card, pair):
+    shopper = login("shopper")
+    # given two orders through Ben's link, paid through WeChat Pay, and settled
+    orders = [buy(client, fake_pay, shopper, card.code, pair["ben_code"]) for _ in range(2)]
+    assert settle(rt).orders == 2
+    # then Ben has 2 x 10% pending, Ann 2 x 5% as his one-star upline
+    ben = client.get(f"{C}/balances", headers=pair["ben"])
+    assert ben.status_code == 200
+    assert ben.json == {"pending_fen": 2000, "available_fen": 0, "withdrawing_fen": 0, "credit_fen": 0,
+                        "debt_fen": 0}
+    assert client.get(f"{C}/balances", headers=pair["ann"]).json["pending_fen"] == 1000
+    # when the refund window has passed
+    assert release(rt) == 2
+    ben = client.get(f"{C}/balances", headers=pair["ben"]).json
+    assert (ben["pending_fen"], ben["available_fen"]) == (0, 2000)
+    # then the statement shows the commission in, and the release out of pending into available
+    st = client.get(f"{C}/statement", headers=pair["ben"]).json
+    assert [(e["kind"], e["bucket"], e["amount_fen"]) for e in st["entries"]] == [
+        ("release", "available", 2000), ("release", "pending", -2000), ("commission", "pending", 2000)]
+    assert st["next_before_id"] is None and st["entries"][0]["created_at"].endswith("Z")
+    # and it pages
+    page1 = client.get(f"{C}/statement?limit=2", headers=pair["ben"]).json
+    page2 = client.get(f"{C}/statement?limit=2&before_id={page1['next_before_id']}", headers=pair["ben"]).json
+    assert [e["id"] for e in page1["entries"] + page2["entries"]] == [e["id"] for e in st["entries"]]
+    assert page2["next_before_id"] is None
+    # and the CSV download has the same entries, in yuan and fen
+    resp = client.get(f"{C}/statement.csv", headers=pair["ben"])
+    assert resp.status_code == 200 and resp.mimetype == "text/csv"
+    assert resp.headers["Content-Disposition"] == f'attachment; filename="statement-{pair["ben_code"]}.csv"'
+    assert resp.data.startswith(b"\xef\xbb\xbf")  # UTF-8 with BOM, for spreadsheet programs
+    rows = list(csv.DictReader(io.StringIO(resp.data.decode("utf-8-sig"))))
+    assert [(r["kind"], r["bucket"], r["amount_yuan"], r["amount_fen"]) for r in rows] == [
+        ("release", "available", "20.00", "2000"), ("release", "pending", "-20.00", "-2000"),
+        ("commission", "pending", "20.00", "2000")]
+    assert len(orders) == 2
+
+
+def test_commission_lines_show_orders_kinds_and_states(client, rt, login, fake_pay, card, pair):
+    shopper = login("shopper")
+    first = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    second = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    settle(rt)
+    with db.connection_context():
+        settlement.reverse([first["id"]], reason="fraud", actor="operator:test")
+    # when Ben and Ann read their commission lines
+    ben = client.get(f"{C}/commissions", headers=pair["ben"]).json
+    ann = client.get(f"{C}/commissions?limit=1", headers=pair["ann"]).json
+    # then each line names its order, kind, amount and where the order's commission stands
+    assert [(x["order_no"], x["kind"], x["amount_fen"], x["state"]) for x in ben["lines"]] == [
+        (second["no"], "sale", 1000, "pending"), (first["no"], "sale", 1000, "reversed")]
+    assert [(x["order_id"], x["kind"], x["amount_fen"]) for x in ann["lines"]] == [(second["id"], "team1", 500)]
+    more = client.get(f"{C}/commissions?limit=1&before_id={ann['next_before_id']}", headers=pair["ann"]).json
+    assert [x["order_id"] for x in more["lines"]] == [first["id"]]
+
+
+def test_team_view_sizes_and_gmv(client, rt, login, fake_pay, card, pair):
+    # given Ann -> Ben -> (Dan, Eve), Ann -> Cat
+    join(client, login("cat"), invite_code=pair["ann_code"])
+    dan = join(client, login("dan"), invite_code=pair["ben_code"])
+    join(client, login("eve"), invite_code=pair["ben_code"])
+    shopper = login("shopper")
+    # and sales: Ben 1 order, Dan 2 orders (100 yuan each), one unpaid order of Dan's
+    buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    buy(client, fake_pay, shopper, card.code, dan["code"])
+    buy(client, fake_pay, shopper, card.code, dan["code"])
+    client.post(f"{API}/orders", json={"sku": card.code, "ref": dan["code"]}, headers=shopper)
+    # when Ann reads her team
+    team = client.get(f"{C}/team", headers=pair["ann"]).json
+    # then two direct members, two second-level ones, GMV of paid orders only
+    assert (team["direct_size"], team["second_size"]) == (2, 2)
+    assert (team["direct_gmv_fen"], team["second_gmv_fen"]) == (10_000, 20_000)
+    ben = next(m for m in team["members"] if m["code"] == pair["ben_code"])
+    assert (ben["team_size"], ben["gmv_fen"], ben["orders"]) == (2, 10_000, 1)
+    assert {c["code"]: c["gmv_fen"] for c in ben["children"]}[dan["code"]] == 20_000
+    # and Ben sees Dan and Eve as his direct team, nobody as second level
+    ben_team = client.get(f"{C}/team", headers=pair["ben"]).json
+    assert (ben_team["direct_size"], ben_team["second_size"], ben_team["direct_gmv_fen"]) == (2, 0, 20_000)
+
+
+# -- creator pricing --------------------------------------------------------------------------
+
+def test_markup_cap_locked_supply_and_the_price_a_buyer_pays(client, rt, login, fake_pay, card, pair, shop):
+    locked = shop.card_sku(keys=3, price=20_000, code="CARD-LOCKED")
+    with db.connection_context():
+        Sku.update(min_rank=3).where(Sku.id == locked.id).execute()
+    url = f"{C}/prices/{card.code}"
+    # the default cap is 30% of retail: 3000 fen on a 100-yuan card
+    assert_error(client.put(url, json={"markup_fen": 3001}, headers=pair["ben"]), 400, "markup_too_high")
+    assert_error(client.put(f"{C}/prices/{locked.code}", json={"markup_fen": 100}, headers=pair["ben"]),
+                 400, "supply_locked")
+    assert_error(client.put(f"{C}/prices/NO-SUCH-SKU", json={"markup_fen": 100}, headers=pair["ben"]),
+                 404, "unknown_sku")
+    ok = client.put(url, json={"markup_fen": 3000}, headers=pair["ben"])
+    assert ok.status_code == 200 and ok.json == {"sku": card.code, "markup_fen": 3000}
+    # the products view shows it, and the locked SKU as locked
+    products = {p["sku"]: p for p in client.get(f"{C}/products", headers=pair["ben"]).json["products"]}
+    assert (products[card.code]["selling_price_fen"], products[card.code]["max_markup_fen"]) == (13_000, 3000)
+    assert products[card.code]["locked"] is False and products[locked.code]["locked"] is True
+    assert products[card.code]["ref"] == pair["ben_code"] and products[card.code]["commission_bp"] == 1000
+    # when a buyer orders through Ben's ref, they pay retail + markup; without a ref, retail
+    shopper = login("shopper")
+    through_ben = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    plain = buy(client, fake_pay, shopper, card.code)
+    assert (through_ben["amount_fen"], plain["amount_fen"]) == (13_000, 10_000)
+    # and the markup is Ben's: paid in full next to the 10% on the retail part
+    settle(rt)
+    lines = {x["kind"]: x["amount_fen"] for x in client.get(f"{C}/commissions", headers=pair["ben"]).json["lines"]}
+    assert lines == {"markup": 3000, "sale": 1000}
+    # and setting 0 removes it
+    assert client.put(url, json={"markup_fen": 0}, headers=pair["ben"]).json["markup_fen"] == 0
+    assert buy(client, fake_pay, shopper, card.code, pair["ben_code"])["amount_fen"] == 10_000
+    with db.connection_context():
+        assert Order.select().count() == 3
