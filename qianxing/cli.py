@@ -276,5 +276,14 @@ def bench_flash_sale(clients: int, keys: int, duration: float) -> None:
     click.echo(json.dumps(result))
 
 
+def _register_withdrawals() -> None:
+    from qianxing.cli_withdrawals import withdrawals
+
+    main.add_command(withdrawals)
+
+
+_register_withdrawals()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

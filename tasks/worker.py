@@ -15,6 +15,7 @@ PERIODIC = [
     ("tasks.maintenance.expire_unpaid_orders", 30),
     ("tasks.maintenance.reconcile_payments", 120),
     ("tasks.maintenance.sweep_undelivered", 60),
+    ("tasks.withdrawals.pay_due_withdrawals", 600),
 ]
 
 
