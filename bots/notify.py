@@ -28,6 +28,10 @@ class MiniProgramSubscribeNotifier:
         self.client, self.template_id = client, template_id
 
     def send(self, user: User, notice: Notice) -> None:
+        if not notice.about_order:
+            # The configured template is the delivery notice; other notices need a template
+            # of their own, which this channel does not have yet: a permanent failure.
+            raise NotifyError(f"no subscribe template for {notice.kind} notices", transient=False)
         data = {
             "character_string1": {"value": notice.order_no},
             "thing2": {"value": notice.product[:20]},
@@ -53,6 +57,10 @@ class LogNotifier:
     channel = "log"
 
     def send(self, user: User, notice: Notice) -> None:
+        if not notice.about_order:
+            log.info("notice to user %s: %s %s, open %s", user.id, notice.kind, notice.text,
+                     notice.page)
+            return
         log.info("notice to user %s: order %s %s delivered, open %s", user.id, notice.order_no,
                  notice.product, notice.page)
 

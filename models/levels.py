@@ -12,12 +12,19 @@ ENTRY_INVITES settings (one video and two invites by default). Compliance rules,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import peewee as pw
 
-from models.db import BaseModel, db
+from models import events, ledger
+from models.db import BaseModel, db, execute, lock_rows, placeholders, utcnow
 from models.errors import InvalidInput
+from models.network import SOLD, Creator
+from models.notifications import LEASE_SECONDS, Notice, Notification, Notifier, enqueue_user_notices, send_user_notice
+from models.users import User
 
 
 class StarLevel(BaseModel):
@@ -114,3 +121,436 @@ class Rates:
         return cls(own={lv.rank: lv.own_rate_bp for lv in levels},
                    team1={lv.rank: lv.team1_rate_bp for lv in levels},
                    team2={lv.rank: lv.team2_rate_bp for lv in levels})
+
+
+# ---- what a creator has done: the metrics levels are judged on --------------------------------
+
+UNRANKED_NAME = "未入星"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    video_plays: int = 0  # sum of reported plays
+    videos: int = 0  # distinct video refs with plays
+    live_entries: int = 0
+    own_gmv_fen: int = 0  # paid + delivered orders the creator sold (refunded ones do not count)
+    live_gmv_fen: int = 0  # ... of those, bought in one of the creator's live sessions
+    direct_invites: int = 0  # active creators bound directly under this one
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Sales:
+    orders: int = 0
+    gmv_fen: int = 0
+    live_orders: int = 0
+    live_gmv_fen: int = 0
+
+
+def _activity(creator_id: int | None) -> dict[int, tuple[int, int, int]]:
+    """creator -> (video plays, distinct videos, live entries): one GROUP BY."""
+    where, params = ("WHERE creator_id = %s", [creator_id]) if creator_id is not None else ("", [])
+    rows = execute(
+        'SELECT creator_id, SUM(CASE WHEN kind = %s THEN "count" ELSE 0 END), '
+        "COUNT(DISTINCT CASE WHEN kind = %s THEN ref END), "
+        'SUM(CASE WHEN kind = %s THEN "count" ELSE 0 END) '
+        f"FROM activity_event {where} GROUP BY creator_id",
+        ["video_play", "video_play", "live_entry", *params]).fetchall()
+    return {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}
+
+
+def _sales(creator_id: int | None) -> dict[int, Sales]:
+    """seller -> sold orders and GMV, all and in live sessions: one GROUP BY over the
+    order_seller index."""
+    where, params = (" AND seller_id = %s", [creator_id]) if creator_id is not None else ("", [])
+    rows = execute(
+        "SELECT seller_id, COUNT(*), SUM(amount_fen), "
+        "SUM(CASE WHEN live_id IS NOT NULL THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN live_id IS NOT NULL THEN amount_fen ELSE 0 END) "
+        f'FROM "order" WHERE seller_id IS NOT NULL AND status IN (%s, %s){where} GROUP BY seller_id',
+        [*SOLD, *params]).fetchall()
+    return {r[0]: Sales(int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0)) for r in rows}
+
+
+def _invites(creator_id: int | None) -> dict[int, int]:
+    where, params = (" AND parent_id = %s", [creator_id]) if creator_id is not None else ("", [])
+    rows = execute("SELECT parent_id, COUNT(*) FROM creator WHERE parent_id IS NOT NULL AND active"
+                   f"{where} GROUP BY parent_id", params).fetchall()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def _combine(cid: int, act: dict, sales: dict, invites: dict) -> Metrics:
+    plays, videos, entries = act.get(cid, (0, 0, 0))
+    sold = sales.get(cid, Sales())
+    return Metrics(video_plays=plays, videos=videos, live_entries=entries,
+                   own_gmv_fen=sold.gmv_fen, live_gmv_fen=sold.live_gmv_fen,
+                   direct_invites=invites.get(cid, 0))
+
+
+def all_metrics() -> dict[int, Metrics]:
+    """Metrics of every creator with any activity, sale or invite: three GROUP BY queries,
+    whatever the number of creators (a creator missing from the result has none)."""
+    act, sales, invites = _activity(None), _sales(None), _invites(None)
+    return {cid: _combine(cid, act, sales, invites) for cid in {*act, *sales, *invites}}
+
+
+def metrics_of(creator: Creator | int) -> Metrics:
+    cid = creator if isinstance(creator, int) else creator.id
+    return _combine(cid, _activity(cid), _sales(cid), _invites(cid))
+
+
+# ---- the rule ---------------------------------------------------------------------------------
+
+
+def _requirements(lv: LevelSpec, entry_videos: int, entry_invites: int) -> list[tuple[str, int]]:
+    """(metric, minimum) pairs a level asks for; zero thresholds are left out."""
+    if lv.rank == 1:
+        # The entry: ENTRY_VIDEOS videos AND ENTRY_INVITES invites; at least one video always,
+        # so invites alone never make a star.
+        pairs = [("videos", max(entry_videos, 1)), ("direct_invites", entry_invites)]
+    else:
+        pairs = [("video_plays", lv.min_video_plays), ("live_gmv_fen", lv.min_live_gmv_fen),
+                 ("own_gmv_fen", lv.min_own_gmv_fen), ("direct_invites", lv.min_team_size)]
+    return [(m, n) for m, n in pairs if n > 0]
+
+
+def _grantable(lv: LevelSpec) -> bool:
+    """Belt and braces beside validate_table: a higher level gated by team size without a
+    sales threshold is never granted (team size only ever counts together with real sales)."""
+    return lv.rank == 1 or not lv.min_team_size or bool(lv.min_own_gmv_fen or lv.min_live_gmv_fen)
+
+
+def eligible_rank(metrics: Metrics, levels: list[LevelSpec], entry_videos: int, entry_invites: int) -> int:
+    """The highest rank whose thresholds, and those of every rank below, the metrics meet
+    (0: not yet a star). Pure."""
+    rank = 0
+    for lv in sorted(levels, key=lambda lv: lv.rank):
+        if lv.rank != rank + 1 or not _grantable(lv):
+            break
+        if any(getattr(metrics, m) < n for m, n in _requirements(lv, entry_videos, entry_invites)):
+            break
+        rank = lv.rank
+    return rank
+
+
+# ---- evaluation: upgrades only -----------------------------------------------------------------
+
+LEVEL_UP = "level_up"  # notification kind; key level_up:{creator}:{rank}:{channel}
+THOUSAND_STAR_BONUS = "thousand_star_bonus"  # ledger kind
+CHANGE_CHUNK = 500
+
+
+def bonus_key(creator_id: int) -> str:
+    return f"bonus:thousand_star:{creator_id}"
+
+
+def level_up_key(creator_id: int, rank: int, channel: str) -> str:
+    return f"{LEVEL_UP}:{creator_id}:{rank}:{channel}"
+
+
+@dataclass(frozen=True)
+class LevelChange:
+    creator_id: int
+    from_rank: int
+    to_rank: int
+    name: str
+    bonus_fen: int = 0  # the thousand-star bonus posted with this change
+    pushes: dict[str, str] = field(default_factory=dict)  # channel -> send_user_notice state
+
+    def as_dict(self) -> dict:
+        return {"creator_id": self.creator_id, "from": self.from_rank, "to": self.to_rank,
+                "name": self.name, "bonus_fen": self.bonus_fen, "pushes": dict(self.pushes)}
+
+
+def evaluate_levels(*, entry_videos: int, entry_invites: int, bonus_fen: int,
+                    notifiers: Sequence[Notifier], actor: str = "system:levels") -> list[LevelChange]:
+    """Promote every active creator to the highest rank its metrics earn, never above its
+    rank_cap and never down (only `penalize` lowers a rank). Safe to run concurrently and
+    repeatedly: each promotion is a compare-and-set on the creator's rank.
+
+    Each change, in the same transaction: the creator's rank, a `creator.level_changed` event
+    (from, to, reason, metrics) and a pending notice per channel (an outbox row); reaching the
+    top level also posts the one-time bonus (ledger key `bonus:thousand_star:{id}`: paid once
+    ever, even if the creator is penalised and promoted again). After commit every notice is
+    pushed (each at most once); notices left pending by an earlier run are retried.
+    """
+    levels = table()
+    if not levels:
+        return []
+    top = levels[-1].rank
+    names = {lv.rank: lv.name for lv in levels}
+    metrics = all_metrics()
+    creators = execute("SELECT c.id, c.rank, c.rank_cap, c.user_id FROM creator c WHERE c.active").fetchall()
+    wanted: list[tuple[int, int, int]] = []
+    for cid, rank, cap, _ in creators:
+        target = eligible_rank(metrics.get(cid, Metrics()), levels, entry_videos, entry_invites)
+        if cap is not None:
+            target = min(target, cap)
+        if target > rank:
+            wanted.append((cid, rank, target))
+    users = {cid: user_id for cid, _, _, user_id in creators}
+    changes: list[LevelChange] = []
+    for start in range(0, len(wanted), CHANGE_CHUNK):
+        chunk = wanted[start:start + CHANGE_CHUNK]
+        with db.atomic():
+            changes += _promote(chunk, metrics, names, top, bonus_fen, users,
+                                [n.channel for n in notifiers], actor)
+    pushed = _push(changes, notifiers, names, top) if notifiers else changes
+    _retry_pending(notifiers, names, top, exclude={c.creator_id for c in changes})
+    return pushed
+
+
+def _promote(chunk: list[tuple[int, int, int]], metrics: dict[int, Metrics], names: dict[int, str],
+             top: int, bonus_fen: int, users: dict[int, int], channels: list[str],
+             actor: str) -> list[LevelChange]:
+    by_move: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for cid, old, new in chunk:
+        by_move[(old, new)].append(cid)
+    changes: list[LevelChange] = []
+    for (old, new), ids in sorted(by_move.items()):
+        done = execute(
+            f"UPDATE creator SET rank = %s WHERE id IN ({placeholders(ids)}) AND rank = %s AND active "
+            "AND (rank_cap IS NULL OR rank_cap >= %s) RETURNING id", [new, *ids, old, new]).fetchall()
+        for (cid,) in sorted(done):
+            paid = 0
+            if new == top and bonus_fen > 0 and ledger.post(
+                    bonus_key(cid), THOUSAND_STAR_BONUS,
+                    [ledger.Leg(ledger.REWARD_EXPENSE, bonus_fen),
+                     ledger.Leg(ledger.creator_account(cid, ledger.AVAILABLE), -bonus_fen)],
+                    memo=f"thousand-star bonus, creator {cid}"):
+                paid = bonus_fen
+            changes.append(LevelChange(cid, old, new, names[new], paid))
+    if changes:
+        execute(*events.many_statement("creator.level_changed", actor, [
+            (f"creator:{c.creator_id}", {"from": c.from_rank, "to": c.to_rank, "reason": "evaluation",
+                                         "bonus_fen": c.bonus_fen,
+                                         "metrics": metrics.get(c.creator_id, Metrics()).as_dict()})
+            for c in changes]))
+        enqueue_user_notices([(level_up_key(c.creator_id, c.to_rank, ch), users[c.creator_id], ch, LEVEL_UP)
+                              for c in changes for ch in channels])
+    return changes
+
+
+def level_up_notice(rank: int, name: str, top: int, bonus_fen: int) -> Notice:
+    text = f"恭喜升级为{name}！"
+    if rank == top and bonus_fen > 0:
+        text += f"千星奖励{bonus_fen // 100}元已计入可提现余额。"
+    return Notice(kind=LEVEL_UP, order_no="", order_id=0, product=name, amount_fen=bonus_fen,
+                  when=utcnow().strftime("%Y-%m-%d %H:%M"), page="pages/earnings/index", text=text)
+
+
+def _openids(creator_ids: set[int]) -> dict[int, tuple[int, str]]:
+    if not creator_ids:
+        return {}
+    ids = sorted(creator_ids)
+    rows = execute(f'SELECT c.id, u.id, u.openid FROM creator c JOIN "user" u ON u.id = c.user_id '
+                   f"WHERE c.id IN ({placeholders(ids)})", ids).fetchall()
+    return {cid: (uid, openid) for cid, uid, openid in rows}
+
+
+def _push(changes: list[LevelChange], notifiers: Sequence[Notifier], names: dict[int, str],
+          top: int) -> list[LevelChange]:
+    who = _openids({c.creator_id for c in changes})
+    out = []
+    for change in changes:
+        uid, openid = who[change.creator_id]
+        notice = level_up_notice(change.to_rank, change.name, top, change.bonus_fen)
+        pushes = {n.channel: send_user_notice(level_up_key(change.creator_id, change.to_rank, n.channel),
+                                              User(id=uid, openid=openid), notice, n)
+                  for n in notifiers}
+        out.append(replace(change, pushes=pushes))
+    return out
+
+
+def _retry_pending(notifiers: Sequence[Notifier], names: dict[int, str], top: int, *,
+                   exclude: set[int], limit: int = 200) -> int:
+    """Push level-up notices an earlier run left pending (a transient failure, or a crash
+    between commit and push). Returns how many were tried."""
+    by_channel = {n.channel: n for n in notifiers}
+    if not by_channel:
+        return 0
+    cutoff = utcnow() - dt.timedelta(seconds=LEASE_SECONDS)
+    rows = list(Notification.select(Notification.key, Notification.channel).where(
+        (Notification.kind == LEVEL_UP) & Notification.channel.in_(list(by_channel))
+        & ((Notification.state == "pending")
+           | ((Notification.state == "sending") & (Notification.claimed_at < cutoff)))).limit(limit))
+    todo = []
+    for row in rows:
+        _, cid, rank, _ = row.key.split(":", 3)
+        if int(cid) not in exclude and int(rank) in names:
+            todo.append((row.key, row.channel, int(cid), int(rank)))
+    who = _openids({cid for _, _, cid, _ in todo})
+    for key, channel, cid, rank in todo:
+        paid = _bonus_paid(cid) if rank == top else 0
+        uid, openid = who[cid]
+        send_user_notice(key, User(id=uid, openid=openid), level_up_notice(rank, names[rank], top, paid),
+                         by_channel[channel])
+    return len(todo)
+
+
+def _bonus_paid(creator_id: int) -> int:
+    row = execute("SELECT p.amount_fen FROM ledger_transaction t JOIN posting p ON p.txn_id = t.id "
+                  "WHERE t.key = %s AND p.account = %s",
+                  (bonus_key(creator_id), ledger.creator_account(creator_id, ledger.AVAILABLE))).fetchone()
+    return -int(row[0]) if row else 0
+
+
+# ---- risk penalties: the only way down ----------------------------------------------------------
+
+
+def penalize(creator: Creator, to_rank: int, *, actor: str, reason: str) -> Creator:
+    """A risk penalty: the creator drops to `to_rank` (if above it) and is never promoted above
+    it until `lift_penalty`. Leaves a `creator.penalized` event, and `creator.level_changed`
+    when the rank drops. Raises InvalidInput (invalid_rank, reason_required)."""
+    top = max((lv.rank for lv in table()), default=0)
+    if not isinstance(to_rank, int) or isinstance(to_rank, bool) or not 0 <= to_rank <= top:
+        raise InvalidInput(f"the rank after a penalty must be 0-{top}", code="invalid_rank")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput("a penalty needs a reason", code="reason_required")
+    reason = reason.strip()[:200]
+    with db.atomic():
+        current = lock_rows(Creator.select().where(Creator.id == creator.id)).get()
+        new_rank = min(current.rank, to_rank)
+        Creator.update(rank=new_rank, rank_cap=to_rank).where(Creator.id == current.id).execute()
+        subject = f"creator:{current.id}"
+        events.record("creator.penalized", subject, actor, cap=to_rank, previous_cap=current.rank_cap,
+                      reason=reason)
+        if new_rank != current.rank:
+            events.record("creator.level_changed", subject, actor, reason=f"penalty: {reason}",
+                          **{"from": current.rank, "to": new_rank})
+    return Creator.get_by_id(creator.id)
+
+
+def lift_penalty(creator: Creator, actor: str, reason: str = "") -> Creator:
+    """Remove a creator's rank cap (the next evaluation promotes as earned). Lifting when there
+    is no penalty changes nothing."""
+    with db.atomic():
+        current = lock_rows(Creator.select().where(Creator.id == creator.id)).get()
+        if current.rank_cap is not None:
+            Creator.update(rank_cap=None).where(Creator.id == current.id).execute()
+            events.record("creator.penalty_lifted", f"creator:{current.id}", actor,
+                          previous_cap=current.rank_cap, reason=reason[:200])
+    return Creator.get_by_id(creator.id)
+
+
+# ---- earnings center: progress and funnel ------------------------------------------------------
+
+LABELS = {"videos": "视频作品", "video_plays": "视频播放", "live_gmv_fen": "直播销售额",
+          "own_gmv_fen": "个人销售额", "direct_invites": "直接邀请"}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str  # videos, video_plays, live_gmv_fen, own_gmv_fen, direct_invites
+    have: int
+    need: int
+
+    @property
+    def met(self) -> bool:
+        return self.have >= self.need
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "label": LABELS[self.metric], "have": self.have,
+                "need": self.need, "met": self.met}
+
+
+@dataclass(frozen=True)
+class Progress:
+    rank: int
+    name: str
+    rank_cap: int | None
+    next_rank: int | None  # None at the top level
+    next_name: str | None
+    thresholds: list[Threshold]  # what the next level needs
+    invites: int
+    invite_line: str  # e.g. 已邀请2人，还差1人升级
+
+    @property
+    def capped(self) -> bool:
+        """A risk penalty keeps the creator from the next level."""
+        return self.next_rank is not None and self.rank_cap is not None and self.rank_cap < self.next_rank
+
+    @property
+    def ready(self) -> bool:
+        """Every threshold of the next level is met: the next evaluation promotes."""
+        return self.next_rank is not None and not self.capped and all(t.met for t in self.thresholds)
+
+    def as_dict(self) -> dict:
+        return {"rank": self.rank, "name": self.name, "capped": self.capped, "ready": self.ready,
+                "next": None if self.next_rank is None else {
+                    "rank": self.next_rank, "name": self.next_name,
+                    "thresholds": [t.as_dict() for t in self.thresholds]},
+                "invites": self.invites, "invite_line": self.invite_line}
+
+
+def progress(creator: Creator, *, entry_videos: int, entry_invites: int) -> Progress:
+    """Where the creator stands and what the next level needs, from the level table."""
+    levels = {lv.rank: lv for lv in table()}
+    m = metrics_of(creator)
+    current = levels.get(creator.rank)
+    nxt = levels.get(creator.rank + 1)
+    thresholds = [] if nxt is None else [
+        Threshold(metric, getattr(m, metric), need)
+        for metric, need in _requirements(nxt, entry_videos, entry_invites)]
+    invites = m.direct_invites
+    line = f"已邀请{invites}人"
+    need_invites = next((t.need for t in thresholds if t.metric == "direct_invites"), 0)
+    if nxt is None:
+        line += "，已是最高等级"
+    elif invites < need_invites:
+        line += f"，还差{need_invites - invites}人升级"
+    elif need_invites and all(t.met for t in thresholds):
+        line += "，已满足升级条件"
+    elif need_invites:
+        line += "，邀请人数已达标"
+    return Progress(rank=creator.rank, name=current.name if current else UNRANKED_NAME,
+                    rank_cap=creator.rank_cap, next_rank=nxt.rank if nxt else None,
+                    next_name=nxt.name if nxt else None, thresholds=thresholds, invites=invites,
+                    invite_line=line)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """Video plays -> live-room entries -> orders. Conversions are integer basis points of
+    orders per play and per live entry, rounded down (0 when nothing was played or entered):
+    play_to_order_bp / 10 is orders per 1,000 plays, entry_to_order_bp / 100 the percentage
+    of live entries that became an order."""
+
+    video_plays: int
+    live_entries: int
+    orders: int  # the creator's sold orders (paid or delivered)
+    gmv_fen: int
+    live_orders: int
+    live_gmv_fen: int
+
+    @property
+    def play_to_order_bp(self) -> int:
+        return self.orders * 10_000 // self.video_plays if self.video_plays else 0
+
+    @property
+    def entry_to_order_bp(self) -> int:
+        return self.orders * 10_000 // self.live_entries if self.live_entries else 0
+
+    @property
+    def orders_per_1000_plays(self) -> str:
+        """Two decimals, rounded down."""
+        hundredths = self.orders * 100_000 // self.video_plays if self.video_plays else 0
+        return f"{hundredths // 100}.{hundredths % 100:02d}"
+
+    def as_dict(self) -> dict:
+        return {"video_plays": self.video_plays, "live_entries": self.live_entries,
+                "orders": self.orders, "gmv_fen": self.gmv_fen, "live_orders": self.live_orders,
+                "live_gmv_fen": self.live_gmv_fen,
+                "conversion": {"play_to_order_bp": self.play_to_order_bp,
+                               "entry_to_order_bp": self.entry_to_order_bp,
+                               "orders_per_1000_plays": self.orders_per_1000_plays}}
+
+
+def funnel(creator: Creator | int) -> Funnel:
+    cid = creator if isinstance(creator, int) else creator.id
+    plays, _, entries = _activity(cid).get(cid, (0, 0, 0))
+    sold = _sales(cid).get(cid, Sales())
+    return Funnel(video_plays=plays, live_entries=entries, orders=sold.orders, gmv_fen=sold.gmv_fen,
+                  live_orders=sold.live_orders, live_gmv_fen=sold.live_gmv_fen)

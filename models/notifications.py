@@ -20,8 +20,8 @@ LEASE_SECONDS = 60
 
 
 class Notification(BaseModel):
-    key = pw.CharField(max_length=96, unique=True)  # kind:order:channel
-    order_id = pw.BigIntegerField(index=True)
+    key = pw.CharField(max_length=96, unique=True)  # kind:order:channel, or a user notice's key
+    order_id = pw.BigIntegerField(index=True)  # 0: a notice about no order (send_user_notice)
     user = pw.ForeignKeyField(User, on_delete="RESTRICT", index=False)
     channel = pw.CharField(max_length=32)
     kind = pw.CharField(max_length=32)
@@ -54,12 +54,17 @@ class Notice:
     """What the buyer is told. Never carries a card key: the buyer reveals it in the app."""
 
     kind: str
-    order_no: str
-    order_id: int
+    order_no: str  # "" for a notice about no order (see send_user_notice)
+    order_id: int  # 0 for a notice about no order
     product: str
     amount_fen: int
     when: str
     page: str
+    text: str = ""  # the message itself, for notices that are not about a delivered order
+
+    @property
+    def about_order(self) -> bool:
+        return self.order_id != 0
 
 
 class Notifier(Protocol):
@@ -148,3 +153,66 @@ def send_notices(order_ids: list[int], notifier: Notifier,
             if state is not None and state.state in ("sent", "failed"):
                 result[oid] = (state.state, None)
     return result
+
+
+def enqueue_user_notices(rows: list[tuple[str, int, str, str]]) -> None:
+    """Record pending notices about no order, rows of (key, user id, channel, kind), inside the
+    caller's transaction: an outbox, so a crash between the change and its push leaves the
+    notice for a later `send_user_notice` with the same key. Existing keys are left alone."""
+    if not rows:
+        return
+    now = Notification.created_at.db_value(utcnow())
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start:start + 1000]
+        execute("INSERT INTO notification (key, order_id, user_id, channel, kind, state, attempts, "
+                "created_at) VALUES " + ", ".join(["(%s, 0, %s, %s, %s, %s, 0, %s)"] * len(chunk))
+                + " ON CONFLICT (key) DO NOTHING",
+                [v for key, user_id, channel, kind in chunk
+                 for v in (key, user_id, channel, kind, "pending", now)])
+
+
+def send_user_notice(key: str, user: User, notice: Notice, notifier: Notifier, *,
+                     max_attempts: int = 5) -> str:
+    """Push a notice that is about no order (a level-up, say) to one user through one channel,
+    at most once per `key` (e.g. `level_up:{creator}:{rank}:{channel}`): the notification row
+    (order_id 0) is claimed with a lease before sending and every try leaves an attempt row.
+
+    Call it outside any transaction (the claim must be committed before the push). Returns
+    'sent'; 'failed' (permanent, or the `max_attempts`-th transient failure); 'retry' (transient:
+    left pending, a later call with the same key tries again); 'busy' (another worker holds
+    the claim) or 'done' (sent or failed before).
+    """
+    ts = Notification.created_at.db_value
+    now = utcnow()
+    with db.atomic():
+        execute("INSERT INTO notification (key, order_id, user_id, channel, kind, state, attempts, "
+                "created_at) VALUES (%s, 0, %s, %s, %s, %s, 0, %s) ON CONFLICT (key) DO NOTHING",
+                (key, user.id, notifier.channel, notice.kind, "pending", ts(now)))
+        claimed = execute(
+            "UPDATE notification SET state = %s, claimed_at = %s, attempts = attempts + 1 "
+            "WHERE key = %s AND (state = %s OR (state = %s AND claimed_at < %s)) RETURNING id, attempts",
+            ("sending", ts(now), key, "pending", "sending",
+             ts(now - dt.timedelta(seconds=LEASE_SECONDS)))).fetchone()
+    if claimed is None:
+        row = Notification.get_or_none(Notification.key == key)
+        return "done" if row is not None and row.state in ("sent", "failed") else "busy"
+    note_id, number = claimed
+    try:
+        notifier.send(user, notice)
+    except NotifyError as exc:
+        error = exc.message[:200]
+        state = "pending" if exc.transient and number < max_attempts else "failed"
+        with db.atomic():
+            execute_batch([
+                ("INSERT INTO notification_attempt (notification_id, number, ok, error, created_at) "
+                 "VALUES (%s, %s, %s, %s, %s)", (note_id, number, False, error, ts(utcnow()))),
+                ("UPDATE notification SET state = %s, last_error = %s WHERE id = %s",
+                 (state, error, note_id))])
+        return "retry" if state == "pending" else "failed"
+    with db.atomic():
+        execute_batch([
+            ("INSERT INTO notification_attempt (notification_id, number, ok, error, created_at) "
+             "VALUES (%s, %s, %s, %s, %s)", (note_id, number, True, None, ts(utcnow()))),
+            ("UPDATE notification SET state = %s, sent_at = %s WHERE id = %s",
+             ("sent", ts(utcnow()), note_id))])
+    return "sent"
