@@ -285,5 +285,14 @@ def _register_withdrawals() -> None:
 _register_withdrawals()
 
 
+def _register_network() -> None:
+    from qianxing.cli_network import register
+
+    register(main)
+
+
+_register_network()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

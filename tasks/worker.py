@@ -15,6 +15,8 @@ PERIODIC = [
     ("tasks.maintenance.expire_unpaid_orders", 30),
     ("tasks.maintenance.reconcile_payments", 120),
     ("tasks.maintenance.sweep_undelivered", 60),
+    ("tasks.network.award_traffic_rewards", 3600),
+    ("tasks.network.evaluate_levels", 86400),  # also enqueued after each settlement
     ("tasks.withdrawals.pay_due_withdrawals", 600),
 ]
 
