@@ -373,7 +373,8 @@ def _retry_pending(notifiers: Sequence[Notifier], names: dict[int, str], top: in
         return 0
     cutoff = utcnow() - dt.timedelta(seconds=LEASE_SECONDS)
     rows = list(Notification.select(Notification.key, Notification.channel).where(
-        (Notification.kind == LEVEL_UP) & Notification.channel.in_(list(by_channel))
+        (Notification.order_id == 0) & (Notification.kind == LEVEL_UP)  # order_id: indexed
+        & Notification.channel.in_(list(by_channel))
         & ((Notification.state == "pending")
            | ((Notification.state == "sending") & (Notification.claimed_at < cutoff)))).limit(limit))
     todo = []

@@ -4,6 +4,7 @@ audited and pushed once, the thousand-star bonus is paid once ever; progress and
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 
@@ -15,7 +16,7 @@ from models.db import db, utcnow
 from models.errors import InvalidInput
 from models.levels import DEFAULT_LEVELS, LevelSpec, Metrics, eligible_rank
 from models.network import Creator
-from models.notifications import Notice, Notification, NotificationAttempt, NotifyError
+from models.notifications import LEASE_SECONDS, Notice, Notification, NotificationAttempt, NotifyError
 from models.orders import OrderPolicy, OrderRequest
 from models.users import User
 from tests.conftest import buyer
@@ -397,3 +398,42 @@ def test_an_empty_funnel_has_zero_conversion(rt):
         f = levels.funnel(creator())
     assert f.as_dict()["conversion"] == {"play_to_order_bp": 0, "entry_to_order_bp": 0,
                                          "orders_per_1000_plays": "0.00"}
+
+
+class CrashingNotifier(RecordingNotifier):
+    """A channel whose first push dies mid-way (as a killed worker would)."""
+
+    def __init__(self) -> None:
+        super().__init__("crashy")
+        self.crashed = False
+
+    def send(self, user: User, notice: Notice) -> None:
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("worker killed")
+        super().send(user, notice)
+
+
+def test_a_push_lost_in_a_crash_goes_out_once_on_a_later_run(rt):
+    # given two new stars and a run that dies while pushing the first notice
+    a, b = creator(), creator()
+    entry_star(a)
+    entry_star(b)
+    channel = CrashingNotifier()
+    with pytest.raises(RuntimeError):
+        evaluate(channel)
+    # then both promotions are committed, and both notices wait in the outbox
+    assert rank(a) == (1, None) and rank(b) == (1, None)
+    with db.connection_context():
+        assert sorted(n.state for n in Notification.select()) == ["pending", "sending"]
+    # when the next run comes (after the first claim's lease ran out), then each notice is
+    # sent exactly once, and later runs send nothing more
+    evaluate(channel)
+    with db.connection_context():
+        Notification.update(claimed_at=utcnow() - dt.timedelta(seconds=LEASE_SECONDS + 1)).where(
+            Notification.state == "sending").execute()
+    evaluate(channel)
+    evaluate(channel)
+    assert sorted(uid for uid, _ in channel.sent) == sorted([a.user_id, b.user_id])
+    with db.connection_context():
+        assert sorted(n.state for n in Notification.select()) == ["sent", "sent"]
