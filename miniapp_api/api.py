@@ -35,6 +35,7 @@ from models import catalog, delivery, inventory, orders, payments, users
 from models.errors import DomainError, Forbidden, InvalidInput, NotFound
 from models.orders import Order
 from qianxing.wiring import runtime
+from tasks import queues
 
 BEARER = [{"bearer": []}]
 ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 429: ErrorOut}
@@ -208,6 +209,17 @@ def sandbox_pay(path: OrderPath):  # noqa: ANN201
     if order.status != orders.Status.PENDING:
         raise payments.InvalidState("this order can no longer be paid", code="order_not_payable")
     gateway.pay(order, user.openid)  # type: ignore[attr-defined]
+    return _order_out(orders.get_order(order.id))
+
+
+@api.post("/orders/<int:order_id>/pay-with-credit", tags=[me_tag], security=BEARER,
+          responses={200: OrderOut, **ERRORS})
+def pay_with_credit(path: OrderPath):  # noqa: ANN201
+    """Pay the order with the creator's shopping credit (409 insufficient_credit when it does
+    not cover the order); delivery follows as for any payment. Repeating it is harmless."""
+    order = payments.pay_with_credit(path.order_id, current_user())
+    if order.status == orders.Status.PAID:
+        queues.deliver(order.id)
     return _order_out(orders.get_order(order.id))
 
 

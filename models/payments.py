@@ -16,8 +16,10 @@ from models import events, inventory, ledger
 from models.catalog import Kind, Sku
 from models.db import BaseModel, db, execute, execute_batch, for_update, is_postgres, lock_rows, utcnow
 from models.delivery import TopupRequest, Voucher
-from models.errors import DomainError, InvalidState, OutOfStock, PaymentRejected
+from models.errors import Conflict, DomainError, InvalidState, NotFound, OutOfStock, PaymentRejected
+from models.network import Creator
 from models.orders import Order, Status
+from models.users import User
 from models.vault import CardKey, KeyState
 
 
@@ -132,17 +134,8 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
         elif status != Status.PENDING:
             return order_id, Outcome.DUPLICATE
         now = Payment.paid_at.db_value(utcnow())
-        if payment_id is None:
-            payment = ("INSERT INTO payment (order_id, provider, amount_fen, transaction_id, state, "
-                       "created_at, paid_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                       (order_id, source, total_fee, transaction_id, PaymentState.PAID.value, now, now))
-        else:
-            payment = ("UPDATE payment SET transaction_id = %s, state = %s, paid_at = %s WHERE id = %s",
-                       (transaction_id, PaymentState.PAID.value, now, payment_id))
         execute_batch([
-            ('UPDATE "order" SET status = %s, paid_at = %s WHERE id = %s',
-             (Status.PAID.value, now, order_id)),
-            payment,
+            *_paid_statements(order_id, payment_id, source, total_fee, transaction_id, now),
             *ledger.posting_statements(
                 f"payment:{order_no}", "payment",
                 [ledger.Leg(ledger.CASH_WECHATPAY, total_fee), ledger.Leg(ledger.SALES, -total_fee)],
@@ -172,6 +165,75 @@ def _confirm_on_postgres(order_no: str, transaction_id: str, total_fee: int,
     if outcome == Status.EXPIRED:
         return None
     return order_id, Outcome.PAID if outcome == "paid" else Outcome.DUPLICATE
+
+
+def _paid_statements(order_id: int, payment_id: int | None, provider: str, amount_fen: int,
+                     transaction_id: str, now: object, *, claim_provider: bool = False) -> list[tuple]:
+    """The order and payment writes that make a locked, payable order paid (every payment path
+    uses them). `claim_provider` also renames the provider of an existing payment row (a credit
+    payment of an order that had a WeChat Pay payment prepared)."""
+    if payment_id is None:
+        payment = ("INSERT INTO payment (order_id, provider, amount_fen, transaction_id, state, "
+                   "created_at, paid_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                   (order_id, provider, amount_fen, transaction_id, PaymentState.PAID.value, now, now))
+    elif claim_provider:
+        payment = ("UPDATE payment SET provider = %s, transaction_id = %s, state = %s, paid_at = %s "
+                   "WHERE id = %s", (provider, transaction_id, PaymentState.PAID.value, now, payment_id))
+    else:
+        payment = ("UPDATE payment SET transaction_id = %s, state = %s, paid_at = %s WHERE id = %s",
+                   (transaction_id, PaymentState.PAID.value, now, payment_id))
+    return [('UPDATE "order" SET status = %s, paid_at = %s WHERE id = %s',
+             (Status.PAID.value, now, order_id)), payment]
+
+
+CREDIT_PROVIDER = "credit"
+
+
+def pay_with_credit(order_id: int, user: User) -> Order:
+    """Pay one of the buyer's pending orders with their shopping credit (a creator's credit
+    withdrawals, models.withdrawals). In one transaction: lock the order, lock the creator row
+    (as credit withdrawals do) and read the credit balance, post credit -> sales under
+    `credit-payment:{order no}`, and mark the order paid with the statements every payment
+    uses (`_paid_statements`) plus the `order.paid` event. No cash leg: the PostgreSQL
+    qx_confirm_payment function posts WeChat Pay cash and is not used here. The caller queues
+    delivery, as for any payment. Paying an order already paid with credit returns it again.
+
+    Raises NotFound (order_not_found), InvalidState (order_not_payable: not pending or past its
+    deadline), Conflict (insufficient_credit: not a creator, or too little credit).
+    """
+    creator = Creator.get_or_none(Creator.user == user.id)
+    with db.atomic():
+        order = lock_rows(Order.select().where((Order.id == order_id) & (Order.user == user.id))).first()
+        if order is None:
+            raise NotFound(f"order {order_id} not found", code="order_not_found")
+        payment = Payment.get_or_none(Payment.order == order.id)
+        if (order.status in (Status.PAID, Status.DELIVERED) and payment is not None
+                and payment.provider == CREDIT_PROVIDER):
+            return Order.get_by_id(order.id)
+        if order.status != Status.PENDING or order.expires_at <= utcnow():
+            raise InvalidState("this order can no longer be paid", code="order_not_payable")
+        if creator is None:
+            raise Conflict("you have no shopping credit", code="insufficient_credit")
+        lock_rows(Creator.select().where(Creator.id == creator.id)).get()
+        account = ledger.creator_account(creator.id, ledger.CREDIT)
+        credit = -ledger.balances([account])[account]
+        if credit < order.amount_fen:
+            raise Conflict(f"your shopping credit ({credit} fen) does not cover this order "
+                           f"({order.amount_fen} fen)", code="insufficient_credit")
+        now = Payment.paid_at.db_value(utcnow())
+        reference = f"credit-{order.no}"
+        execute_batch([
+            *_paid_statements(order.id, payment.id if payment else None, CREDIT_PROVIDER,
+                              order.amount_fen, reference, now, claim_provider=True),
+            *ledger.posting_statements(
+                f"credit-payment:{order.no}", "credit_payment",
+                [ledger.Leg(account, order.amount_fen), ledger.Leg(ledger.SALES, -order.amount_fen)],
+                order_id=order.id),
+            events.statement("order.paid", order.subject, user.actor, transaction_id=reference,
+                             amount_fen=order.amount_fen, late=False, method=CREDIT_PROVIDER,
+                             creator=creator.id),
+        ])
+    return Order.get_by_id(order.id)
 
 
 _PAYABLE = (

@@ -29,6 +29,7 @@ OPERATIONS = [
     ("GET", "/api/v1/orders/{order_id}"),
     ("POST", "/api/v1/orders/{order_id}/pay"),
     ("POST", "/api/v1/orders/{order_id}/sandbox-pay"),
+    ("POST", "/api/v1/orders/{order_id}/pay-with-credit"),
     ("GET", "/api/v1/vouchers"),
     ("GET", "/api/v1/vouchers/{voucher_id}"),
     ("POST", "/api/v1/creator/join"),
