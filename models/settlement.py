@@ -27,6 +27,7 @@ How it stays exact and fast:
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class LineKind(StrEnum):
     SALE = "sale"
     TEAM1 = "team1"
     TEAM2 = "team2"
+
+
+_MARKUP, _SALE, _TEAM1, _TEAM2 = (k.value for k in LineKind)  # plain str: read per order line
 
 
 class Settlement(BaseModel):
@@ -104,7 +108,9 @@ _ORDERS = (
     "LEFT JOIN creator p ON p.id = c.parent_id AND p.active "
     "LEFT JOIN creator g ON g.id = c.grandparent_id AND g.active "
     "WHERE o.id > %s AND o.status IN (%s, %s) "
-    "AND NOT EXISTS (SELECT 1 FROM settlement st WHERE st.order_id = o.id)"
+    # The repeated bound lets PostgreSQL start its merge anti-join at the cursor instead of at
+    # the first settlement ever written (which made every batch slower than the one before).
+    "AND NOT EXISTS (SELECT 1 FROM settlement st WHERE st.order_id = o.id AND st.order_id > %s)"
 )
 
 
@@ -126,9 +132,19 @@ def compute_lines(row: tuple, rates: Rates, policy: PayoutPolicy) -> list[tuple[
         upline2_rate_bp=rates.team2.get(up2_rank, 0) if up2 is not None else 0,
     )
     got = split(facts, cap_bp=policy.cap_bp, upline_depth=policy.upline_depth)
-    lines = [(seller, LineKind.MARKUP.value, got.markup), (seller, LineKind.SALE.value, got.sale),
-             (up1, LineKind.TEAM1.value, got.team1), (up2, LineKind.TEAM2.value, got.team2)]
+    lines = [(seller, _MARKUP, got.markup), (seller, _SALE, got.sale),
+             (up1, _TEAM1, got.team1), (up2, _TEAM2, got.team2)]
     return [line for line in lines if line[2] > 0]
+
+
+def unsettled_count(*, live_id: int | None = None) -> int:
+    """Paid orders (of one live session) that `settle` would pick up now: for progress bars."""
+    extra, params = "", []
+    if live_id is not None:
+        extra, params = " AND o.live_id = %s", [live_id]
+    return int(execute('SELECT COUNT(*) FROM "order" o WHERE o.status IN (%s, %s) '
+                       "AND NOT EXISTS (SELECT 1 FROM settlement st WHERE st.order_id = o.id)" + extra,
+                       (*SOLD, *params)).fetchone()[0])
 
 
 def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Iterable[int] | None = None,
@@ -153,7 +169,7 @@ def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Itera
         with db.atomic():
             _lock()
             rows = execute(_ORDERS + extra + " ORDER BY o.id LIMIT %s",
-                           (cursor, *SOLD, *params, batch)).fetchall()
+                           (cursor, *SOLD, cursor, *params, batch)).fetchall()
             if rows:
                 _write_batch(rows, rates, policy, result)
         if wanted is not None and not rows:
@@ -169,7 +185,7 @@ def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Itera
 
 def _write_batch(rows: list[tuple], rates: Rates, policy: PayoutPolicy, result: SettleResult) -> None:
     now = utcnow()
-    stamp = Settlement.settled_at.db_value(now)
+    stamp = now.isoformat(" ")  # as peewee stores a DateTimeField; formatted once per batch
     settlements: list[tuple] = []
     lines: list[tuple] = []
     per_creator: dict[int, int] = defaultdict(int)
@@ -181,10 +197,8 @@ def _write_batch(rows: list[tuple], rates: Rates, policy: PayoutPolicy, result: 
         for creator_id, kind, amount in got:
             lines.append((row[0], creator_id, kind, amount, stamp))
             per_creator[creator_id] += amount
-    _insert("settlement", ("order_id", "seller_id", "state", "payout_fen", "settled_at"),
-            ("bigint", "bigint", "text", "bigint", "timestamp"), settlements)
-    _insert("commission", ("order_id", "creator_id", "kind", "amount_fen", "created_at"),
-            ("bigint", "bigint", "text", "bigint", "timestamp"), lines)
+    _insert("settlement", ("order_id", "seller_id", "state", "payout_fen", "settled_at"), settlements)
+    _insert("commission", ("order_id", "creator_id", "kind", "amount_fen", "created_at"), lines)
     total = sum(per_creator.values())
     if total:
         legs = {ledger.creator_account(c, ledger.PENDING): -v for c, v in per_creator.items()}
@@ -198,18 +212,33 @@ def _write_batch(rows: list[tuple], rates: Rates, policy: PayoutPolicy, result: 
     result.batches += 1
 
 
-def _insert(table: str, columns: tuple[str, ...], types: tuple[str, ...], rows: list[tuple]) -> None:
-    """Bulk insert: one statement of arrays on PostgreSQL, executemany on SQLite."""
+def _insert(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Bulk insert: COPY on PostgreSQL (three times faster than INSERT ... SELECT FROM unnest of
+    array parameters, which psycopg2 sends as one literal per element), executemany on SQLite.
+
+    Values are integers, None, timestamps or fixed ASCII words (states, kinds)."""
     if not rows:
         return
     names = ", ".join(columns)
     if is_postgres():
-        arrays = [list(col) for col in zip(*rows, strict=True)]
-        casts = ", ".join(f"%s::{t}[]" for t in types)
-        execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({casts})", arrays)
+        import psycopg2.extensions as ext
+
+        conn = db.connection()
+        # COPY bypasses peewee's lazy BEGIN: the caller's transaction must already be open
+        # (settlement takes its lock first), or these rows would commit on their own.
+        if conn.get_transaction_status() != ext.TRANSACTION_STATUS_INTRANS:
+            raise RuntimeError("_insert must run inside an open transaction")
+        line = "\t".join(["%s"] * len(columns)) + "\n"
+        text = "".join([line % (row if None not in row else tuple(_COPY_NULL if v is None else v for v in row))
+                        for row in rows])
+        with conn.cursor() as cur:
+            cur.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.StringIO(text))
     else:
         marks = ", ".join("?" * len(columns))
         db.connection().executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+
+_COPY_NULL = "\\N"
 
 
 def _sums(order_ids: list[int]) -> dict[int, int]:

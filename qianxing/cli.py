@@ -276,6 +276,16 @@ def bench_flash_sale(clients: int, keys: int, duration: float) -> None:
     click.echo(json.dumps(result))
 
 
+def _register_settle() -> None:
+    from qianxing.cli_settle import bench_settle, settle
+
+    main.add_command(settle)
+    bench.add_command(bench_settle)
+
+
+_register_settle()
+
+
 def _register_withdrawals() -> None:
     from qianxing.cli_withdrawals import withdrawals
 

@@ -1,0 +1,50 @@
+"""`qianxing settle` and `qianxing bench settle`: commission settlement from the operator shell."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--live", "live_id", type=int, default=None, help="only the orders of this live session")
+@click.option("--release", is_flag=True, help="also move commission past the refund window to available")
+@click.option("--reverse-refunds", is_flag=True, help="also reverse or claw back refunded orders' commission")
+def settle(live_id: int | None, release: bool, reverse_refunds: bool) -> None:
+    """Settle every paid, unsettled order (safe to run again, and beside the worker's jobs)."""
+    from qianxing.cli import _boot
+
+    s = _boot()
+    from models import settlement
+    from models.db import connection
+    from qianxing.wiring import runtime
+
+    policy = runtime().payout
+    with connection():
+        todo = settlement.unsettled_count(live_id=live_id)
+        with click.progressbar(length=todo, label="settling", show_pos=True, file=None) as bar:
+            result = settlement.settle(policy, live_id=live_id, batch=s.SETTLE_BATCH, progress=bar.update)
+        parts = [f"settled {result.orders} orders: {result.lines} commission lines, "
+                 f"{result.paid_fen} fen pending, {result.batches} batches"]
+        if release:
+            parts.append(f"released {settlement.release_due(policy, batch=s.SETTLE_BATCH)} orders")
+        if reverse_refunds:
+            parts.append(f"reversed {settlement.reverse_refunded()} refunded orders")
+    click.echo("; ".join(parts))
+
+
+@click.command("settle")
+@click.option("--orders", default=200_000, show_default=True, help="paid orders to settle")
+@click.option("--creators", default=10_000, show_default=True, help="creators in the tree")
+@click.option("--sample", default=1000, show_default=True, help="orders in the naive baseline")
+@click.option("--batch", type=int, default=None, help="orders per batch (default: SETTLE_BATCH)")
+def bench_settle(orders: int, creators: int, sample: int, batch: int | None) -> None:
+    """Batch settlement of N orders against a naive per-order loop (scratch database)."""
+    from qianxing.bench.settle import run as run_bench
+    from qianxing.cli import _settings
+
+    if orders < 1 or creators < 1 or sample < 1:
+        raise click.BadParameter("--orders, --creators and --sample must be at least 1")
+    click.echo(json.dumps(run_bench(_settings(), orders=orders, creators=creators, sample=sample,
+                                    batch=batch)))
