@@ -258,6 +258,8 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
     revealed ones are revoked; an order.refunded event is written for commission clawback.
     Idempotent: a second call returns the finished refund.
 
+    An order paid with shopping credit is refunded to that credit, without the gateway.
+
     Raises InvalidState when the order was never paid, GatewayError when the provider fails
     (the refund stays requested and can be retried).
     """
@@ -271,8 +273,10 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
         refund = Refund.get(Refund.order == order.id)
     if refund.state == "succeeded":
         return refund
+    credit = _credit_account(order)
     try:
-        provider_ref = gateway.refund(order.no, refund.refund_no, order.amount_fen, refund.amount_fen)
+        provider_ref = (f"credit-{refund.refund_no}" if credit else
+                        gateway.refund(order.no, refund.refund_no, order.amount_fen, refund.amount_fen))
     except GatewayError as exc:
         Refund.update(state="failed", last_error=str(exc)[:200]).where(Refund.id == refund.id).execute()
         raise
@@ -307,12 +311,21 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
         ledger.post(
             f"refund:{order.no}", "refund",
             [ledger.Leg(ledger.SALES, order.amount_fen),
-             ledger.Leg(ledger.CASH_WECHATPAY, -order.amount_fen)],
+             ledger.Leg(credit or ledger.CASH_WECHATPAY, -order.amount_fen)],
             order_id=order.id,
         )
         events.record("order.refunded", order.subject, actor, reason=reason,
                       amount_fen=order.amount_fen, ref=order.ref_code)
     return Refund.get_by_id(refund.id)
+
+
+def _credit_account(order: Order) -> str | None:
+    """The buyer's `creator:X:credit` account when the order was paid with shopping credit."""
+    paid_by = Payment.select(Payment.provider).where(Payment.order == order.id).scalar()
+    if paid_by != CREDIT_PROVIDER:
+        return None
+    creator = Creator.get(Creator.user == order.user_id)
+    return ledger.creator_account(creator.id, ledger.CREDIT)
 
 
 def unclear_orders(older_than_s: int, limit: int = 200) -> list[Order]:

@@ -9,7 +9,7 @@ import threading
 
 import requests
 
-from models import ledger, network, withdrawals
+from models import ledger, network, payments, withdrawals
 from models.db import db, utcnow
 from models.events import events_for
 from models.ledger import LedgerTransaction, Posting
@@ -183,3 +183,26 @@ def test_two_orders_racing_for_the_same_credit(client, login, shop, live_port):
     with db.connection_context():
         assert Posting.select().where(Posting.account == ledger.creator_account(
             creator.id, ledger.CREDIT)).count() == 2
+
+
+def test_refunding_a_credit_paid_order_returns_the_credit_not_cash(client, login, shop, rt,
+                                                                    run_jobs, fake_pay):
+    # given a delivered order paid with credit
+    creator = creator_with_credit("credit-hal", 10_000)
+    sku = shop.card_sku(keys=2, price=1990)
+    auth = login("credit-hal")
+    order = place(client, auth, sku)
+    assert client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth).status_code == 200
+    run_jobs()
+    refunds_before = len(fake_pay.requests_to("/secapi/pay/refund"))
+    # when an operator refunds it
+    with db.connection_context():
+        refund = payments.refund_order(order["id"], rt.gateway, actor="operator:test",
+                                       reason="customer asked")
+        # then the credit comes back, WeChat Pay is never asked, and no cash moves
+        assert refund.state == "succeeded"
+        assert ledger.balance(ledger.CASH_WECHATPAY) == 0 and ledger.balance(ledger.SALES) == 0
+        assert ledger.unbalanced_transactions() == []
+    assert credit_of(creator) == 10_000
+    assert len(fake_pay.requests_to("/secapi/pay/refund")) == refunds_before
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=auth).json["status"] == "refunded"
