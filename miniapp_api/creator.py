@@ -25,9 +25,16 @@ from miniapp_api.creator_schemas import (
     SkuPath,
     StatementOut,
     TeamOut,
+    TrackIn,
+    TrackOut,
+    WithdrawalList,
+    WithdrawalListQuery,
+    WithdrawalOut,
+    WithdrawIn,
 )
 from miniapp_api.errors import ErrorOut
-from models import earnings, network
+from miniapp_api.schemas import IdempotencyHeader
+from models import activity, earnings, network, withdrawals
 from models.network import Creator
 from qianxing.wiring import runtime
 
@@ -137,3 +144,43 @@ def set_price(path: SkuPath, body: PriceIn):  # noqa: ANN201
     markup = network.set_markup(_me(), path.sku_code, body.markup_fen,
                                 default_cap_bp=runtime().settings.DEFAULT_MAX_MARKUP_BP)
     return {"sku": path.sku_code, "markup_fen": markup}
+
+
+def _withdrawal_out(w: withdrawals.Withdrawal) -> dict:
+    return WithdrawalOut(id=w.id, no=w.no, method=w.method, amount_fen=w.amount_fen, fee_fen=w.fee_fen,
+                         net_fen=w.net_fen, state=w.state, requested_at=_iso(w.requested_at),
+                         due_at=_iso(w.due_at), paid_at=_iso(w.paid_at)).model_dump()
+
+
+@creator_api.post("/creator/withdrawals", tags=[tag], security=BEARER,
+                  responses={201: WithdrawalOut, **ERRORS})
+def request_withdrawal(body: WithdrawIn, header: IdempotencyHeader):  # noqa: ANN201
+    """Withdraw from my available balance: to my WeChat wallet (fee, T+1, an operator approves
+    large amounts) or as shopping credit (at once, no fee). The same Idempotency-Key and body
+    returns the same withdrawal. Errors: below_minimum (400), in_debt, insufficient_balance,
+    request_key_reused (409)."""
+    w = withdrawals.request_withdrawal(_me(), body.amount_fen, body.method, policy=runtime().withdraw,
+                                       request_key=header.idempotency_key)
+    return _withdrawal_out(w), 201
+
+
+@creator_api.get("/creator/withdrawals", tags=[tag], security=BEARER,
+                 responses={200: WithdrawalList, 400: ErrorOut, **READ_ERRORS})
+def my_withdrawals(query: WithdrawalListQuery):  # noqa: ANN201
+    """My withdrawals, newest first."""
+    found = withdrawals.list_withdrawals(_me(), query.limit, query.before_id)
+    return {"withdrawals": [_withdrawal_out(w) for w in found], "next_before_id": _page(found, query.limit)}
+
+
+@creator_api.post("/track", tags=[tag], security=BEARER, responses={200: TrackOut, **ERRORS})
+def track(body: TrackIn):  # noqa: ANN201
+    """The mini-program's batched short-video plays and live-room entries (any logged-in
+    viewer). Each event id is stored once: a resent batch reports its events as duplicates.
+    Errors: too_many_events (over ACTIVITY_MAX_BATCH), invalid_occurred_at (400),
+    unknown_creator (404); a bad batch writes nothing."""
+    user = current_user()
+    events = [activity.TrackEvent(event_id=e.id, creator_code=e.creator, kind=e.type, ref=e.ref,
+                                  count=e.count, occurred_at=e.at) for e in body.events]
+    result = activity.record_events(events, user_id=user.id, source="api",
+                                    max_batch=runtime().settings.ACTIVITY_MAX_BATCH)
+    return result.as_dict()

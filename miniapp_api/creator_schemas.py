@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from miniapp_api.schemas import CachedSchema, _strict
+from models.activity import EVENT_ID_PATTERN, MAX_COUNT, REF_PATTERN
+from models.network import CODE_PATTERN
 
-CODE = r"^[A-Za-z0-9_-]{4,32}$"
+CODE = CODE_PATTERN.pattern
 MAX_FEN = 10**12  # ten billion yuan: far above any real amount, far below 64-bit overflow
 
 
@@ -151,3 +154,53 @@ class LiveOut(BaseModel):
 class CreatorListQuery(CachedSchema):
     limit: int = Field(default=50, ge=1, le=500)
     before_id: int | None = Field(default=None, ge=1, le=2**62)
+
+
+class WithdrawIn(BaseModel):
+    model_config = _strict
+    amount_fen: int = Field(ge=1, le=MAX_FEN, description="taken from the available balance (fee included)")
+    method: Literal["wallet", "credit"] = Field(description="WeChat wallet at T+1, or shopping credit at once")
+
+
+class WithdrawalOut(BaseModel):
+    id: int
+    no: str
+    method: Literal["wallet", "credit"]
+    amount_fen: int
+    fee_fen: int
+    net_fen: int = Field(description="what arrives: amount - fee")
+    state: Literal["review", "approved", "paying", "paid", "rejected", "failed"]
+    requested_at: str
+    due_at: str = Field(description="when a wallet payout goes out (T+1)")
+    paid_at: str | None
+
+
+class WithdrawalList(BaseModel):
+    withdrawals: list[WithdrawalOut]
+    next_before_id: int | None
+
+
+class WithdrawalListQuery(CachedSchema):
+    limit: int = Field(default=20, ge=1, le=100)
+    before_id: int | None = Field(default=None, ge=1, le=2**62)
+
+
+class TrackEventIn(BaseModel):
+    model_config = _strict
+    id: str = Field(pattern=EVENT_ID_PATTERN.pattern, description="unique per event: a replay is a duplicate")
+    creator: str = Field(pattern=CODE_PATTERN.pattern, description="the creator's code")
+    type: Literal["video_play", "live_entry"]
+    ref: str = Field(pattern=REF_PATTERN.pattern, description="video id or live session id")
+    count: int = Field(default=1, ge=1, le=MAX_COUNT["api"])
+    at: dt.datetime = Field(strict=False, description="when it happened (ISO 8601; UTC unless an offset is given)")
+
+
+class TrackIn(BaseModel):
+    model_config = _strict
+    events: list[TrackEventIn] = Field(min_length=1, max_length=1000,
+                                       description="at most ACTIVITY_MAX_BATCH (100 by default)")
+
+
+class TrackOut(BaseModel):
+    accepted: int = Field(description="new events stored")
+    duplicates: int = Field(description="events already stored (or repeated in this batch)")

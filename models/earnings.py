@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from models import ledger, network
+from models import ledger, network, withdrawals
 from models.catalog import Product, Sku
 from models.commission import seller_rate
 from models.db import db
@@ -44,18 +44,9 @@ def balances(creator: Creator | int) -> dict[str, int]:
     pending_fen (inside the refund window), available_fen (withdrawable), withdrawing_fen
     (requested, not yet paid out), credit_fen (shopping credit), and debt_fen: what the creator
     owes the platform when clawbacks took the available balance below zero (available_fen is
-    then 0; future earnings pay the debt off first)."""
-    cid = _creator_id(creator)
-    sums = ledger.balances(_accounts(cid))
-    owed = {b: -sums[ledger.creator_account(cid, b)] for b in ledger.CREATOR_BUCKETS}
-    available = owed[ledger.AVAILABLE]
-    return {
-        "pending_fen": owed[ledger.PENDING],
-        "available_fen": max(available, 0),
-        "withdrawing_fen": owed[ledger.WITHDRAWING],
-        "credit_fen": owed[ledger.CREDIT],
-        "debt_fen": max(-available, 0),
-    }
+    then 0; future earnings pay the debt off first). One implementation, shared with the
+    withdrawal checks: `models.withdrawals.balances`."""
+    return withdrawals.balances(_creator_id(creator))
 
 
 # -- statement --------------------------------------------------------------------------------

@@ -245,3 +245,121 @@ def test_markup_cap_locked_supply_and_the_price_a_buyer_pays(client, rt, login, 
     assert buy(client, fake_pay, shopper, card.code, pair["ben_code"])["amount_fen"] == 10_000
     with db.connection_context():
         assert Order.select().count() == 3
+
+
+# -- withdrawals ------------------------------------------------------------------------------
+
+@pytest.fixture
+def earner(client, rt, login, fake_pay, shop, pair):  # noqa: ANN001, ANN201
+    """Ben with 200 yuan available: one 2000-yuan sale at 10%, settled and released."""
+    big = shop.card_sku(keys=5, price=200_000, code="CARD-BIG")
+    order = buy(client, fake_pay, login("shopper"), big.code, pair["ben_code"])
+    settle(rt)
+    release(rt)
+    assert client.get(f"{C}/balances", headers=pair["ben"]).json["available_fen"] == 20_000
+    return {**pair, "order": order}
+
+
+def test_a_wallet_withdrawal_moves_money_to_withdrawing_once_per_key(client, rt, earner):
+    auth = {**earner["ben"], "Idempotency-Key": "withdraw-0001"}
+    body = {"amount_fen": 15_000, "method": "wallet"}
+    # when Ben withdraws 150 yuan to his wallet, twice with the same key (a retried tap)
+    first = client.post(f"{C}/withdrawals", json=body, headers=auth)
+    again = client.post(f"{C}/withdrawals", json=body, headers=auth)
+    # then one withdrawal: 1% fee, approved (below the review threshold), paid out at T+1
+    assert first.status_code == 201, first.json
+    assert again.json == first.json
+    w = first.json
+    assert (w["method"], w["amount_fen"], w["fee_fen"], w["net_fen"], w["state"]) == (
+        "wallet", 15_000, 150, 14_850, "approved")
+    requested = dt.datetime.fromisoformat(w["requested_at"].rstrip("Z"))
+    due = dt.datetime.fromisoformat(w["due_at"].rstrip("Z"))
+    assert due - requested == dt.timedelta(hours=rt.settings.WITHDRAW_PAYOUT_DELAY_H)
+    assert w["no"].startswith("WD") and w["paid_at"] is None
+    # and the money moved from available to withdrawing
+    b = client.get(f"{C}/balances", headers=earner["ben"]).json
+    assert (b["available_fen"], b["withdrawing_fen"]) == (5_000, 15_000)
+    # and the same key with another amount is refused
+    other = client.post(f"{C}/withdrawals", json={**body, "amount_fen": 10_000}, headers=auth)
+    assert_error(other, 409, "request_key_reused")
+    # and the list shows it
+    listed = client.get(f"{C}/withdrawals", headers=earner["ben"]).json
+    assert [x["id"] for x in listed["withdrawals"]] == [w["id"]] and listed["next_before_id"] is None
+    # and the statement shows the move
+    top = client.get(f"{C}/statement?limit=2", headers=earner["ben"]).json["entries"]
+    assert {(e["kind"], e["bucket"], e["amount_fen"]) for e in top} == {
+        ("withdrawal", "available", -15_000), ("withdrawal", "withdrawing", 15_000)}
+
+
+def test_credit_withdrawal_and_the_refusals(client, rt, earner):
+    ben = earner["ben"]
+    # below the minimum (100 yuan)
+    assert_error(client.post(f"{C}/withdrawals", json={"amount_fen": 9_999, "method": "credit"}, headers=ben),
+                 400, "below_minimum")
+    # more than is available
+    assert_error(client.post(f"{C}/withdrawals", json={"amount_fen": 20_001, "method": "wallet"}, headers=ben),
+                 409, "insufficient_balance")
+    # shopping credit: at once, no fee
+    resp = client.post(f"{C}/withdrawals", json={"amount_fen": 12_000, "method": "credit"}, headers=ben)
+    assert resp.status_code == 201, resp.json
+    assert (resp.json["state"], resp.json["fee_fen"], resp.json["paid_at"] is not None) == ("paid", 0, True)
+    b = client.get(f"{C}/balances", headers=ben).json
+    assert (b["available_fen"], b["credit_fen"]) == (8_000, 12_000)
+    # the rest cannot be withdrawn once a clawback puts Ben in debt
+    with db.connection_context():
+        settlement.reverse([earner["order"]["id"]], reason="refund", actor="operator:test")
+    b = client.get(f"{C}/balances", headers=ben).json
+    assert (b["available_fen"], b["debt_fen"]) == (0, 12_000)
+    assert_error(client.post(f"{C}/withdrawals", json={"amount_fen": 10_000, "method": "credit"}, headers=ben),
+                 409, "in_debt")
+    # and a creator with nothing earned has nothing to withdraw
+    assert_error(client.post(f"{C}/withdrawals", json={"amount_fen": 10_000, "method": "wallet"},
+                             headers=earner["ann"]), 409, "insufficient_balance")
+    assert len(client.get(f"{C}/withdrawals", headers=ben).json["withdrawals"]) == 1
+
+
+# -- tracking ---------------------------------------------------------------------------------
+
+def _event(n: int, creator: str, kind: str = "video_play", **extra) -> dict:  # noqa: ANN003
+    return {"id": f"ev-{n}", "creator": creator, "type": kind, "ref": "video-1",
+            "at": "2026-01-02T03:04:05Z", **extra}
+
+
+def test_tracking_stores_each_event_once(client, rt, login, pair):
+    from models.activity import ActivityEvent
+
+    viewer = login("viewer")
+    batch = [_event(1, pair["ann_code"]), _event(2, pair["ann_code"], count=3),
+             _event(3, pair["ben_code"], "live_entry", ref="42", at="2026-01-02T11:04:05+08:00")]
+    # when the mini-program sends a batch, then resends it with one new event
+    first = client.post(f"{API}/track", json={"events": batch}, headers=viewer)
+    second = client.post(f"{API}/track", json={"events": [*batch, _event(4, pair["ann_code"])]}, headers=viewer)
+    # then each event is stored once, with the viewer and the source
+    assert (first.status_code, first.json) == (200, {"accepted": 3, "duplicates": 0})
+    assert second.json == {"accepted": 1, "duplicates": 3}
+    with db.connection_context():
+        rows = {e.event_id: e for e in ActivityEvent.select()}
+        viewer_id = rows["ev-1"].user_id
+        assert viewer_id is not None and {e.user_id for e in rows.values()} == {viewer_id}
+        assert {e.source for e in rows.values()} == {"api"}
+        assert (rows["ev-2"].count, rows["ev-1"].count) == (3, 1)
+        # the +08:00 time is stored in UTC
+        assert (rows["ev-3"].kind, rows["ev-3"].ref, rows["ev-3"].occurred_at) == (
+            "live_entry", "42", dt.datetime(2026, 1, 2, 3, 4, 5))
+
+
+def test_tracking_refuses_bad_batches_whole(client, rt, login, pair):
+    from models.activity import ActivityEvent
+
+    viewer = login("viewer")
+    good = _event(1, pair["ann_code"])
+    too_many = [_event(i, pair["ann_code"]) for i in range(rt.settings.ACTIVITY_MAX_BATCH + 1)]
+    assert_error(client.post(f"{API}/track", json={"events": too_many}, headers=viewer), 400, "too_many_events")
+    assert_error(client.post(f"{API}/track", json={"events": [good, _event(2, "NOSUCH99")]}, headers=viewer),
+                 404, "unknown_creator")
+    future = (utcnow() + dt.timedelta(days=3)).isoformat() + "Z"
+    assert_error(client.post(f"{API}/track", json={"events": [good, _event(3, pair["ann_code"], at=future)]},
+                             headers=viewer), 400, "invalid_occurred_at")
+    assert_error(client.post(f"{API}/track", json={"events": [good]}), 401, "unauthorized")
+    with db.connection_context():
+        assert ActivityEvent.select().count() == 0

@@ -31,7 +31,12 @@ ROUTES = [
     ("GET", f"{C}/team", None),
     ("GET", f"{C}/products", None),
     ("PUT", f"{C}/prices/{SKU}", {"markup_fen": 100}),
+    ("POST", f"{C}/withdrawals", {"amount_fen": 10_000, "method": "wallet"}),
+    ("GET", f"{C}/withdrawals", None),
 ]
+TRACK = "/api/v1/track"
+EVENT = {"id": "ev-1", "creator": "SOMECODE", "type": "video_play", "ref": "video-1",
+         "at": "2026-01-02T03:04:05Z"}
 BODY_ROUTES = [(m, p, b) for m, p, b in ROUTES if b is not None]
 ids = [f"{m} {p}" for m, p, _ in ROUTES]
 body_ids = [f"{m} {p}" for m, p, _ in BODY_ROUTES]
@@ -79,7 +84,8 @@ def test_a_good_price_does_write(client, rt, world, before):
 
 # -- who is asking ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method, path, body", ROUTES, ids=ids)
+@pytest.mark.parametrize("method, path, body", [*ROUTES, ("POST", TRACK, {"events": [EVENT]})],
+                         ids=[*ids, f"POST {TRACK}"])
 def test_not_logged_in_is_401(client, rt, world, before, method, path, body):
     for auth in (None, "Bearer", "Bearer not-a-token", "Basic YW5uOnB3"):
         headers = {"Authorization": auth} if auth else {}
@@ -116,7 +122,8 @@ RAW_BODIES = {
 }
 
 
-@pytest.mark.parametrize("method, path, _body", BODY_ROUTES, ids=body_ids)
+@pytest.mark.parametrize("method, path, _body", [*BODY_ROUTES, ("POST", TRACK, None)],
+                         ids=[*body_ids, f"POST {TRACK}"])
 def test_unparseable_or_non_object_body_is_400(client, rt, world, before, method, path, _body):
     for case, (raw, content_type) in RAW_BODIES.items():
         resp = client.open(path, method=method, data=raw, content_type=content_type, headers=world["ben"])
@@ -157,6 +164,45 @@ WRONG_FIELDS = {
     "price: markup null": ("PUT", f"{C}/prices/{SKU}", {"markup_fen": None}, "markup_fen"),
     "price: unknown field": ("PUT", f"{C}/prices/{SKU}", {"markup_fen": 1, "creator_id": 2}, "creator_id"),
     "price: sku code too long": ("PUT", f"{C}/prices/{'X' * 65}", {"markup_fen": 1}, "sku_code"),
+    # withdrawals
+    "withdraw: missing amount": ("POST", f"{C}/withdrawals", {"method": "wallet"}, "amount_fen"),
+    "withdraw: missing method": ("POST", f"{C}/withdrawals", {"amount_fen": 10_000}, "method"),
+    "withdraw: amount 0": ("POST", f"{C}/withdrawals", {"amount_fen": 0, "method": "wallet"}, "amount_fen"),
+    "withdraw: amount negative": ("POST", f"{C}/withdrawals", {"amount_fen": -10_000, "method": "credit"},
+                                  "amount_fen"),
+    "withdraw: amount huge": ("POST", f"{C}/withdrawals", {"amount_fen": 10**30, "method": "wallet"},
+                              "amount_fen"),
+    "withdraw: amount 2**63": ("POST", f"{C}/withdrawals", {"amount_fen": 2**63, "method": "wallet"},
+                               "amount_fen"),
+    "withdraw: amount as string": ("POST", f"{C}/withdrawals", {"amount_fen": "10000", "method": "wallet"},
+                                   "amount_fen"),
+    "withdraw: amount as float": ("POST", f"{C}/withdrawals", {"amount_fen": 10000.5, "method": "wallet"},
+                                  "amount_fen"),
+    "withdraw: amount bool": ("POST", f"{C}/withdrawals", {"amount_fen": True, "method": "wallet"},
+                              "amount_fen"),
+    "withdraw: method bank": ("POST", f"{C}/withdrawals", {"amount_fen": 10_000, "method": "bank"}, "method"),
+    "withdraw: unknown field": ("POST", f"{C}/withdrawals",
+                                {"amount_fen": 10_000, "method": "wallet", "fee_fen": 0}, "fee_fen"),
+    # tracking
+    "track: no events": ("POST", TRACK, {}, "events"),
+    "track: empty list": ("POST", TRACK, {"events": []}, "events"),
+    "track: events not a list": ("POST", TRACK, {"events": EVENT}, "events"),
+    "track: missing id": ("POST", TRACK, {"events": [{k: v for k, v in EVENT.items() if k != "id"}]}, "id"),
+    "track: id too long": ("POST", TRACK, {"events": [{**EVENT, "id": "e" * 65}]}, "id"),
+    "track: id with space": ("POST", TRACK, {"events": [{**EVENT, "id": "e 1"}]}, "id"),
+    "track: creator bad": ("POST", TRACK, {"events": [{**EVENT, "creator": "x"}]}, "creator"),
+    "track: type unknown": ("POST", TRACK, {"events": [{**EVENT, "type": "purchase"}]}, "type"),
+    "track: ref too long": ("POST", TRACK, {"events": [{**EVENT, "ref": "r" * 41}]}, "ref"),
+    "track: ref empty": ("POST", TRACK, {"events": [{**EVENT, "ref": ""}]}, "ref"),
+    "track: count 0": ("POST", TRACK, {"events": [{**EVENT, "count": 0}]}, "count"),
+    "track: count negative": ("POST", TRACK, {"events": [{**EVENT, "count": -3}]}, "count"),
+    "track: count huge": ("POST", TRACK, {"events": [{**EVENT, "count": 10**30}]}, "count"),
+    "track: count as string": ("POST", TRACK, {"events": [{**EVENT, "count": "2"}]}, "count"),
+    "track: at not a time": ("POST", TRACK, {"events": [{**EVENT, "at": "yesterday"}]}, "at"),
+    "track: at impossible date": ("POST", TRACK, {"events": [{**EVENT, "at": "2026-13-45T00:00:00Z"}]}, "at"),
+    "track: at huge number": ("POST", TRACK, {"events": [{**EVENT, "at": 10**30}]}, "at"),
+    "track: at null": ("POST", TRACK, {"events": [{**EVENT, "at": None}]}, "at"),
+    "track: unknown field": ("POST", TRACK, {"events": [{**EVENT, "user_id": 1}]}, "user_id"),
 }
 
 
@@ -172,7 +218,7 @@ BAD_QUERIES = ["limit=0", "limit=501", "limit=-1", "limit=abc", "limit=1.5", f"l
                "before_id=0", "before_id=-5", f"before_id={2**63}", "before_id=x"]
 
 
-@pytest.mark.parametrize("path", [f"{C}/statement", f"{C}/commissions"])
+@pytest.mark.parametrize("path", [f"{C}/statement", f"{C}/commissions", f"{C}/withdrawals"])
 def test_bad_paging_parameters_are_400(client, rt, world, before, path):
     for query in BAD_QUERIES:
         error = assert_error(client.get(f"{path}?{query}", headers=world["ben"]), 400, "invalid_request")
@@ -210,4 +256,31 @@ def test_refused_bindings_write_nothing(client, rt, login, world, who, path, bod
     body = {k: codes.get(v, v) for k, v in body.items()}
     before = full_snapshot(rt)
     assert_error(send(client, "POST", f"{C}/{path}", body, world[who]), status, code)
+    assert full_snapshot(rt) == before
+
+
+def test_withdrawal_refusals_write_nothing(client, rt, world, before):
+    # Ann has earned nothing: below the minimum, then more than is available
+    for body, status, code in (({"amount_fen": 9_999, "method": "wallet"}, 400, "below_minimum"),
+                               ({"amount_fen": 10_000, "method": "credit"}, 409, "insufficient_balance")):
+        headers = {**world["ann"], "Idempotency-Key": f"key-{code}"}
+        assert_error(send(client, "POST", f"{C}/withdrawals", body, headers), status, code)
+    # and a malformed Idempotency-Key header is refused before anything else
+    for key in ("short", "k" * 129, "has space!"):
+        headers = {**world["ann"], "Idempotency-Key": key}
+        assert_error(send(client, "POST", f"{C}/withdrawals", {"amount_fen": 10_000, "method": "wallet"},
+                          headers), 400, "invalid_request")
+    assert full_snapshot(rt) == before
+
+
+def test_tracking_an_unknown_creator_writes_nothing(client, rt, world, before):
+    events = [{**EVENT, "creator": world["ann_code"]}, {**EVENT, "id": "ev-2", "creator": "NOSUCH99"}]
+    assert_error(send(client, "POST", TRACK, {"events": events}, world["shopper"]), 404, "unknown_creator")
+    assert full_snapshot(rt) == before
+
+
+def test_a_batch_larger_than_the_body_limit_is_413(client, rt, world, before):
+    events = [{**EVENT, "id": f"ev-{i}"} for i in range(1001)]
+    assert_error(send(client, "POST", TRACK, {"events": events}, world["shopper"]), 413,
+                 "request_entity_too_large")
     assert full_snapshot(rt) == before

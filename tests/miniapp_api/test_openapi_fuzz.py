@@ -42,6 +42,9 @@ OPERATIONS = [
     ("GET", "/api/v1/creator/team"),
     ("GET", "/api/v1/creator/products"),
     ("PUT", "/api/v1/creator/prices/{sku_code}"),
+    ("POST", "/api/v1/creator/withdrawals"),
+    ("GET", "/api/v1/creator/withdrawals"),
+    ("POST", "/api/v1/track"),
     ("GET", "/healthz"),
 ]
 
