@@ -18,10 +18,12 @@ from miniapp_api.creator_schemas import (
     CommissionList,
     CreatorListQuery,
     CreatorProductList,
+    FunnelOut,
     JoinIn,
     PriceIn,
     PriceOut,
     ProfileOut,
+    ProgressOut,
     SkuPath,
     StatementOut,
     TeamOut,
@@ -34,7 +36,7 @@ from miniapp_api.creator_schemas import (
 )
 from miniapp_api.errors import ErrorOut
 from miniapp_api.schemas import IdempotencyHeader
-from models import activity, earnings, network, withdrawals
+from models import activity, earnings, levels, network, withdrawals
 from models.network import Creator
 from qianxing.wiring import runtime
 
@@ -125,6 +127,20 @@ def commissions(query: CreatorListQuery):  # noqa: ANN201
 def team():  # noqa: ANN201
     """My direct and second-level team with sizes and GMV (paid and delivered orders)."""
     return network.team(_me()).as_dict()
+
+
+@creator_api.get("/creator/progress", tags=[tag], security=BEARER, responses={200: ProgressOut, **READ_ERRORS})
+def progress():  # noqa: ANN201
+    """My level, my invites, and what the next level needs."""
+    settings = runtime().settings
+    return levels.progress(_me(), entry_videos=settings.ENTRY_VIDEOS,
+                           entry_invites=settings.ENTRY_INVITES).as_dict()
+
+
+@creator_api.get("/creator/funnel", tags=[tag], security=BEARER, responses={200: FunnelOut, **READ_ERRORS})
+def funnel():  # noqa: ANN201
+    """My funnel: video plays -> live-room entries -> orders, with conversions."""
+    return levels.funnel(_me()).as_dict()
 
 
 @creator_api.get("/creator/products", tags=[tag], security=BEARER,

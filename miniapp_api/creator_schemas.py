@@ -204,3 +204,43 @@ class TrackIn(BaseModel):
 class TrackOut(BaseModel):
     accepted: int = Field(description="new events stored")
     duplicates: int = Field(description="events already stored (or repeated in this batch)")
+
+
+class ThresholdOut(BaseModel):
+    metric: Literal["videos", "video_plays", "live_gmv_fen", "own_gmv_fen", "direct_invites"]
+    label: str
+    have: int
+    need: int
+    met: bool
+
+
+class NextLevelOut(BaseModel):
+    rank: int
+    name: str
+    thresholds: list[ThresholdOut] = Field(description="every one must be met")
+
+
+class ProgressOut(BaseModel):
+    rank: int
+    name: str
+    capped: bool = Field(description="a risk penalty holds the creator below the next level")
+    ready: bool = Field(description="the next evaluation promotes")
+    next: NextLevelOut | None = Field(description="null at the top level")
+    invites: int = Field(description="direct invites so far")
+    invite_line: str = Field(description="e.g. 已邀请2人，还差1人升级")
+
+
+class ConversionOut(BaseModel):
+    play_to_order_bp: int = Field(description="orders per play, in basis points (rounded down)")
+    entry_to_order_bp: int = Field(description="orders per live-room entry, in basis points")
+    orders_per_1000_plays: str
+
+
+class FunnelOut(BaseModel):
+    video_plays: int
+    live_entries: int
+    orders: int
+    gmv_fen: int
+    live_orders: int
+    live_gmv_fen: int
+    conversion: ConversionOut

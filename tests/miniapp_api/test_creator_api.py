@@ -363,3 +363,45 @@ def test_tracking_refuses_bad_batches_whole(client, rt, login, pair):
     assert_error(client.post(f"{API}/track", json={"events": [good]}), 401, "unauthorized")
     with db.connection_context():
         assert ActivityEvent.select().count() == 0
+
+
+# -- invite progress and the funnel -----------------------------------------------------------
+
+def test_progress_counts_invites_and_names_what_the_entry_level_needs(client, rt, login, pair):
+    # given Ben, not yet a star, with one invite and no video
+    join(client, login("cat"), invite_code=pair["ben_code"])
+    p = client.get(f"{C}/progress", headers=pair["ben"]).json
+    # then the next level is one-star: ENTRY_VIDEOS video(s) and ENTRY_INVITES invites
+    assert (p["rank"], p["next"]["rank"], p["next"]["name"], p["ready"], p["invites"]) == (0, 1, "一星", False, 1)
+    needs = {t["metric"]: (t["have"], t["need"], t["met"]) for t in p["next"]["thresholds"]}
+    assert needs == {"videos": (0, rt.settings.ENTRY_VIDEOS, False),
+                     "direct_invites": (1, rt.settings.ENTRY_INVITES, False)}
+    assert p["invite_line"] == "已邀请1人，还差1人升级"
+    # when a second invite joins and a video of Ben's is played (reported through /track)
+    join(client, login("dan"), invite_code=pair["ben_code"])
+    played = client.post(f"{API}/track", json={"events": [_event(1, pair["ben_code"])]}, headers=login("viewer"))
+    assert played.json == {"accepted": 1, "duplicates": 0}
+    p = client.get(f"{C}/progress", headers=pair["ben"]).json
+    # then everything the entry needs is met: the next evaluation promotes him
+    assert p["ready"] is True and all(t["met"] for t in p["next"]["thresholds"])
+    # and Ann (one-star) is shown what two-star needs, including real sales beside her team size
+    ann = client.get(f"{C}/progress", headers=pair["ann"]).json
+    assert (ann["rank"], ann["name"], ann["next"]["rank"]) == (1, "一星", 2)
+    assert "own_gmv_fen" in {t["metric"] for t in ann["next"]["thresholds"]}
+
+
+def test_funnel_from_tracked_plays_and_entries_to_orders(client, rt, login, fake_pay, card, pair):
+    viewer = login("viewer")
+    # given 40 plays and 8 live-room entries reported for Ben, and 2 paid orders through his ref
+    events = [_event(1, pair["ben_code"], count=30), _event(2, pair["ben_code"], count=10, ref="video-2"),
+              _event(3, pair["ben_code"], "live_entry", count=8, ref="7")]
+    assert client.post(f"{API}/track", json={"events": events}, headers=viewer).json["accepted"] == 3
+    buy(client, fake_pay, viewer, card.code, pair["ben_code"])
+    buy(client, fake_pay, viewer, card.code, pair["ben_code"])
+    # when Ben reads his funnel
+    f = client.get(f"{C}/funnel", headers=pair["ben"]).json
+    # then plays -> entries -> orders, with conversions rounded down
+    assert (f["video_plays"], f["live_entries"], f["orders"], f["gmv_fen"]) == (40, 8, 2, 20_000)
+    assert f["conversion"] == {"play_to_order_bp": 500, "entry_to_order_bp": 2500, "orders_per_1000_plays": "50.00"}
+    # and Ann's funnel is her own, not her team's
+    assert client.get(f"{C}/funnel", headers=pair["ann"]).json["orders"] == 0

@@ -29,6 +29,8 @@ ROUTES = [
     ("GET", f"{C}/statement.csv", None),
     ("GET", f"{C}/commissions", None),
     ("GET", f"{C}/team", None),
+    ("GET", f"{C}/progress", None),
+    ("GET", f"{C}/funnel", None),
     ("GET", f"{C}/products", None),
     ("PUT", f"{C}/prices/{SKU}", {"markup_fen": 100}),
     ("POST", f"{C}/withdrawals", {"amount_fen": 10_000, "method": "wallet"}),

@@ -40,6 +40,8 @@ OPERATIONS = [
     ("GET", "/api/v1/creator/statement.csv"),
     ("GET", "/api/v1/creator/commissions"),
     ("GET", "/api/v1/creator/team"),
+    ("GET", "/api/v1/creator/progress"),
+    ("GET", "/api/v1/creator/funnel"),
     ("GET", "/api/v1/creator/products"),
     ("PUT", "/api/v1/creator/prices/{sku_code}"),
     ("POST", "/api/v1/creator/withdrawals"),
@@ -91,7 +93,8 @@ def _aimed(strategy, sku_codes: list[str]):  # noqa: ANN001, ANN202
 NO_INPUTS = {("GET", "/api/v1/ping"), ("GET", "/api/v1/products"), ("GET", "/api/v1/vouchers"),
              ("GET", "/healthz"), ("GET", "/api/v1/creator/me"), ("GET", "/api/v1/creator/balances"),
              ("GET", "/api/v1/creator/statement.csv"), ("GET", "/api/v1/creator/team"),
-             ("GET", "/api/v1/creator/products")}
+             ("GET", "/api/v1/creator/products"), ("GET", "/api/v1/creator/progress"),
+             ("GET", "/api/v1/creator/funnel")}
 CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {'valid' if mode == GenerationMode.POSITIVE else 'invalid'}")
     for method, path in OPERATIONS
