@@ -9,7 +9,7 @@ import threading
 
 import requests
 
-from models import ledger, network, payments, withdrawals
+from models import ledger, network, payments, settlement, withdrawals
 from models.db import db, utcnow
 from models.events import events_for
 from models.ledger import LedgerTransaction, Posting
@@ -206,3 +206,42 @@ def test_refunding_a_credit_paid_order_returns_the_credit_not_cash(client, login
     assert credit_of(creator) == 10_000
     assert len(fake_pay.requests_to("/secapi/pay/refund")) == refunds_before
     assert client.get(f"/api/v1/orders/{order['id']}", headers=auth).json["status"] == "refunded"
+
+
+def test_earnings_become_credit_and_buy_goods_end_to_end(client, login, shop, rt, fake_pay, run_jobs):
+    # given a creator whose sale was paid through WeChat Pay, delivered, settled and released
+    seller = login("credit-seller")
+    joined = client.post("/api/v1/creator/join", json={}, headers=seller)
+    assert joined.status_code == 200, joined.json
+    big = shop.card_sku(keys=2, price=200_000, code="CARD-E2E")
+    shopper = login("credit-shopper")
+    sale = client.post("/api/v1/orders", json={"sku": big.code, "quantity": 1, "ref": joined.json["code"]},
+                       headers=shopper).json
+    assert client.post(f"/api/v1/orders/{sale['id']}/pay", headers=shopper).status_code == 200
+    assert fake_pay.notify_acknowledged(fake_pay.pay(sale["no"]))
+    run_jobs()
+    with db.connection_context():
+        settlement.settle(rt.payout)
+        settlement.release_due(rt.payout, now=utcnow() + dt.timedelta(
+            days=rt.payout.refund_window_days, seconds=1))
+    available = client.get("/api/v1/creator/balances", headers=seller).json["available_fen"]
+    assert available == 20_000  # 10% of 2000 yuan
+    # when they turn 150 yuan into shopping credit and pay for a card with it
+    w = client.post("/api/v1/creator/withdrawals", json={"amount_fen": 15_000, "method": "credit"},
+                    headers={**seller, "Idempotency-Key": "to-credit-1"})
+    assert w.status_code == 201 and (w.json["state"], w.json["fee_fen"]) == ("paid", 0), w.json
+    card = shop.card_sku(keys=2, price=4_990, code="CARD-FOR-CREDIT")
+    order = place(client, seller, card)
+    paid = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=seller)
+    assert paid.status_code == 200, paid.json
+    run_jobs()
+    # then the card is delivered to them and the balances show what is left
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=seller).json["status"] == "delivered"
+    assert [v["order_id"] for v in client.get("/api/v1/vouchers", headers=seller).json["vouchers"]] == [
+        order["id"]]
+    balances = client.get("/api/v1/creator/balances", headers=seller).json
+    assert (balances["available_fen"], balances["credit_fen"]) == (5_000, 15_000 - 4_990)
+    with db.connection_context():
+        # cash came in once (the shopper's payment), never for the credit purchase
+        assert ledger.balance(ledger.CASH_WECHATPAY) == 200_000
+        assert ledger.unbalanced_transactions() == []
