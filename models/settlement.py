@@ -330,7 +330,14 @@ def reverse_refunded(*, batch: int = 1000) -> int:
 
 def verify() -> list[str]:
     """Cross-checks between the commission lines, the settlement states and the ledger; each
-    problem found is one message (none on a healthy database)."""
+    problem found is one message (none on a healthy database):
+    - each settlement's payout is the sum of its lines, `none` exactly when it pays nothing, and
+      no line exists without a settlement;
+    - the commission expense equals the lines still owed (pending + available);
+    - each creator's pending bucket equals their lines in pending orders;
+    - what release and clawback entries put in each creator's available bucket equals their
+      lines in available orders (withdrawals and rewards move that bucket too, so only these
+      two kinds are summed)."""
     problems: list[str] = []
     for order_id, payout, lines in execute(
             "SELECT st.order_id, st.payout_fen, COALESCE(SUM(c.amount_fen), 0) FROM settlement st "
@@ -338,6 +345,15 @@ def verify() -> list[str]:
             "GROUP BY st.order_id, st.payout_fen HAVING st.payout_fen <> COALESCE(SUM(c.amount_fen), 0) "
             "LIMIT 20").fetchall():
         problems.append(f"order {order_id}: settlement says {payout} fen, lines sum to {lines}")
+    for order_id, state, payout in execute(
+            "SELECT order_id, state, payout_fen FROM settlement "
+            "WHERE (state = %s AND payout_fen <> 0) OR (state <> %s AND payout_fen <= 0) LIMIT 20",
+            (SettleState.NONE.value, SettleState.NONE.value)).fetchall():
+        problems.append(f"order {order_id}: state {state} with a payout of {payout} fen")
+    for (order_id,) in execute(
+            "SELECT DISTINCT c.order_id FROM commission c LEFT JOIN settlement st ON st.order_id = c.order_id "
+            "WHERE st.order_id IS NULL LIMIT 20").fetchall():
+        problems.append(f"order {order_id}: commission lines without a settlement")
     by_state = dict(execute(
         "SELECT st.state, COALESCE(SUM(c.amount_fen), 0) FROM settlement st "
         "JOIN commission c ON c.order_id = st.order_id GROUP BY st.state").fetchall())
@@ -345,15 +361,22 @@ def verify() -> list[str]:
     expense = ledger.balance(ledger.COMMISSION_EXPENSE)
     if expense != live:
         problems.append(f"commission expense {expense} fen, but live commission lines sum to {live}")
-    pending = execute(
-        "SELECT c.creator_id, SUM(c.amount_fen) FROM commission c JOIN settlement st "
-        "ON st.order_id = c.order_id WHERE st.state = %s GROUP BY c.creator_id",
-        (SettleState.PENDING.value,)).fetchall()
-    expected = {ledger.creator_account(c, ledger.PENDING): -int(v) for c, v in pending}
-    actual = dict(execute("SELECT account, SUM(amount_fen) FROM posting WHERE account LIKE %s "
-                          "GROUP BY account", ("creator:%:pending",)).fetchall())
-    for account in sorted(set(expected) | set(actual)):
-        if int(actual.get(account) or 0) != expected.get(account, 0):
-            problems.append(f"{account}: ledger {int(actual.get(account) or 0)}, "
-                            f"pending lines {expected.get(account, 0)}")
+    for state, bucket, kinds in ((SettleState.PENDING, ledger.PENDING, None),
+                                 (SettleState.AVAILABLE, ledger.AVAILABLE, ("release", "clawback"))):
+        owed = execute(
+            "SELECT c.creator_id, SUM(c.amount_fen) FROM commission c JOIN settlement st "
+            "ON st.order_id = c.order_id WHERE st.state = %s GROUP BY c.creator_id", (state.value,)).fetchall()
+        expected = {ledger.creator_account(c, bucket): -int(v) for c, v in owed}
+        if kinds is None:
+            actual = dict(execute("SELECT account, SUM(amount_fen) FROM posting WHERE account LIKE %s "
+                                  "GROUP BY account", (f"creator:%:{bucket}",)).fetchall())
+        else:
+            actual = dict(execute(
+                "SELECT p.account, SUM(p.amount_fen) FROM posting p JOIN ledger_transaction t ON t.id = p.txn_id "
+                f"WHERE p.account LIKE %s AND t.kind IN ({placeholders(kinds)}) GROUP BY p.account",
+                (f"creator:%:{bucket}", *kinds)).fetchall())
+        for account in sorted(set(expected) | set(actual)):
+            if int(actual.get(account) or 0) != expected.get(account, 0):
+                problems.append(f"{account}: ledger {int(actual.get(account) or 0)}, "
+                                f"{bucket} lines {expected.get(account, 0)}")
     return problems[:50]

@@ -225,6 +225,10 @@ def orders_refund(order_id: int, reason: str) -> None:
                                   revoke_unrevealed=s.REFUND_UNREVEALED_KEYS == "revoke")
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
+    if refund.state == "succeeded":
+        from tasks import queues
+
+        queues.reverse_refunded()  # take back its commission
     click.echo(f"order {order_id}: refund {refund.refund_no} {refund.state}")
 
 
@@ -247,15 +251,20 @@ def ledger() -> None:
 
 @ledger.command("verify")
 def ledger_verify() -> None:
-    """Prove every transaction balances."""
+    """Prove every transaction balances, and that commission lines, settlement states and
+    creators' balances agree with the ledger."""
     _boot()
     from models import ledger as lg
+    from models import settlement
     from models.db import connection
 
     with connection():
         bad = lg.unbalanced_transactions()
+        problems = settlement.verify()
     if bad:
         raise click.ClickException(f"{len(bad)} unbalanced transactions: {bad[:10]}")
+    if problems:
+        raise click.ClickException("settlement does not match the ledger:\n  " + "\n  ".join(problems))
     click.echo("ledger balanced")
 
 

@@ -110,5 +110,7 @@ def refund_order(order_id: int, reason: str) -> str:
             order_id, rt.gateway, actor="system:worker", reason=reason,
             revoke_unrevealed=rt.settings.REFUND_UNREVEALED_KEYS == "revoke",
         )
-        return refund.state
+    if refund.state == "succeeded":
+        queues.reverse_refunded()  # take back its commission
+    return refund.state
 

@@ -74,3 +74,13 @@ def refund(order_id: int, reason: str) -> None:
     _enqueue("tasks.delivery.refund_order", order_id, reason,
              retry=Retry(max=5, interval=[30, 120, 600, 1800, 3600]))
 
+
+
+def settle_live(live_id: int) -> None:
+    """Settle a live session's orders now that it ended (the periodic settle_all is the net)."""
+    _enqueue("tasks.settlement.settle_live", live_id)
+
+
+def reverse_refunded() -> None:
+    """Take back the commission of refunded orders (settle_all also does, every 5 minutes)."""
+    _enqueue("tasks.settlement.reverse_refunded")

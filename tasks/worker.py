@@ -18,14 +18,19 @@ PERIODIC = [
     ("tasks.network.award_traffic_rewards", 3600),
     ("tasks.network.evaluate_levels", 86400),  # also enqueued after each settlement
     ("tasks.withdrawals.pay_due_withdrawals", 600),
+    ("tasks.settlement.settle_all", 300),
+    ("tasks.settlement.release_due", 3600),
 ]
+# Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
+JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600}
 
 
 def _run_cron(settings: Settings) -> None:
     rt = bootstrap(settings)
     cron = CronScheduler(connection=rt.redis, name="qianxing-cron")
     for func, every in PERIODIC:
-        cron.register(_resolve(func), queue_name="default", interval=every)
+        cron.register(_resolve(func), queue_name="default", interval=every,
+                      job_timeout=JOB_TIMEOUTS.get(func))
     cron.start()
 
 
