@@ -20,6 +20,9 @@ from miniapp_api.creator_schemas import (
     CreatorProductList,
     FunnelOut,
     JoinIn,
+    LiveIn,
+    LiveOut,
+    LivePath,
     PriceIn,
     PriceOut,
     ProfileOut,
@@ -36,9 +39,10 @@ from miniapp_api.creator_schemas import (
 )
 from miniapp_api.errors import ErrorOut
 from miniapp_api.schemas import IdempotencyHeader
-from models import activity, earnings, levels, network, withdrawals
+from models import activity, earnings, levels, live, network, withdrawals
 from models.network import Creator
 from qianxing.wiring import runtime
+from tasks import queues
 
 creator_api = APIBlueprint("creator", __name__, url_prefix="/api/v1")
 creator_api.before_request(_json_object_body)
@@ -200,3 +204,25 @@ def track(body: TrackIn):  # noqa: ANN201
     result = activity.record_events(events, user_id=user.id, source="api",
                                     max_batch=runtime().settings.ACTIVITY_MAX_BATCH)
     return result.as_dict()
+
+
+def _live_out(session: live.LiveSession, queued: bool = False) -> dict:
+    return LiveOut(id=session.id, title=session.title, state=session.state,
+                   started_at=_iso(session.started_at), ended_at=_iso(session.ended_at),
+                   settlement_queued=queued).model_dump()
+
+
+@creator_api.post("/creator/live", tags=[tag], security=BEARER, responses={201: LiveOut, **ERRORS})
+def start_live(body: LiveIn):  # noqa: ANN201
+    """Go live: orders placed with this session's id as `live` count as live GMV."""
+    return _live_out(live.start_live(_me(), body.title)), 201
+
+
+@creator_api.post("/creator/live/<int:live_id>/end", tags=[tag], security=BEARER,
+                  responses={200: LiveOut, **ERRORS})
+def end_live(path: LivePath):  # noqa: ANN201
+    """End my live session; its orders are settled right after (ending twice is harmless)."""
+    session, ended_now = live.end_live(_me(), path.live_id)
+    if ended_now:
+        queues.settle_live(session.id)  # after the commit, as every enqueue
+    return _live_out(session, ended_now)

@@ -405,3 +405,52 @@ def test_funnel_from_tracked_plays_and_entries_to_orders(client, rt, login, fake
     assert f["conversion"] == {"play_to_order_bp": 500, "entry_to_order_bp": 2500, "orders_per_1000_plays": "50.00"}
     # and Ann's funnel is her own, not her team's
     assert client.get(f"{C}/funnel", headers=pair["ann"]).json["orders"] == 0
+
+
+# -- live sessions ----------------------------------------------------------------------------
+
+def test_ending_a_live_session_queues_the_settlement_of_its_orders(client, rt, login, fake_pay, card, pair,
+                                                                   run_jobs):
+    from models.settlement import Settlement
+
+    shopper = login("shopper")
+    # given Ben goes live and two orders are bought in his live room, one outside it
+    started = client.post(f"{C}/live", json={"title": "今晚直播"}, headers=pair["ben"])
+    assert started.status_code == 201, started.json
+    live = started.json
+    assert (live["state"], live["title"], live["ended_at"]) == ("live", "今晚直播", None)
+    in_room = [buy(client, fake_pay, shopper, card.code, pair["ben_code"], live=live["id"]) for _ in range(2)]
+    outside = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    run_jobs()  # deliveries
+    with db.connection_context():
+        assert Settlement.select().count() == 0
+        assert {o.id: o.live_id for o in Order.select()} == {
+            in_room[0]["id"]: live["id"], in_room[1]["id"]: live["id"], outside["id"]: None}
+    # when he ends it
+    ended = client.post(f"{C}/live/{live['id']}/end", headers=pair["ben"])
+    # then it is ended and a settlement job is queued; running it settles exactly that session
+    assert ended.status_code == 200, ended.json
+    assert (ended.json["state"], ended.json["settlement_queued"]) == ("ended", True)
+    assert ended.json["ended_at"] is not None
+    assert rt.queue.count >= 1
+    run_jobs()
+    with db.connection_context():
+        settled = {s.order_id: s.state for s in Settlement.select()}
+    assert settled == {in_room[0]["id"]: "pending", in_room[1]["id"]: "pending"}
+    assert client.get(f"{C}/balances", headers=pair["ben"]).json["pending_fen"] == 2000
+    # and the live GMV shows in his funnel
+    assert client.get(f"{C}/funnel", headers=pair["ben"]).json["live_gmv_fen"] == 20_000
+    # and ending again is harmless: nothing more is queued
+    again = client.post(f"{C}/live/{live['id']}/end", headers=pair["ben"])
+    assert (again.status_code, again.json["settlement_queued"]) == (200, False)
+    assert rt.queue.count == 0
+
+
+def test_only_the_owner_ends_a_live_session(client, rt, pair):
+    live = client.post(f"{C}/live", json={}, headers=pair["ben"]).json
+    assert live["title"] == ""
+    # Ann cannot end Ben's session, and an unknown id is not found
+    assert_error(client.post(f"{C}/live/{live['id']}/end", headers=pair["ann"]), 404, "live_not_found")
+    assert_error(client.post(f"{C}/live/{live['id'] + 100}/end", headers=pair["ben"]), 404, "live_not_found")
+    assert client.post(f"{C}/live/{live['id']}/end", headers=pair["ben"]).json["state"] == "ended"
+    assert rt.queue.count == 1

@@ -35,6 +35,8 @@ ROUTES = [
     ("PUT", f"{C}/prices/{SKU}", {"markup_fen": 100}),
     ("POST", f"{C}/withdrawals", {"amount_fen": 10_000, "method": "wallet"}),
     ("GET", f"{C}/withdrawals", None),
+    ("POST", f"{C}/live", {"title": "live"}),
+    ("POST", f"{C}/live/1/end", None),
 ]
 TRACK = "/api/v1/track"
 EVENT = {"id": "ev-1", "creator": "SOMECODE", "type": "video_play", "ref": "video-1",
@@ -185,6 +187,14 @@ WRONG_FIELDS = {
     "withdraw: method bank": ("POST", f"{C}/withdrawals", {"amount_fen": 10_000, "method": "bank"}, "method"),
     "withdraw: unknown field": ("POST", f"{C}/withdrawals",
                                 {"amount_fen": 10_000, "method": "wallet", "fee_fen": 0}, "fee_fen"),
+    # live sessions
+    "live: title too long": ("POST", f"{C}/live", {"title": "t" * 121}, "title"),
+    "live: title as number": ("POST", f"{C}/live", {"title": 5}, "title"),
+    "live: title null": ("POST", f"{C}/live", {"title": None}, "title"),
+    "live: unknown field": ("POST", f"{C}/live", {"title": "x", "creator_id": 1}, "creator_id"),
+    "live end: id 0": ("POST", f"{C}/live/0/end", None, "live_id"),
+    "live end: id above 2**62": ("POST", f"{C}/live/{2**62 + 1}/end", None, "live_id"),
+    "live end: id huge": ("POST", f"{C}/live/{10**30}/end", None, "live_id"),
     # tracking
     "track: no events": ("POST", TRACK, {}, "events"),
     "track: empty list": ("POST", TRACK, {"events": []}, "events"),
@@ -285,4 +295,14 @@ def test_a_batch_larger_than_the_body_limit_is_413(client, rt, world, before):
     events = [{**EVENT, "id": f"ev-{i}"} for i in range(1001)]
     assert_error(send(client, "POST", TRACK, {"events": events}, world["shopper"]), 413,
                  "request_entity_too_large")
+    assert full_snapshot(rt) == before
+
+
+def test_ending_an_unknown_or_someone_elses_live_session_is_404_and_queues_nothing(client, rt, world):
+    live_id = send(client, "POST", f"{C}/live", {}, world["ann"]).json["id"]
+    before = full_snapshot(rt)
+    for who, path in (("ben", f"{C}/live/{live_id}/end"), ("ann", f"{C}/live/{live_id + 1}/end")):
+        assert_error(send(client, "POST", path, None, world[who]), 404, "live_not_found")
+    for path in (f"{C}/live/-1/end", f"{C}/live/abc/end"):  # not a route at all
+        assert_error(send(client, "POST", path, None, world["ann"]), 404, "not_found")
     assert full_snapshot(rt) == before

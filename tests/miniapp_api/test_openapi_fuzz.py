@@ -47,6 +47,8 @@ OPERATIONS = [
     ("POST", "/api/v1/creator/withdrawals"),
     ("GET", "/api/v1/creator/withdrawals"),
     ("POST", "/api/v1/track"),
+    ("POST", "/api/v1/creator/live"),
+    ("POST", "/api/v1/creator/live/{live_id}/end"),
     ("GET", "/healthz"),
 ]
 
