@@ -113,9 +113,8 @@ def statement_csv():  # noqa: ANN201
     creator = _me()
     text = earnings.statement_csv(creator)
     # The BOM lets spreadsheet programs detect UTF-8 (memos and names may be Chinese).
-    return Response(text.encode("utf-8-sig"), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="statement-{creator.code}.csv"',
-                             "Content-Type": "text/csv; charset=utf-8"})
+    return Response(text.encode("utf-8-sig"), content_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="statement-{creator.code}.csv"'})
 
 
 @creator_api.get("/creator/commissions", tags=[tag], security=BEARER,
