@@ -19,10 +19,11 @@ from enum import StrEnum
 import peewee as pw
 
 from models import events
-from models.db import BaseModel, db, execute, lock_rows, utcnow
+from models.db import BaseModel, db, execute, is_postgres, lock_rows, utcnow
 from models.errors import Conflict, InvalidInput, NotFound
 from models.users import User
 
+NETWORK_LOCK = 742020  # pg_advisory_xact_lock id: one binding change at a time
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes get typed
 
@@ -108,8 +109,17 @@ def ancestors(creator_id: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+def _lock_tree() -> None:
+    """Serialise binding changes (rare writes). Without it two creators binding to each other
+    at once on PostgreSQL each pass the cycle check before the other commits, and their row
+    locks deadlock against the foreign-key checks. SQLite transactions are IMMEDIATE already."""
+    if is_postgres():
+        execute("SELECT pg_advisory_xact_lock(%s)", (NETWORK_LOCK,))
+
+
 def _attach(creator: Creator, parent: Creator | None) -> None:
     if parent is not None:
+        parent = Creator.get_by_id(parent.id)  # its own upline as of now, under the tree lock
         if parent.id == creator.id:
             raise InvalidInput("you cannot use your own invite code", code="self_binding")
         if creator.id in ancestors(parent.id):
@@ -131,6 +141,7 @@ def bind(creator: Creator, code: str, via: BindVia | str, *, actor: str | None =
     via = BindVia(via)
     parent = by_code(code)
     with db.atomic():
+        _lock_tree()
         current = lock_rows(Creator.select().where(Creator.id == creator.id)).get()
         if current.parent_id is not None:
             if current.parent_id == parent.id:
@@ -148,6 +159,7 @@ def rebind(creator: Creator, code: str | None, *, actor: str, reason: str = "") 
     """Operator only: move a creator under another code's owner (or detach with None)."""
     parent = by_code(code) if code else None
     with db.atomic():
+        _lock_tree()
         current = lock_rows(Creator.select().where(Creator.id == creator.id)).get()
         old = current.parent_id
         _attach(current, parent)
