@@ -1,7 +1,8 @@
 """The creator routes of the mini-program API (/api/v1/creator/...): joining and binding, the
-earnings center (balances, statement, commissions, team), prices, live sessions. Views parse,
-authenticate, call one service, map errors. A user who has not joined gets 404 not_a_creator
-everywhere except /creator/join."""
+earnings center (balances, statement and its CSV, commissions, team, progress, funnel), prices,
+withdrawals, live sessions; and /api/v1/track for the mini-program's activity events. Views
+parse, authenticate, call one service, map errors. A user who has not joined gets 404
+not_a_creator on every creator route except /creator/join (/track needs only a login)."""
 
 from __future__ import annotations
 
