@@ -26,9 +26,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from qianxing.settings import VAR_DIR, Settings
+
+if TYPE_CHECKING:
+    from models.settlement import PayoutPolicy
 
 BENCH_DIR = VAR_DIR / "bench"
 SKUS = 20
@@ -217,7 +221,7 @@ def _orders(postgres: bool, *, orders: int, creators: int, buyer: int, skus: lis
 # ---- the two ways to settle ---------------------------------------------------------------
 
 
-def naive_settle(order_ids: list[int], policy: object) -> None:
+def naive_settle(order_ids: list[int], policy: PayoutPolicy) -> None:
     """The per-order ORM loop the batch path is measured against (same rule, same rows)."""
     from models import ledger
     from models.catalog import Sku
@@ -242,7 +246,7 @@ def naive_settle(order_ids: list[int], policy: object) -> None:
             seller_rate_bp=seller_rate(sku.commission_bp, rates.own.get(seller.rank, 0)),
             upline1_rate_bp=rates.team1.get(up1.rank, 0) if up1 else 0,
             upline2_rate_bp=rates.team2.get(up2.rank, 0) if up2 else 0,
-        ), cap_bp=policy.cap_bp, upline_depth=policy.upline_depth)  # type: ignore[attr-defined]
+        ), cap_bp=policy.cap_bp, upline_depth=policy.upline_depth)
         now = utcnow()
         Settlement.create(order_id=oid, seller_id=seller.id, payout_fen=got.total, settled_at=now,
                           state=SettleState.PENDING.value if got.total else SettleState.NONE.value)
