@@ -260,15 +260,17 @@ def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: 
     not under a risk hold, to available. Returns the orders released."""
     now = now or utcnow()
     cutoff = Settlement.settled_at.db_value(now - dt.timedelta(days=policy.refund_window_days))
-    released = 0
+    released, after = 0, 0
     while True:
         with db.atomic():
             _lock()
+            # `after` skips what earlier batches released (still dead entries in the partial
+            # index until vacuum) and what they passed over (held or not yet due this run).
             ids = [r[0] for r in execute(
                 'SELECT st.order_id FROM settlement st JOIN "order" o ON o.id = st.order_id '
-                "WHERE st.state = %s AND o.paid_at <= %s AND NOT o.risk_hold AND o.status IN (%s, %s) "
-                "ORDER BY st.order_id LIMIT %s",
-                (SettleState.PENDING.value, cutoff, *SOLD, batch)).fetchall()]
+                "WHERE st.state = %s AND st.order_id > %s AND o.paid_at <= %s AND NOT o.risk_hold "
+                "AND o.status IN (%s, %s) ORDER BY st.order_id LIMIT %s",
+                (SettleState.PENDING.value, after, cutoff, *SOLD, batch)).fetchall()]
             if not ids:
                 return released
             execute(f"UPDATE settlement SET state = %s, released_at = %s WHERE order_id IN "
@@ -281,6 +283,7 @@ def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: 
             ledger.post_bulk(f"release:o{ids[0]}-{ids[-1]}", "release", legs,
                              memo=f"{len(ids)} orders", created_at=now)
         released += len(ids)
+        after = ids[-1]
         if len(ids) < batch:
             return released
 

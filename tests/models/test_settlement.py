@@ -436,3 +436,20 @@ def test_live_orders_through_the_api_settle_when_the_live_ends_and_a_refund_reve
     assert (state_of(ids[0]), state_of(ids[1])) == ("reversed", "pending")
     assert bucket(seller, "pending") == 1000 and bucket(up1, "pending") == 550
     assert_books_clean()
+
+
+def test_release_in_small_batches_passes_over_held_orders(rt, shop):
+    # given five settled orders, the second and fourth on risk hold
+    (seller,) = chain(1)
+    sku = make_sku(shop)
+    ids = [paid_order(seller, sku, risk_hold=i in (1, 3)) for i in range(5)]
+    settle(rt)
+    # when the window has passed and release runs in batches of two
+    with db.connection_context():
+        later = utcnow() + dt.timedelta(days=rt.payout.refund_window_days, seconds=1)
+        released = settlement.release_due(rt.payout, now=later, batch=2)
+    # then the three clear orders are released, the held ones stay pending
+    assert released == 3
+    assert [state_of(i) for i in ids] == ["available", "pending", "available", "pending", "available"]
+    assert (bucket(seller, "available"), bucket(seller, "pending")) == (3000, 2000)
+    assert_books_clean()
