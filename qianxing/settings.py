@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,9 @@ _DEV_VOUCHER_KEY = "dev1:" + base64.b64encode(b"d" * 32).decode()
 _DEV_VOUCHER_HASH_KEY = "dev-voucher-hash-key"
 _DEV_WECHATPAY_API_KEY = "sandboxapikey0000000000000000000"  # 32 chars like a real v2 key
 _SECRETS = ("SECRET_KEY", "VOUCHER_KEY", "VOUCHER_HASH_KEY", "WECHAT_SECRET", "WECHATPAY_API_KEY")
+# Secrets of optional integrations: redacted from logs whenever set.
+_OPTIONAL_SECRETS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "WECHAT_OA_SECRET",
+                     "WECHAT_OA_TOKEN", "WECHAT_OA_AES_KEY")
 
 
 class SettingsError(RuntimeError):
@@ -102,18 +106,51 @@ class Settings(BaseSettings):
     PAYOUT_SANDBOX_MODE: Literal["ok", "fail"] = "ok"
     ACTIVITY_MAX_BATCH: int = Field(default=100, ge=1, le=1000)
 
-    # Processes
+    # Chat bots (issue 4). Telegram limits are settings: the real ones are dynamic.
+    TELEGRAM_BOT_TOKEN: str | None = None  # unset: no Telegram bot
+    TELEGRAM_BOT_USERNAME: str = "qianxing_bot"  # for deep links t.me/<username>?start=<code>
+    TELEGRAM_API_BASE_URL: str = "https://api.telegram.org"
+    TELEGRAM_WEBHOOK_SECRET: str | None = None  # X-Telegram-Bot-Api-Secret-Token
+    TELEGRAM_RATE_PER_S: float = Field(default=30.0, gt=0)
+    TELEGRAM_RATE_PER_CHAT_PER_S: float = Field(default=1.0, gt=0)
+    TELEGRAM_RATE_PER_GROUP_PER_MIN: float = Field(default=20.0, gt=0)
+    TELEGRAM_PAID_BROADCAST_PER_S: float = Field(default=1000.0, gt=0)
+    WECHAT_OA_APPID: str = "wxdemooaappid0001"
+    WECHAT_OA_SECRET: str | None = None
+    WECHAT_OA_TOKEN: str | None = None  # the server-URL token for signatures
+    WECHAT_OA_AES_KEY: str | None = None  # 43-char EncodingAESKey; set: encrypted mode
+    WECHAT_OA_API_BASE_URL: str = "https://api.weixin.qq.com/"
+    WECHAT_OA_RATE_PER_S: float = Field(default=50.0, gt=0)
+    WECHAT_REPLY_BUDGET_MS: int = Field(default=3000, ge=100, le=4500)  # inside WeChat's 5 s
+    RESEND_PER_HOUR: int = Field(default=3, ge=1)  # voucher "resend" in chat, per user
+    SEND_RETRY_INTERVALS: str = "1,5,30,120"
+    POSTER_DIR: str = str(VAR_DIR / "posters")
+
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)
     WEB_BIND: str = "127.0.0.1:8000"
 
-    @field_validator("DELIVERY_RETRY_INTERVALS", "TOPUP_RETRY_INTERVALS")
+    @field_validator("DELIVERY_RETRY_INTERVALS", "TOPUP_RETRY_INTERVALS", "SEND_RETRY_INTERVALS")
     @classmethod
     def _intervals(cls, value: str) -> str:
         parts = [p.strip() for p in value.split(",") if p.strip()]
         if not parts or not all(p.isdigit() for p in parts):
             raise ValueError("must be a comma-separated list of whole seconds, e.g. 5,30,120")
         return ",".join(parts)
+
+    @field_validator("TELEGRAM_WEBHOOK_SECRET")
+    @classmethod
+    def _tg_secret(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("WECHAT_OA_AES_KEY")
+    @classmethod
+    def _aes_key(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{43}", value):
+            raise ValueError("must be the 43-character EncodingAESKey from the WeChat console")
+        return value
 
     @field_validator("NOTIFY_CHANNELS")
     @classmethod
@@ -138,6 +175,10 @@ class Settings(BaseSettings):
                 raise ValueError("WECHATPAY_NOTIFY_URL must be set when QIANXING_ENV=prod")
             if not self.WECHATPAY_MCH_CERT:
                 raise ValueError("WECHATPAY_MCH_CERT must be set when QIANXING_ENV=prod (refunds)")
+            if self.TELEGRAM_BOT_TOKEN and not self.TELEGRAM_WEBHOOK_SECRET:
+                raise ValueError("TELEGRAM_WEBHOOK_SECRET must be set with TELEGRAM_BOT_TOKEN in prod")
+            if self.WECHAT_OA_SECRET and not self.WECHAT_OA_TOKEN:
+                raise ValueError("WECHAT_OA_TOKEN must be set with WECHAT_OA_SECRET in prod")
         for name in ("WECHATPAY_MCH_CERT", "WECHATPAY_MCH_KEY"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
@@ -211,4 +252,5 @@ def get_settings() -> Settings:
 
 def secret_values(settings: Settings) -> list[str]:
     """Every configured secret, for the log redaction filter."""
-    return [v for v in (getattr(settings, n) for n in _SECRETS) if isinstance(v, str) and v]
+    names = _SECRETS + _OPTIONAL_SECRETS
+    return [v for v in (getattr(settings, n) for n in names) if isinstance(v, str) and v]

@@ -26,6 +26,7 @@ from models.migrations.m0001_initial import TABLES as TABLES_0001
 from models.migrations.m0001_initial import up as install_schema
 from models.migrations.m0004_creator_network import TABLES as TABLES_0004
 from models.migrations.m0004_creator_network import install_append_only
+from models.migrations.m0005_chat import TABLES as TABLES_0005
 from models.orders import forget_cached_skus
 from models.users import User
 from qianxing import wiring
@@ -150,7 +151,7 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
     yield runtime
 
 
-TABLES = TABLES_0001 + TABLES_0004
+TABLES = TABLES_0001 + TABLES_0004 + TABLES_0005
 
 
 def _truncate() -> None:
