@@ -32,11 +32,13 @@ from models.users import User
 from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
 from qianxing.settings import Settings, load_settings
+from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.wechat_api import FakeWeChatAPI
 from tests.fakes.wechat_pay import FakeWeChatPay
 
 APPID, APP_SECRET = "wxtestappid0000001", "test-app-secret-123456"
 MCH_ID, PAY_KEY = "1900000109", "testpaykey0000000000000000000001"
+TG_TOKEN, TG_SECRET = "123456:TEST-token_abcdefghijklmnopqrstuvwxyz", "tg-webhook-secret_0123"
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +97,12 @@ def fake_pay() -> Iterator[FakeWeChatPay]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def fake_telegram() -> Iterator[FakeTelegramAPI]:
+    with FakeTelegramAPI(TG_TOKEN) as fake:
+        yield fake
+
+
 def make_settings(database_url: str, redis_url: str, wechat: FakeWeChatAPI, pay: FakeWeChatPay,
                   **overrides: object) -> Settings:
     values: dict[str, object] = dict(
@@ -122,9 +130,12 @@ def live_port() -> int:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, redis_url: str, fake_wechat: FakeWeChatAPI,
-             fake_pay: FakeWeChatPay, live_port: int) -> Settings:
+             fake_pay: FakeWeChatPay, fake_telegram: FakeTelegramAPI, live_port: int) -> Settings:
     s = make_settings(database_url, redis_url, fake_wechat, fake_pay,
-                      PUBLIC_BASE_URL=f"http://127.0.0.1:{live_port}")
+                      PUBLIC_BASE_URL=f"http://127.0.0.1:{live_port}", TELEGRAM_BOT_TOKEN=TG_TOKEN,
+                      TELEGRAM_WEBHOOK_SECRET=TG_SECRET,
+                      TELEGRAM_API_BASE_URL=fake_telegram.base_url.rstrip("/"),
+                      TELEGRAM_BOT_USERNAME=fake_telegram.username)
     wiring.reset()
     wiring.bootstrap(s)
     if s.is_sqlite:
@@ -152,6 +163,13 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
 
 
 TABLES = TABLES_0001 + TABLES_0004 + TABLES_0005
+
+
+@pytest.fixture
+def telegram(rt: wiring.Runtime, fake_telegram: FakeTelegramAPI) -> FakeTelegramAPI:
+    """The fake Bot API, emptied for this test."""
+    fake_telegram.reset()
+    return fake_telegram
 
 
 def _truncate() -> None:
