@@ -39,6 +39,7 @@ class Runtime:
     redis: Redis
     queue: Queue
     wechat: MiniProgramClient
+    oa: MiniProgramClient  # the official account: same client class, its own appid and token
     wechatpay: Any  # wechatpy.pay.WeChatPay: verifies notification signatures in both modes
     gateway: PaymentGateway
     notifiers: list[Notifier]
@@ -74,6 +75,8 @@ def bootstrap(settings: Settings) -> Runtime:
     redis = Redis.from_url(url)
     wechat = MiniProgramClient(settings.WECHAT_APPID, settings.WECHAT_SECRET or "",
                                settings.WECHAT_API_BASE_URL, redis=redis)
+    oa = MiniProgramClient(settings.WECHAT_OA_APPID, settings.WECHAT_OA_SECRET or "",
+                           settings.WECHAT_OA_API_BASE_URL, redis=redis)
     pay = make_wechatpay(settings.WECHAT_APPID, settings.WECHATPAY_API_KEY or "",
                          settings.WECHATPAY_MCH_ID, settings.WECHATPAY_API_BASE_URL,
                          settings.WECHATPAY_TIMEOUT_S, settings.WECHATPAY_MCH_CERT,
@@ -89,6 +92,7 @@ def bootstrap(settings: Settings) -> Runtime:
         redis=redis,
         queue=Queue("default", connection=redis),
         wechat=wechat,
+        oa=oa,
         wechatpay=pay,
         gateway=gateway,
         notifiers=build_notifiers(settings.notify_channels, wechat,
