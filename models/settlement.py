@@ -390,3 +390,27 @@ def verify() -> list[str]:
                 problems.append(f"{account}: ledger {int(actual.get(account) or 0)}, "
                                 f"{bucket} lines {expected.get(account, 0)}")
     return problems[:50]
+
+
+def hold(order_id: int, *, held: bool, actor: str, reason: str = "") -> bool:
+    """Put an order under a risk hold (its commission stays pending through release) or lift
+    the hold. Returns False when the flag already had that value. Raises NotFound."""
+    from models.errors import NotFound
+    from models.orders import Order
+
+    with db.atomic():
+        if not Order.select().where(Order.id == order_id).exists():
+            raise NotFound(f"order {order_id} not found", code="order_not_found")
+        changed = Order.update(risk_hold=held).where(
+            (Order.id == order_id) & (Order.risk_hold != held)).execute()
+        if changed:
+            events.record("order.risk_hold" if held else "order.risk_released", f"order:{order_id}",
+                          actor, reason=reason[:200])
+    return bool(changed)
+
+
+def flag_fraud(order_id: int, *, actor: str, reason: str) -> dict[str, int]:
+    """A fraud finding: hold the order and take its commission back (reversed while pending,
+    clawed back once available). Idempotent."""
+    hold(order_id, held=True, actor=actor, reason=f"fraud: {reason}")
+    return reverse([order_id], reason=f"fraud: {reason}", actor=actor)

@@ -232,6 +232,45 @@ def orders_refund(order_id: int, reason: str) -> None:
     click.echo(f"order {order_id}: refund {refund.refund_no} {refund.state}")
 
 
+@orders.command("hold")
+@click.argument("order_id", type=int)
+@click.option("--reason", default="")
+@click.option("--release", is_flag=True, help="lift the hold instead")
+def orders_hold(order_id: int, reason: str, release: bool) -> None:
+    """Risk hold: the order's commission stays pending until the hold is lifted."""
+    _boot()
+    from models.db import connection
+    from models.errors import DomainError
+    from models.settlement import hold
+
+    with connection():
+        try:
+            changed = hold(order_id, held=not release, actor="operator:cli", reason=reason)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+    state = "released" if release else "held"
+    click.echo(f"order {order_id}: {state}" + ("" if changed else " (already)"))
+
+
+@orders.command("fraud")
+@click.argument("order_id", type=int)
+@click.option("--reason", required=True)
+def orders_fraud(order_id: int, reason: str) -> None:
+    """A fraud finding: hold the order and reverse (or claw back) its commission."""
+    _boot()
+    from models.db import connection
+    from models.errors import DomainError
+    from models.settlement import flag_fraud
+
+    with connection():
+        try:
+            done = flag_fraud(order_id, actor="operator:cli", reason=reason)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"order {order_id}: commission reversed {done['reversed']}, "
+               f"clawed back {done['clawed_back']}")
+
+
 @orders.command("expire")
 def orders_expire() -> None:
     """Expire overdue unpaid orders now (the worker also does this every 30 s)."""

@@ -3,13 +3,14 @@ the test database and Redis."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from models import ledger
-from models.db import db
+from models.db import db, utcnow
 from models.live import start_live
 from models.orders import Order
 from qianxing import wiring
@@ -98,3 +99,54 @@ def test_ledger_verify_fails_when_commission_and_ledger_disagree(cli, rt, shop):
     assert bad.exit_code == 1
     assert "settlement does not match the ledger" in bad.output
     assert f"creator:{seller.id}:pending" in bad.output
+
+
+def test_a_risk_hold_keeps_commission_pending_until_lifted(cli, rt, shop):
+    # given a settled order paid long enough ago to be released
+    (seller,) = chain(1)
+    long_ago = utcnow() - dt.timedelta(days=30)
+    order_id = paid_order(seller, make_sku(shop), paid_at=long_ago)
+    assert cli("settle").exit_code == 0
+    # when the operator puts it on hold (twice) and release runs
+    first = cli("orders", "hold", str(order_id), "--reason", "odd buyer")
+    again = cli("orders", "hold", str(order_id))
+    released = cli("settle", "--release")
+    # then the commission stays pending
+    assert first.exit_code == 0 and f"order {order_id}: held" == first.output.strip()
+    assert again.output.strip() == f"order {order_id}: held (already)"
+    assert "released 0 orders" in released.output and state_of(order_id) == "pending"
+    # and once the hold is lifted it is released
+    assert cli("orders", "hold", str(order_id), "--release").exit_code == 0
+    assert "released 1 orders" in cli("settle", "--release").output
+    assert state_of(order_id) == "available" and bucket(seller, "available") > 0
+    assert_books_clean()
+
+
+def test_a_fraud_finding_reverses_pending_and_claws_back_available_commission(cli, rt, shop):
+    # given one order still pending and one already available to the seller
+    (seller,) = chain(1)
+    sku = make_sku(shop)
+    pending = paid_order(seller, sku)
+    available = paid_order(seller, sku, paid_at=utcnow() - dt.timedelta(days=30))
+    assert cli("settle", "--release").exit_code == 0
+    earned = bucket(seller, "available")
+    assert state_of(available) == "available" and earned > 0
+    # when the operator records fraud on both (the second time changes nothing)
+    one = cli("orders", "fraud", str(pending), "--reason", "self-purchase ring")
+    two = cli("orders", "fraud", str(available), "--reason", "self-purchase ring")
+    repeat = cli("orders", "fraud", str(available), "--reason", "again")
+    # then pending commission is reversed, available is clawed back, nothing twice
+    assert "commission reversed 1, clawed back 0" in one.output, one.output
+    assert "commission reversed 0, clawed back 1" in two.output
+    assert "commission reversed 0, clawed back 0" in repeat.output
+    assert (state_of(pending), state_of(available)) == ("reversed", "clawed_back")
+    assert bucket(seller, "pending") == 0 and bucket(seller, "available") == 0
+    with db.connection_context():
+        assert Order.get_by_id(available).risk_hold
+    assert_books_clean()
+
+
+def test_hold_and_fraud_refuse_an_unknown_order(cli, rt):
+    assert cli("orders", "hold", "999999").exit_code == 1
+    result = cli("orders", "fraud", "999999", "--reason", "x")
+    assert result.exit_code == 1 and "order 999999 not found" in result.output
