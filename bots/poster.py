@@ -56,6 +56,9 @@ _CARD_BOX = (40, 190, WIDTH - 40, HEIGHT - 40)
 
 _lock = threading.Lock()
 _stats = {"renders": 0, "hits": 0}
+# FreeType faces are not safe to use from two threads at once (gunicorn's threads, the worker's
+# pool): glyph probing and drawing share one lock; PNG encoding runs outside it.
+_draw_lock = threading.RLock()
 
 
 def font_path() -> Path:
@@ -102,7 +105,8 @@ def has_glyph(ch: str) -> bool:
         elif unicodedata.category(ch)[0] in ("C", "Z"):  # controls, format chars, odd spaces
             known = False
         else:
-            known = _mask_signature(ch) != _notdef()
+            with _draw_lock:
+                known = _mask_signature(ch) != _notdef()
         _coverage[ch] = known
     return known
 
@@ -262,7 +266,8 @@ def _draw_product(card: ProductCard) -> Image.Image:
 
 def render(card: Card) -> bytes:
     """The poster's PNG bytes, drawn now (no cache)."""
-    image = _draw_invite(card) if isinstance(card, InviteCard) else _draw_product(card)
+    with _draw_lock:
+        image = _draw_invite(card) if isinstance(card, InviteCard) else _draw_product(card)
     out = io.BytesIO()
     image.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     with _lock:
