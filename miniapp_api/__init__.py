@@ -52,12 +52,14 @@ def create_app(settings: Settings) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXIES)  # type: ignore[method-assign]
 
     from miniapp_api.api import api
+    from miniapp_api.bot_webhooks import bot_webhooks
     from miniapp_api.creator import creator_api
     from miniapp_api.webhooks import webhooks
 
     app.register_api(api)
     app.register_api(creator_api)
     app.register_blueprint(webhooks)
+    app.register_blueprint(bot_webhooks)
     errors.register(app)
 
     # Connections open lazily on the first query (peewee autoconnect) and go back to the pool

@@ -84,3 +84,28 @@ def settle_live(live_id: int) -> None:
 def reverse_refunded() -> None:
     """Take back the commission of refunded orders (settle_all also does, every 5 minutes)."""
     _enqueue("tasks.settlement.reverse_refunded")
+
+
+CHAT_UPDATES_LIST = "qianxing:chat_updates:pending"
+CHAT_UPDATES_FLAG = "qianxing:chat_updates:scheduled"
+
+
+def chat_update(row_id: int) -> None:
+    """Signal a stored Telegram update (bot_update row). Like deliveries: a Redis list and a
+    flag, and ONE drain job (tasks.chat_updates.process_updates) that works through every
+    queued row in batches. If Redis is down the row stays queued for the next drain."""
+    rt = runtime()
+    try:
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.rpush(CHAT_UPDATES_LIST, row_id)
+        pipe.set(CHAT_UPDATES_FLAG, 1, nx=True, ex=60)
+        _, first = pipe.execute()
+    except RedisError:
+        log.exception("could not signal chat update %s; the next drain will pick it up", row_id)
+        return
+    if first:
+        drain_chat_updates()
+
+
+def drain_chat_updates(delay_s: int = 0) -> None:
+    _enqueue("tasks.chat_updates.process_updates", delay_s=delay_s)
