@@ -55,11 +55,13 @@ def create_app(settings: Settings) -> Flask:
     from miniapp_api.bot_webhooks import bot_webhooks
     from miniapp_api.creator import creator_api
     from miniapp_api.webhooks import webhooks
+    from miniapp_api.wechat_webhook import wechat_webhook
 
     app.register_api(api)
     app.register_api(creator_api)
     app.register_blueprint(webhooks)
     app.register_blueprint(bot_webhooks)
+    app.register_blueprint(wechat_webhook)
     errors.register(app)
 
     # Connections open lazily on the first query (peewee autoconnect) and go back to the pool

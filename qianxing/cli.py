@@ -352,5 +352,14 @@ def _register_network() -> None:
 _register_network()
 
 
+def _register_wechat() -> None:
+    from qianxing.cli_wechat import wechat
+
+    main.add_command(wechat)
+
+
+_register_wechat()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

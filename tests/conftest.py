@@ -39,6 +39,8 @@ from tests.fakes.wechat_pay import FakeWeChatPay
 APPID, APP_SECRET = "wxtestappid0000001", "test-app-secret-123456"
 MCH_ID, PAY_KEY = "1900000109", "testpaykey0000000000000000000001"
 TG_TOKEN, TG_SECRET = "123456:TEST-token_abcdefghijklmnopqrstuvwxyz", "tg-webhook-secret_0123"
+OA_APPID, OA_SECRET = "wxtestoaappid00001", "test-oa-secret-654321"
+OA_TOKEN, OA_AES_KEY = "test-oa-token-qianxing", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +90,7 @@ def database_url(tmp_root: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def fake_wechat() -> Iterator[FakeWeChatAPI]:
     with FakeWeChatAPI(APPID, APP_SECRET) as fake:
+        fake.add_app(OA_APPID, OA_SECRET)  # the official account shares the fake
         yield fake
 
 
@@ -135,7 +138,9 @@ def settings(database_url: str, redis_url: str, fake_wechat: FakeWeChatAPI,
                       PUBLIC_BASE_URL=f"http://127.0.0.1:{live_port}", TELEGRAM_BOT_TOKEN=TG_TOKEN,
                       TELEGRAM_WEBHOOK_SECRET=TG_SECRET,
                       TELEGRAM_API_BASE_URL=fake_telegram.base_url.rstrip("/"),
-                      TELEGRAM_BOT_USERNAME=fake_telegram.username)
+                      TELEGRAM_BOT_USERNAME=fake_telegram.username,
+                      WECHAT_OA_APPID=OA_APPID, WECHAT_OA_SECRET=OA_SECRET, WECHAT_OA_TOKEN=OA_TOKEN,
+                      WECHAT_OA_AES_KEY=OA_AES_KEY, WECHAT_OA_API_BASE_URL=fake_wechat.base_url)
     wiring.reset()
     wiring.bootstrap(s)
     if s.is_sqlite:

@@ -14,6 +14,8 @@ TOKEN_PATH = "/cgi-bin/token"
 CODE2SESSION_PATH = "/sns/jscode2session"
 SUBSCRIBE_SEND_PATH = "/cgi-bin/message/subscribe/send"
 CUSTOM_SEND_PATH = "/cgi-bin/message/custom/send"
+MENU_CREATE_PATH = "/cgi-bin/menu/create"
+MENU_GET_PATH = "/cgi-bin/menu/get"
 
 ERRMSGS: dict[int, str] = {
     -1: "system error",
@@ -55,12 +57,18 @@ class _Code:
 
 
 class FakeWeChatAPI(FakeServer):
-    """Serves /cgi-bin/token, /sns/jscode2session and the two message send endpoints."""
+    """Serves /cgi-bin/token, /sns/jscode2session, the two message send endpoints and the
+    official account's menu. ``add_app`` accepts a second app (the official account): each app
+    has its own access_token, and a new one only invalidates that app's previous token."""
 
     def __init__(self, appid: str, secret: str) -> None:
         super().__init__()
         self.appid = appid
         self.secret = secret
+        self._apps: dict[str, str] = {appid: secret}
+        self.app_tokens: dict[str, str] = {}  # other apps' current tokens
+        self.app_token_fetches: dict[str, int] = {}  # token fetches per other app
+        self.menus: list[dict[str, Any]] = []  # every menu created, in order
         self.token_fetches = 0
         self.access_token: str | None = None
         self.expires_in = 7200
@@ -73,8 +81,21 @@ class FakeWeChatAPI(FakeServer):
         self.route("GET", CODE2SESSION_PATH, self._code2session)
         self.route("POST", SUBSCRIBE_SEND_PATH, self._subscribe_send)
         self.route("POST", CUSTOM_SEND_PATH, self._custom_send)
+        self.route("POST", MENU_CREATE_PATH, self._menu_create)
+        self.route("GET", MENU_GET_PATH, self._menu_get)
 
     # -- test controls -------------------------------------------------------------------
+    def add_app(self, appid: str, secret: str) -> None:
+        """Accept a second app's credentials (e.g. the official account beside the mini-program)."""
+        with self._lock:
+            self._apps[appid] = secret
+
+    def reset_app(self, appid: str) -> None:
+        """Forget another app's token and fetch count (per-test isolation)."""
+        with self._lock:
+            self.app_tokens.pop(appid, None)
+            self.app_token_fetches.pop(appid, None)
+
     def register_code(
         self, code: str, openid: str, unionid: str | None = None, session_key: str | None = None
     ) -> str:
@@ -122,7 +143,7 @@ class FakeWeChatAPI(FakeServer):
             return wechat_error(41002)
         if not q.get("secret"):
             return wechat_error(41004)
-        if q["appid"] != self.appid or q["secret"] != self.secret:
+        if self._apps.get(q["appid"]) != q["secret"]:
             return wechat_error(40125)
         return None
 
@@ -133,11 +154,18 @@ class FakeWeChatAPI(FakeServer):
         error = self._check_app(q)
         if error is not None:
             return error
-        self.token_fetches += 1
-        self.access_token = secrets.token_urlsafe(48)  # invalidates the previous one
-        return FakeResponse.of_json(
-            {"access_token": self.access_token, "expires_in": self.expires_in}
-        )
+        token = secrets.token_urlsafe(48)  # invalidates the app's previous one
+        if q["appid"] == self.appid:
+            self.token_fetches += 1
+            self.access_token = token
+        else:
+            self.app_token_fetches[q["appid"]] = self.app_token_fetches.get(q["appid"], 0) + 1
+            self.app_tokens[q["appid"]] = token
+        return FakeResponse.of_json({"access_token": token, "expires_in": self.expires_in})
+
+    def _token_valid(self, req: RecordedRequest) -> bool:
+        token = req.query.get("access_token")
+        return bool(token) and (token == self.access_token or token in self.app_tokens.values())
 
     def _code2session(self, req: RecordedRequest) -> FakeResponse:
         q = req.query
@@ -174,8 +202,7 @@ class FakeWeChatAPI(FakeServer):
         failure = self._take_failure(endpoint)
         if failure is not None:
             return failure, {}
-        token = req.query.get("access_token")
-        if not token or token != self.access_token:
+        if not self._token_valid(req):
             return wechat_error(40001), {}
         try:
             payload = json.loads(req.body.decode("utf-8"))
@@ -200,3 +227,32 @@ class FakeWeChatAPI(FakeServer):
             return error
         self.custom_messages.append(payload)
         return wechat_error(0, "ok")
+
+    def _menu_create(self, req: RecordedRequest) -> FakeResponse:
+        if not self._token_valid(req):
+            return wechat_error(40001)
+        try:
+            payload = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return wechat_error(47001)
+        buttons = payload.get("button") if isinstance(payload, dict) else None
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            return wechat_error(40016, "invalid button size")
+        for button in buttons:
+            subs = button.get("sub_button") if isinstance(button, dict) else None
+            if not isinstance(button, dict) or not button.get("name"):
+                return wechat_error(40016, "invalid button")
+            if subs and len(subs) > 5:
+                return wechat_error(40017, "invalid sub button size")
+            for item in (subs or [button]):
+                if item.get("type") == "click" and not item.get("key"):
+                    return wechat_error(40019, "invalid button key size")
+        self.menus.append(payload)
+        return wechat_error(0, "ok")
+
+    def _menu_get(self, req: RecordedRequest) -> FakeResponse:
+        if not self._token_valid(req):
+            return wechat_error(40001)
+        if not self.menus:
+            return wechat_error(46003, "menu no exist")
+        return FakeResponse.of_json({"menu": self.menus[-1]})
