@@ -361,5 +361,14 @@ def _register_wechat() -> None:
 _register_wechat()
 
 
+def _register_tgbot() -> None:
+    from qianxing.cli_tgbot import tgbot
+
+    main.add_command(tgbot)
+
+
+_register_tgbot()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
