@@ -1,0 +1,78 @@
+"""The conversation core: one update in (`Incoming`), the replies out (`Reply` list), whatever
+the platform. Adapters (Telegram, the WeChat official account, the console) call `handle` from
+synchronous code or a worker thread and render the replies; the command set lives in
+bots.commands, the group behaviour in bots.groups.
+
+`handle` never raises for anything a user can send: a domain error becomes a polite Chinese
+reply naming the problem, and an unexpected exception is logged (the exception type and the
+traceback's frames only: never the message text, the exception's own text or any local value,
+so no card key or secret can reach the log) and answered with a polite "稍后再试".
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bots import commands, groups, identity
+from bots.commands import Command, Context
+from bots.types import Incoming, Reply
+from models.db import db
+from models.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+SORRY = "抱歉，系统开小差了，请稍后再试。"
+
+
+@contextmanager
+def _connection() -> Iterator[None]:
+    """Use this thread's open connection, or open one for the update and close it after."""
+    if not db.is_closed():
+        yield
+        return
+    with db.connection_context():
+        yield
+
+
+def handle(incoming: Incoming) -> list[Reply]:
+    """Everything the bot answers to one update, in order (possibly nothing, in a group)."""
+    try:
+        with _connection():
+            return _handle(incoming)
+    except DomainError as exc:
+        return [Reply(text=commands.polite(exc))]
+    except Exception as exc:
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("chat update failed (platform %s, %s chat): %s\n%s", str(incoming.platform)[:16],
+                  str(incoming.chat_kind)[:8], type(exc).__name__, frames)
+        return [Reply(text=SORRY)]
+
+
+def context_for(incoming: Incoming) -> Context:
+    from qianxing.wiring import runtime
+
+    rt = runtime()
+    sender = incoming.sender
+    if not (sender.external_id or "").strip() and incoming.joined:
+        sender = incoming.joined[0]  # a join event without a sender: the newcomer
+    user = identity.resolve(incoming.platform, sender, incoming.chat_id, incoming.chat_kind)
+    return Context(incoming=incoming, user=user, settings=rt.settings, redis=rt.redis,
+                   withdraw_policy=rt.withdraw)
+
+
+def _handle(incoming: Incoming) -> list[Reply]:
+    if incoming.chat_kind == "group" and not (incoming.sender.external_id or "").strip() \
+            and not incoming.joined:
+        return []  # a service message nobody sent: nothing to answer
+    ctx = context_for(incoming)
+    cmd = commands.parse(incoming)
+    if incoming.chat_kind == "group":
+        return groups.handle(ctx, cmd)
+    if cmd is None and incoming.start_payload is not None:  # a WeChat subscribe: ""
+        cmd = Command("start")
+    if cmd is None:
+        return commands.free_text(ctx)
+    return commands.execute(ctx, cmd)

@@ -1,0 +1,319 @@
+"""Community groups: what the bot does with a group message, and the rules it follows, kept as
+data (`GroupRule`, `GroupConfig` in models.chat).
+
+For one group update, in order:
+1. new members (`Incoming.joined`) get a welcome: the group's welcome text (or a default), its
+   coupon text and the promo link of `GroupConfig.promo_ref`;
+2. a message with a banned word (`GroupConfig.banned_words`, matched case-insensitively and
+   ignoring spaces) gets a warning and nothing else;
+3. a command runs as in a private chat, except the private ones (withdraw, vouchers, statement,
+   earnings, resend), which answer "请私聊机器人"; slash commands, button presses and whole-message
+   Chinese keywords count as commands (`bots.commands.parse`);
+4. other text: the highest-priority matching `GroupRule` (scope the group's chat key or `*`;
+   exact, contains or regex; ties by age) answers; with none, `content_ai.answer` when
+   `GroupConfig.ai_fallback` is on; else the bot stays silent.
+Every reply counts against the group's limit, `GroupConfig.replies_per_minute` or the
+TELEGRAM_RATE_PER_GROUP_PER_MIN setting, in a fixed one-minute window in Redis; beyond it the
+bot stays silent. A group whose config is inactive is ignored altogether.
+
+Regex rules cannot hang the bot: `save_rule` refuses patterns that do not compile, are longer
+than REGEX_MAX, use backreferences, nest repeats (`(a+)+`) or repeat alternations (`(a|aa)*`),
+or have more than REGEX_MAX_REPEATS unbounded repeats; the same check runs again when a rule
+is read (rows written some other way are skipped, never run), and a regex only ever sees the
+first REGEX_TEXT_MAX characters of a message. No timeout is needed: what is left matches in
+polynomial time of a bounded input.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+import unicodedata
+from typing import Any
+
+import content_ai
+from bots import commands
+from bots.commands import Command, Context
+from bots.types import Button, Reply
+from models.chat import GroupConfig, GroupRule, MatchType, Platform
+from models.db import db
+from models.errors import InvalidInput, NotFound
+
+try:  # Python 3.11+
+    import re._parser as sre_parse  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    import sre_parse  # type: ignore[no-redef]
+
+log = logging.getLogger(__name__)
+
+REGEX_MAX = 200
+REGEX_MAX_REPEATS = 2
+REGEX_TEXT_MAX = 500
+REPLY_MAX = 2000
+BANNED_MAX = 200
+WORD_MAX = 50
+DEFAULT_WELCOME = "欢迎 {name} 加入本群！发送 /help 查看机器人能做什么。"
+PRIVATE_HINT = "请私聊机器人：这个命令涉及你的收益或卡券，只在私聊里回答。"
+
+
+# ---- rules as data ----------------------------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    return unicodedata.normalize("NFKC", text or "").casefold()
+
+
+def _walk(items: Any) -> Any:
+    """Every (op, av) node of a parsed pattern, depth first."""
+    for op, av in items:
+        yield op, av
+        for part in (av if isinstance(av, (list, tuple)) else (av,)):
+            if isinstance(part, sre_parse.SubPattern):
+                yield from _walk(part)
+            elif isinstance(part, (list, tuple)):
+                for sub in part:
+                    if isinstance(sub, sre_parse.SubPattern):
+                        yield from _walk(sub)
+
+
+_REPEATS = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT}
+if hasattr(sre_parse, "POSSESSIVE_REPEAT"):
+    _REPEATS.add(sre_parse.POSSESSIVE_REPEAT)
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why a pattern may not be a rule (None: it may)."""
+    if not pattern:
+        return "正则不能为空"
+    if len(pattern) > REGEX_MAX:
+        return f"正则最长 {REGEX_MAX} 个字符"
+    try:
+        re.compile(pattern)
+        parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        return f"正则无法解析：{exc}"
+    unbounded = 0
+    for op, av in _walk(parsed):
+        if op in (sre_parse.GROUPREF, sre_parse.GROUPREF_EXISTS):
+            return "正则不支持反向引用"
+        if op in _REPEATS:
+            _min, high, sub = av
+            if high > 1:
+                if high == sre_parse.MAXREPEAT or high > 100:
+                    unbounded += 1
+                for inner, inner_av in _walk(sub):
+                    if inner in _REPEATS and inner_av[1] > 1:
+                        return "正则不支持嵌套的重复（如 (a+)+），它可能让匹配极慢"
+                    if inner == sre_parse.BRANCH:
+                        return "正则不支持重复的分支（如 (a|b)+），请拆成多条规则"
+    if unbounded > REGEX_MAX_REPEATS:
+        return f"正则最多 {REGEX_MAX_REPEATS} 处不限次数的重复"
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    if regex_problem(pattern) is not None:
+        log.warning("group rule regex skipped: it fails the safety check")
+        return None
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _check_scope(scope: str) -> str:
+    scope = (scope or "").strip()
+    if scope == "*":
+        return scope
+    platform, sep, chat_id = scope.partition(":")
+    if not sep or platform not in {p.value for p in Platform} or not chat_id \
+            or len(scope) > 80 or any(ch.isspace() for ch in scope):
+        raise InvalidInput("scope is '*' or a group's chat key such as telegram:-100123", code="invalid_scope")
+    return scope
+
+
+def save_rule(scope: str, match: str, pattern: str, reply: str, priority: int = 0,
+              *, active: bool = True) -> GroupRule:
+    """Add an auto-reply rule. Raises InvalidInput (invalid_scope, invalid_match, invalid_pattern,
+    unsafe_regex, invalid_reply, invalid_priority); nothing is written then."""
+    scope = _check_scope(scope)
+    try:
+        match = MatchType(match).value
+    except ValueError:
+        raise InvalidInput("match is exact, contains or regex", code="invalid_match") from None
+    pattern = (pattern or "").strip()
+    if not pattern or len(pattern) > GroupRule.pattern.max_length:
+        raise InvalidInput(f"the pattern is 1-{GroupRule.pattern.max_length} characters", code="invalid_pattern")
+    if match == MatchType.REGEX:
+        problem = regex_problem(pattern)
+        if problem:
+            raise InvalidInput(problem, code="unsafe_regex")
+    reply = (reply or "").strip()
+    if not reply or len(reply) > REPLY_MAX:
+        raise InvalidInput(f"the reply is 1-{REPLY_MAX} characters", code="invalid_reply")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -1_000_000 <= priority <= 1_000_000:
+        raise InvalidInput("priority is a whole number between -1000000 and 1000000", code="invalid_priority")
+    return GroupRule.create(scope=scope, match=match, pattern=pattern, reply=reply, priority=priority,
+                            active=active)
+
+
+def list_rules(scope: str | None = None) -> list[GroupRule]:
+    query = GroupRule.select()
+    if scope is not None:
+        query = query.where(GroupRule.scope == scope)
+    return list(query.order_by(GroupRule.scope, GroupRule.priority.desc(), GroupRule.id))
+
+
+def set_rule_active(rule_id: int, active: bool) -> GroupRule:
+    if not GroupRule.update(active=active).where(GroupRule.id == rule_id).execute():
+        raise NotFound(f"rule {rule_id} not found", code="rule_not_found")
+    return GroupRule.get_by_id(rule_id)
+
+
+def _rule_matches(rule: GroupRule, text: str, folded: str) -> bool:
+    if rule.match == MatchType.EXACT:
+        return folded == _norm(rule.pattern).strip()
+    if rule.match == MatchType.CONTAINS:
+        return _norm(rule.pattern) in folded
+    if rule.match == MatchType.REGEX:
+        compiled = _compiled(rule.pattern)
+        return compiled is not None and compiled.search(text[:REGEX_TEXT_MAX]) is not None
+    return False
+
+
+def match_rule(chat_key: str, text: str) -> GroupRule | None:
+    """The highest-priority active rule for this group that matches `text` (oldest first on ties)."""
+    text = unicodedata.normalize("NFKC", text or "").strip()
+    if not text:
+        return None
+    folded = text.casefold()
+    rules = (GroupRule.select().where(GroupRule.active & GroupRule.scope.in_([chat_key, "*"]))
+             .order_by(GroupRule.priority.desc(), GroupRule.id))
+    for rule in rules:
+        if _rule_matches(rule, text, folded):
+            return rule
+    return None
+
+
+def configure(chat_key: str, **changes: Any) -> GroupConfig:
+    """Create or update a group's config. Fields: title, welcome_text, coupon_text, promo_ref
+    (a creator's invite code, or "" to clear), banned_words (a list), replies_per_minute (1-1000,
+    or None for the setting), ai_fallback, active. Raises InvalidInput / NotFound (promo_ref)."""
+    chat_key = _check_scope(chat_key)
+    if chat_key == "*":
+        raise InvalidInput("configure one group by its chat key", code="invalid_scope")
+    allowed = {"title", "welcome_text", "coupon_text", "promo_ref", "banned_words", "replies_per_minute",
+               "ai_fallback", "active"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InvalidInput(f"unknown group settings: {', '.join(sorted(unknown))}", code="invalid_config")
+    values: dict[str, Any] = {}
+    for name in ("title", "welcome_text", "coupon_text"):
+        if changes.get(name) is not None:
+            limit = {"title": 120, "welcome_text": REPLY_MAX, "coupon_text": 200}[name]
+            text = str(changes[name]).strip()
+            if len(text) > limit:
+                raise InvalidInput(f"{name} is at most {limit} characters", code="invalid_config")
+            values[name] = text
+    if changes.get("promo_ref") is not None:
+        ref = str(changes["promo_ref"]).strip()
+        if ref:
+            from models.network import by_code
+
+            ref = by_code(ref).code
+        values["promo_ref"] = ref or None
+    if changes.get("banned_words") is not None:
+        words = [str(w).strip() for w in changes["banned_words"] if str(w).strip()]
+        if len(words) > BANNED_MAX or any(len(w) > WORD_MAX for w in words):
+            raise InvalidInput(f"at most {BANNED_MAX} banned words of up to {WORD_MAX} characters",
+                               code="invalid_config")
+        values["banned_words"] = list(dict.fromkeys(words))
+    if "replies_per_minute" in changes:
+        rate = changes["replies_per_minute"]
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 1000):
+            raise InvalidInput("replies_per_minute is 1-1000", code="invalid_config")
+        values["replies_per_minute"] = rate
+    for name in ("ai_fallback", "active"):
+        if changes.get(name) is not None:
+            values[name] = bool(changes[name])
+    with db.atomic():
+        GroupConfig.insert(chat_key=chat_key, **values).on_conflict_ignore().execute()
+        if values:
+            GroupConfig.update(**values).where(GroupConfig.chat_key == chat_key).execute()
+    return GroupConfig.get(GroupConfig.chat_key == chat_key)
+
+
+# ---- one group update --------------------------------------------------------------------------
+
+
+def _banned_hit(cfg: GroupConfig | None, text: str) -> bool:
+    if cfg is None or not cfg.banned_words or not text:
+        return False
+    squeezed = re.sub(r"\s+", "", _norm(text))
+    return any(w and re.sub(r"\s+", "", _norm(w)) in squeezed for w in cfg.banned_words)
+
+
+def _limit(cfg: GroupConfig | None, settings: Any) -> int:
+    if cfg is not None and cfg.replies_per_minute:
+        return int(cfg.replies_per_minute)
+    return max(int(settings.TELEGRAM_RATE_PER_GROUP_PER_MIN), 1)
+
+
+def _within_limit(ctx: Context, cfg: GroupConfig | None, replies: list[Reply]) -> list[Reply]:
+    """Count the replies against the group's per-minute budget; keep what fits."""
+    if not replies:
+        return replies
+    limit = _limit(cfg, ctx.settings)
+    key = f"{commands.PREFIX}:grp:{ctx.incoming.chat_key}:{int(time.time() // 60)}"
+    pipe = ctx.redis.pipeline()
+    pipe.incrby(key, len(replies))
+    pipe.expire(key, 120)
+    count, _ = pipe.execute()
+    room = limit - (int(count) - len(replies))
+    return replies[:max(room, 0)]
+
+
+def _welcome(ctx: Context, cfg: GroupConfig | None) -> Reply:
+    names = "、".join((m.name or m.external_id)[:32] for m in ctx.incoming.joined[:5])
+    if len(ctx.incoming.joined) > 5:
+        names += f" 等 {len(ctx.incoming.joined)} 位朋友"
+    text = (cfg.welcome_text if cfg and cfg.welcome_text else DEFAULT_WELCOME).replace("{name}", names)
+    lines = [text]
+    link = None
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    if cfg is not None and cfg.coupon_text:
+        lines.append(f"🎁 {cfg.coupon_text}")
+    if cfg is not None and cfg.promo_ref:
+        lines.append(f"进店逛逛（微信小程序）：{commands.shop_path(cfg.promo_ref)}")
+        link = commands.telegram_link(ctx.settings, commands.shop_payload(cfg.promo_ref))
+        if link:
+            buttons = ((Button("进店逛逛", url=link),),)
+    return Reply(text="\n".join(lines), link=link, buttons=buttons)
+
+
+def handle(ctx: Context, cmd: Command | None) -> list[Reply]:
+    """Everything the bot says in answer to one group update (possibly nothing)."""
+    cfg = GroupConfig.get_or_none(GroupConfig.chat_key == ctx.incoming.chat_key)
+    if cfg is not None and not cfg.active:
+        return []
+    replies: list[Reply] = []
+    if ctx.incoming.joined:
+        replies.append(_welcome(ctx, cfg))
+    text = commands.normalize(ctx.incoming.text)
+    if text and _banned_hit(cfg, text):
+        who = ctx.display_name or "这位群友"
+        replies.append(Reply(text=f"{who}，你的消息包含本群禁止的内容，请文明交流。"))
+    elif cmd is not None:
+        if cmd.name in commands.PRIVATE_ONLY:
+            replies.append(Reply(text="请私聊机器人查看卡券。" if cmd.name == "vouchers" else PRIVATE_HINT))
+        else:
+            replies.extend(commands.execute(ctx, cmd))
+    elif text:
+        rule = match_rule(ctx.incoming.chat_key, text)
+        if rule is not None:
+            replies.append(Reply(text=rule.reply.replace("{name}", ctx.display_name or "")))
+        elif cfg is not None and cfg.ai_fallback:
+            found = content_ai.answer(text)
+            if found:
+                replies.append(Reply(text=found))
+    return _within_limit(ctx, cfg, replies)
