@@ -361,6 +361,15 @@ def _register_wechat() -> None:
 _register_wechat()
 
 
+def _register_chat() -> None:
+    from qianxing.cli_chat import register
+
+    register(main)
+
+
+_register_chat()
+
+
 def _register_tgbot() -> None:
     from qianxing.cli_tgbot import tgbot
 
