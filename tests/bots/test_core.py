@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as h_settings
 from hypothesis import strategies as st
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from bots import commands
 from bots.types import Reply
@@ -421,7 +423,8 @@ def test_any_text_gets_replies_and_never_raises(ann, text):
 def test_an_unexpected_failure_is_logged_without_the_message_and_answered_politely(ann, rt, caplog, monkeypatch):
     # given Redis is unreachable (the withdrawal offer cannot be stored)
     give_available(ann, 50_000)
-    monkeypatch.setattr(rt, "redis", Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(rt, "redis", dead)
     with caplog.at_level(logging.ERROR, logger="bots.core"):
         replies = say("/withdraw 123.45")
     # then the user gets a polite "try later", and the log names the error but not the message
@@ -429,3 +432,45 @@ def test_an_unexpected_failure_is_logged_without_the_message_and_answered_polite
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "ConnectionError" in logged and "123.45" not in logged
     assert _withdrawals() == []
+
+
+def test_withdraw_real_settled_earnings_keeps_the_books_clean(rt, shop):
+    # given ten 100-yuan cards sold through a one-star creator, settled and released: 100 yuan
+    sku = shop.card_sku(keys=20, price=10_000, code="CARD-W")
+    creator = join("seller", rank=1)
+    for i in range(10):
+        sell(rt, sku.code, creator.code, openid=f"buyer-w{i}")
+    settle_and_release(rt)
+    assert "可提现：¥100.00" in text_of(say("/earnings", who="seller"))
+    # when the creator withdraws all of it and confirms
+    offer = say("/withdraw 100", who="seller")
+    done = text_of(say(callback=button_data(offer, "确认"), who="seller"))
+    # then the withdrawal waits for its payout and the ledger still verifies
+    assert "提现已提交：¥100.00，手续费 ¥1.00，实际到账 ¥99.00" in done
+    assert _available(creator) == 0
+    from models import settlement
+
+    with db.connection_context():
+        assert settlement.verify() == []
+    assert "提现中：¥100.00" in text_of(say("收益", who="seller"))
+
+
+def test_two_simultaneous_confirm_presses_make_one_withdrawal(rich):
+    import threading
+
+    ok = button_data(say("/withdraw 100", who="rich"), "确认")
+    barrier = threading.Barrier(4)
+    answers: list[str] = []
+
+    def press_once() -> None:
+        barrier.wait()
+        answers.append(text_of(say(callback=ok, who="rich")))
+
+    threads = [threading.Thread(target=press_once) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(_withdrawals()) == 1
+    assert len(set(answers)) == 1 and "提现已提交" in answers[0]
+    assert _available(rich) == 40_000
