@@ -9,6 +9,7 @@ printed. End of input ends the chat with status 0, so it also runs with no stdin
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import click
@@ -66,6 +67,8 @@ def chat(as_user: str, group: str | None, name: str | None, images: Path | None)
     me = Member(external_id=as_user.strip(), name=(name or as_user).strip())
     chat_id = group if group else me.external_id
     kind = "group" if group else "private"
+    if sys.stdin is None:  # started with stdin closed: nothing to read, like EOF
+        return
     stdin = click.get_text_stream("stdin")
     interactive = stdin.isatty()
     buttons: list[Button] = []

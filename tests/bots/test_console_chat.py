@@ -3,7 +3,12 @@ replies printed, images saved, buttons pressed with #N, EOF ends with status 0."
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+
+import pytest
 
 from models.db import db
 from models.withdrawals import Withdrawal
@@ -75,3 +80,14 @@ def test_bad_lines_never_crash_the_chat(cli):
     result = cli("chat", "--as", "fuzz", input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output and "稍后再试" not in result.output
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_real_process_without_stdin_exits_zero(settings, closed):
+    # given the chat started as CI would: stdin at end of file, or not open at all
+    env = {**os.environ, **{k: str(v) for k, v in settings.model_dump().items() if v is not None}}
+    result = subprocess.run(
+        [sys.executable, "-m", "qianxing.cli", "chat", "--as", "ci"], env=env, capture_output=True,
+        stdin=subprocess.DEVNULL, timeout=60, preexec_fn=(lambda: os.close(0)) if closed else None)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout == b""
