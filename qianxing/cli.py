@@ -352,6 +352,15 @@ def _register_network() -> None:
 _register_network()
 
 
+def _register_bench_webhook() -> None:
+    from qianxing.bench.webhook import bench_webhook
+
+    bench.add_command(bench_webhook)
+
+
+_register_bench_webhook()
+
+
 def _register_wechat() -> None:
     from qianxing.cli_wechat import wechat
 
