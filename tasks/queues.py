@@ -109,3 +109,28 @@ def chat_update(row_id: int) -> None:
 
 def drain_chat_updates(delay_s: int = 0) -> None:
     _enqueue("tasks.chat_updates.process_updates", delay_s=delay_s)
+
+
+OUTBOUND_FLAG = "qianxing:outbound:{}:scheduled"
+OUTBOUND_FLAG_TTL_S = 300
+
+
+def drain_outbound(platform: str, *, at: dt.datetime | None = None) -> None:
+    """Make sure a drain job (tasks.chat.drain_outbound) will send the platform's outbound
+    messages: one queued job at a time (a flag with SET NX, cleared when the job starts, so a
+    message written during a run queues the next run); `at` (naive UTC) wakes a drain then
+    instead, for retries and rate-limited rows that are not due yet (one wake per second)."""
+    from models.db import utcnow
+
+    rt = runtime()
+    delay = (at - utcnow()).total_seconds() if at is not None else 0.0
+    try:
+        if delay > 0.5:
+            when = at.replace(tzinfo=dt.UTC)
+            rt.queue.enqueue_at(when, "tasks.chat.drain_outbound", platform,
+                                job_id=f"outbound-wake-{platform}-{int(when.timestamp())}", job_timeout=180)
+            return
+        if rt.redis.set(OUTBOUND_FLAG.format(platform), 1, nx=True, ex=OUTBOUND_FLAG_TTL_S):
+            rt.queue.enqueue("tasks.chat.drain_outbound", platform, job_timeout=180)
+    except RedisError:
+        log.exception("could not queue an outbound drain for %s; the periodic drain will", platform)
