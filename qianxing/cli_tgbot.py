@@ -60,13 +60,19 @@ def run_polling(settings: Settings, stop: threading.Event, timeout: int = 25,
                 stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            try:
+                if payloads:
+                    with connection():
+                        stored += len(store_telegram_updates(payloads))
+                    offset = max(p["update_id"] for p in payloads) + 1  # stored: confirm them next poll
+                # new updates, and earlier ones whose retry is due
+                process_pending(session, schedule_retry=False)
+            except Exception:  # noqa: BLE001 - the database or Redis is away: unconfirmed updates come again
+                log.exception("tgbot: storing or processing failed; retrying in %.0fs", backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
             backoff = 1.0
-            if payloads:
-                with connection():
-                    stored += len(store_telegram_updates(payloads))
-                offset = max(p["update_id"] for p in payloads) + 1
-            # new updates, and earlier ones whose retry is due
-            process_pending(session, schedule_retry=False)
         if offset is not None:  # confirm the last batch, so a restart does not fetch it again
             try:
                 session.run(session.bot.get_updates(offset=offset, timeout=0, limit=1))

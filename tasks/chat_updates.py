@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from bots.telegram import PLATFORM, BadUpdate, TelegramSession
 from bots.types import Incoming
 from models.db import connection, db, execute, for_update, utcnow
@@ -179,14 +181,17 @@ def process_one(session: TelegramSession, row: Claimed, *, schedule_retry: bool 
         log.warning("telegram update %s: conversion failed (%s); will retry", row.update_key, _error_text(exc))
         return _retry_later(row, _error_text(exc), schedule=schedule_retry)
     if incoming is not None and incoming.joined:
-        incoming = _first_join_only(incoming, row.update_key)
+        try:
+            incoming = _first_join_only(incoming, row.update_key)
+        except RedisError:
+            log.warning("telegram update %s: join dedupe unavailable (Redis)", row.update_key)
     if incoming is None:
         _finish(row, "done")
         return "ignored"
     try:
         replies = handle(incoming)
         if replies:
-            send_replies(row.update_key, PLATFORM, incoming.chat_id, replies)
+            send_replies(row.update_key, PLATFORM, incoming.chat_id, replies, chat_kind=incoming.chat_kind)
     except Exception as exc:  # noqa: BLE001 - one update's failure must not stop the others
         log.exception("telegram update %s failed (attempt %d)", row.update_key, row.attempts)
         return _retry_later(row, _error_text(exc), schedule=schedule_retry)

@@ -23,7 +23,7 @@ from qianxing.cli import main
 from qianxing.cli_tgbot import run_polling
 from qianxing.settings import Settings
 from tests.conftest import TG_SECRET
-from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.fakes.telegram_api import FakeTelegramAPI, _params
 
 
 @pytest.fixture
@@ -136,3 +136,34 @@ def polling(settings: Settings, telegram: FakeTelegramAPI) -> Iterator[Callable[
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert "error" not in result, result.get("error")
+
+
+def test_polling_stores_processes_and_answers_each_update_once(
+        polling: Callable[[], None], telegram: FakeTelegramAPI) -> None:
+    from models import network
+    from tests.conftest import buyer
+
+    with connection():
+        owner = network.become_creator(buyer("owner-poll"), "阿星")
+    start = {"update_id": 500, "message": {
+        "message_id": 1, "date": 1_700_000_000, "chat": {"id": 4004, "type": "private"},
+        "from": {"id": 4004, "is_bot": False, "first_name": "Poll"}, "text": f"/start {owner.code}",
+        "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}
+    # given an update waiting at the Bot API, and the polling loop running
+    telegram.push_update(start)
+    polling()
+    # then it is stored, processed, and answered at the fake
+    assert _wait(lambda: stored_keys() == [("500", "done")] and len(telegram.sent_to(4004)) == 1)
+    assert "绑定成功" in telegram.sent_to(4004)[0].text
+    # when Telegram hands out the same update again (say after a restart) and a new one
+    telegram.push_update(start)
+    telegram.push_update({**start, "update_id": 501, "message": {**start["message"], "text": "/help",
+                                                                "entities": [{"type": "bot_command",
+                                                                              "offset": 0, "length": 5}]}})
+    # then only the new one is processed and answered
+    assert _wait(lambda: stored_keys() == [("500", "done"), ("501", "done")] and len(telegram.sent_to(4004)) == 2)
+    time.sleep(0.3)
+    assert len(telegram.sent_to(4004)) == 2
+    # and each getUpdates confirmed what was stored before it (offset = last update_id + 1)
+    offsets = [_params(r).get("offset") for r in telegram.requests if r.path.endswith("/getUpdates")]
+    assert offsets[0] is None and "501" in offsets and "502" in offsets

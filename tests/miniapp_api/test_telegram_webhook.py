@@ -3,6 +3,7 @@ the 200; duplicates by update_id are answered and ignored; one drain job, not on
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
 from collections.abc import Iterator
@@ -10,11 +11,15 @@ from typing import Any
 
 import pytest
 
+from bots.identity import identity_of
+from models import network
 from models.chat import BotUpdate
-from models.db import connection
+from models.db import connection, utcnow
+from models.network import Creator
 from qianxing import wiring
 from qianxing.settings import Settings
-from tests.conftest import TG_SECRET
+from tasks import chat_updates, queues
+from tests.conftest import TG_SECRET, buyer
 
 URL = "/webhooks/telegram"
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -148,8 +153,10 @@ def test_other_methods_are_405(client) -> None:  # noqa: ANN001
 def redis_down(rt: wiring.Runtime, monkeypatch) -> Iterator[None]:  # noqa: ANN001
     """Redis unreachable for the signal and the enqueue (the database is fine)."""
     from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr(rt, "redis", dead)
     monkeypatch.setattr(rt.queue, "connection", dead)
     yield
@@ -161,3 +168,152 @@ def test_with_redis_down_the_update_is_still_stored_and_acknowledged(client, red
     # then the update is durable anyway (the next drain claims queued rows from the database)
     assert resp.status_code == 200
     assert [k for _, k, _ in stored()] == ["11"]
+
+
+# ---- end to end: webhook -> drain job -> core -> sender -> the fake Bot API ----------------------
+
+GROUP = {"id": -100777, "type": "supergroup", "title": "千星福利群"}
+
+
+def start_link(update_id: int, code: str, user_id: int = 1001) -> dict[str, Any]:
+    text = f"/start {code}"
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1_700_000_000, "chat": {"id": user_id, "type": "private"},
+        "from": {"id": user_id, "is_bot": False, "first_name": "小明"}, "text": text,
+        "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}
+
+
+def states() -> dict[str, str]:
+    with connection():
+        return {u.update_key: u.state for u in BotUpdate.select()}
+
+
+def code_owner(name: str = "阿星") -> Creator:
+    with connection():
+        return network.become_creator(buyer(f"owner-{name}"), name)
+
+
+def test_start_with_a_deep_link_binds_the_new_creator_to_the_code_owner(client, run_jobs, telegram) -> None:  # noqa: ANN001
+    # given a creator whose invite link is t.me/<bot>?start=<code>
+    owner = code_owner()
+    # when a Telegram user opens it: Telegram posts "/start <code>" to the webhook
+    assert post(client, start_link(100, owner.code)).status_code == 200
+    # and the drain job runs
+    run_jobs()
+    # then the user is now a creator bound to the owner
+    with connection():
+        ident = identity_of("telegram", "1001")
+        assert ident is not None
+        me = network.creator_of(ident.user)
+        assert me.parent_id == owner.id
+    # and the reply reached the user's chat at the (fake) Bot API
+    texts = [s.text for s in telegram.sent_to(1001)]
+    assert any("绑定成功" in t and owner.code in t for t in texts), texts
+    assert states() == {"100": "done"}
+
+
+def test_a_duplicate_update_is_processed_once(client, run_jobs, telegram) -> None:  # noqa: ANN001
+    owner = code_owner()
+    # given Telegram delivers the same update twice (before and after the first drain)
+    post(client, start_link(5, owner.code))
+    post(client, start_link(5, owner.code))
+    run_jobs()
+    post(client, start_link(5, owner.code))
+    run_jobs()
+    # then it was answered once
+    assert len(telegram.sent_to(1001)) == 1
+    assert states() == {"5": "done"}
+
+
+def test_an_update_whose_drain_job_was_lost_is_processed_by_the_next_drain(client, rt, run_jobs, telegram) -> None:  # noqa: ANN001
+    owner = code_owner()
+    # given an update acknowledged (stored) whose drain job died with its worker
+    post(client, start_link(1, owner.code, user_id=2001))
+    rt.queue.empty()
+    rt.redis.delete(queues.CHAT_UPDATES_FLAG)  # the flag expires after the dead run
+    assert states() == {"1": "queued"} and telegram.sent == []
+    # when the next update arrives and its drain runs
+    post(client, start_link(2, owner.code, user_id=2002))
+    run_jobs()
+    # then both were processed
+    assert states() == {"1": "done", "2": "done"}
+    assert telegram.sent_to(2001) and telegram.sent_to(2002)
+
+
+def test_an_update_claimed_by_a_processor_that_was_killed_is_processed_after_the_lease(
+        client, rt, run_jobs, telegram) -> None:  # noqa: ANN001
+    owner = code_owner()
+    post(client, start_link(1, owner.code))
+    rt.queue.empty()
+    # given a processor claimed the update and was killed before handling it
+    with connection():
+        assert [c.update_key for c in chat_updates.claim()] == ["1"]
+    run_jobs()  # nothing to do: the row is leased
+    queues.drain_chat_updates()
+    run_jobs()
+    assert states() == {"1": "queued"} and telegram.sent == []
+    # when the lease has run out (time passes) and a drain runs
+    with connection():
+        BotUpdate.update(processed_at=utcnow() - dt.timedelta(seconds=chat_updates.LEASE_S + 1)).execute()
+    queues.drain_chat_updates()
+    run_jobs()
+    # then it was processed, on its second attempt, and answered once
+    with connection():
+        row = BotUpdate.get()
+        assert (row.state, row.attempts) == ("done", 2)
+    assert len(telegram.sent_to(1001)) == 1
+
+
+def test_an_unreadable_update_is_failed_and_the_next_one_is_answered(client, run_jobs, telegram) -> None:  # noqa: ANN001
+    owner = code_owner()
+    post(client, {"update_id": 1, "message": "not a message"})
+    post(client, start_link(2, owner.code))
+    run_jobs()
+    assert states() == {"1": "failed", "2": "done"}
+    assert len(telegram.sent_to(1001)) == 1
+
+
+def test_a_button_press_is_answered_and_handled(client, run_jobs, telegram) -> None:  # noqa: ANN001
+    # given a press on the "help" button under an earlier bot message
+    press = {"update_id": 9, "callback_query": {
+        "id": "cbq-77", "from": {"id": 1001, "is_bot": False, "first_name": "小明"}, "chat_instance": "c",
+        "data": "CMD_HELP", "message": {"message_id": 3, "date": 1_700_000_000,
+                                        "chat": {"id": 1001, "type": "private"}, "text": "菜单"}}}
+    assert post(client, press).status_code == 200
+    run_jobs()
+    # then the query was answered (the spinner stops) and the help text was sent
+    assert [a["callback_query_id"] for a in telegram.callback_answers] == ["cbq-77"]
+    assert telegram.sent_to(1001) and states() == {"9": "done"}
+
+
+def joined_message(update_id: int, members: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1_700_000_000, "chat": GROUP, "from": members[0],
+        "new_chat_members": members}}
+
+
+def test_a_group_join_gets_one_welcome_even_when_telegram_reports_it_twice(client, run_jobs, telegram) -> None:  # noqa: ANN001
+    newcomer = {"id": 3003, "is_bot": False, "first_name": "王", "last_name": "五"}
+    # given the service message and, the bot being an admin, the chat_member update of one join
+    post(client, joined_message(20, [newcomer]))
+    post(client, {"update_id": 21, "chat_member": {
+        "chat": GROUP, "from": newcomer, "date": 1_700_000_000,
+        "old_chat_member": {"status": "left", "user": newcomer},
+        "new_chat_member": {"status": "member", "user": newcomer}}})
+    run_jobs()
+    # then the group got one welcome naming the newcomer
+    welcomes = [s.text for s in telegram.sent_to(-100777)]
+    assert len(welcomes) == 1 and "王 五" in welcomes[0], welcomes
+    assert states() == {"20": "done", "21": "done"}
+
+
+def test_a_429_during_the_reply_is_retried_by_the_sender(client, run_jobs, telegram) -> None:  # noqa: ANN001
+    owner = code_owner()
+    # given the Bot API answers the next send with 429 retry_after=1
+    telegram.fail_next(429, retry_after=1)
+    post(client, start_link(1, owner.code))
+    run_jobs()
+    # then the reply arrived once anyway
+    assert len(telegram.sent_to(1001)) == 1
+    assert any(r.path.endswith("/sendMessage") for r in telegram.requests)
+    assert len([r for r in telegram.requests if r.path.endswith("/sendMessage")]) == 2
