@@ -60,6 +60,9 @@ def create_app(settings: Settings) -> Flask:
     app.register_api(api)
     app.register_api(creator_api)
     app.register_blueprint(webhooks)
+    from miniapp_api.share import share
+
+    app.register_blueprint(share)
     app.register_blueprint(bot_webhooks)
     app.register_blueprint(wechat_webhook)
     errors.register(app)
