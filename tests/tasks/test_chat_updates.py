@@ -95,3 +95,57 @@ def test_the_drain_without_a_bot_token_leaves_rows_queued(rt, settings, monkeypa
     assert chat_updates.process_updates() == 0
     with connection():
         assert rows() == {"1": ("queued", 0)}
+
+
+GROUP_TEAM = {"update_id": 70, "message": {
+    "message_id": 1, "date": 1_700_000_000, "chat": {"id": -100900, "type": "supergroup", "title": "群"},
+    "from": {"id": 1001, "is_bot": False, "first_name": "小明"}, "text": "/help@qianxing_test_bot",
+    "entities": [{"type": "bot_command", "offset": 0, "length": 23}]}}
+
+
+def _rewind(seconds: float) -> None:
+    """Time passes: the row's lease or backoff started `seconds` earlier than recorded."""
+    with connection():
+        for row in BotUpdate.select():
+            BotUpdate.update(processed_at=row.processed_at - dt.timedelta(seconds=seconds)).where(
+                BotUpdate.id == row.id).execute()
+
+
+def test_a_failing_update_is_retried_with_backoff_then_failed(rt, settings, monkeypatch, run_jobs,  # noqa: ANN001
+                                                              telegram) -> None:  # noqa: ANN001
+    # given the Bot API is unreachable, so the mention check (getMe) of a group command fails
+    dead = settings.model_copy(update={"TELEGRAM_API_BASE_URL": "http://127.0.0.1:9"})
+    monkeypatch.setattr(rt, "settings", dead)
+    with connection():
+        store_telegram_update(GROUP_TEAM)
+    # when the drain runs
+    assert chat_updates.process_updates() == 1
+    # then the row stays queued with the error, and a delayed drain is scheduled for the retry
+    with connection():
+        row = BotUpdate.get()
+        assert (row.state, row.attempts) == ("queued", 1) and "Telegram" in (row.last_error or "")
+    assert len(rt.queue.scheduled_job_registry.get_job_ids()) == 1
+    assert chat_updates.process_updates() == 0  # not yet due: the backoff holds it
+    # when every retry fails too
+    for _ in range(MAX_ATTEMPTS - 1):
+        _rewind(max(chat_updates.RETRY_DELAYS_S) + 1)
+        assert chat_updates.process_updates() == 1
+    # then it is failed for good, with the last error kept
+    with connection():
+        row = BotUpdate.get()
+        assert (row.state, row.attempts) == ("failed", MAX_ATTEMPTS) and row.last_error
+
+
+def test_a_retried_update_succeeds_once_the_api_is_back(rt, settings, monkeypatch, run_jobs, telegram) -> None:  # noqa: ANN001
+    monkeypatch.setattr(rt, "settings", settings.model_copy(update={"TELEGRAM_API_BASE_URL": "http://127.0.0.1:9"}))
+    with connection():
+        store_telegram_update(GROUP_TEAM)
+    chat_updates.process_updates()
+    # when the API is back and the backoff has passed
+    monkeypatch.setattr(rt, "settings", settings)
+    _rewind(max(chat_updates.RETRY_DELAYS_S) + 1)
+    run_jobs()  # the scheduled retry drain
+    # then the command was answered in the group, once
+    with connection():
+        assert rows() == {"70": ("done", 2)}
+    assert len(telegram.sent_to(-100900)) == 1
