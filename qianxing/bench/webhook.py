@@ -31,6 +31,7 @@ the same two cores shows up in the tail latencies. The last line printed is one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -72,6 +74,52 @@ TELEGRAM_TEXTS = ("/start", "/help", "/level", "/progress", "你好")
 WECHAT_TEXTS = ("帮助", "等级", "进度", "你好", "help")
 
 
+# ---- scratch resources of this run -----------------------------------------------------------
+
+
+@dataclass
+class _RunScratch(_Scratch):
+    """flash-sale's scratch resources, with this run's logs and embedded Redis under a directory
+    of its own (var/bench/webhook-<pid>/), so a benchmark or smoke test running at the same time
+    neither truncates its logs nor deletes its Redis data directory."""
+
+    root: Path = field(default_factory=lambda: BENCH_DIR / f"webhook-{os.getpid()}")
+
+    def open_redis(self) -> str:
+        if self.settings.REDIS_URL:
+            return super().open_redis()
+        from qianxing.embedded_redis import EmbeddedRedis
+
+        data_dir = self.root / "redis"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        self.embedded = EmbeddedRedis(data_dir)
+        self.redis_url = self.embedded.url
+        return self.redis_url
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log_path = self.root / f"{name}.log"
+        self.logs[name] = log_path
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "qianxing.cli", *args], env=env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.procs.append((name, proc))
+        return proc
+
+    def close(self) -> None:
+        embedded, self.embedded = self.embedded, None  # stopped here, not in BENCH_DIR/redis
+        try:
+            super().close()
+        finally:
+            if embedded is not None:
+                with contextlib.suppress(Exception):
+                    embedded.stop()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
 # ---- fakes in a child process ----------------------------------------------------------------
 
 
@@ -86,8 +134,9 @@ def serve_fakes() -> None:
         sys.stdin.read()
 
 
-def _start_fakes(scratch: _Scratch) -> dict[str, str]:
-    log_path = BENCH_DIR / "fakes.log"
+def _start_fakes(scratch: _RunScratch) -> dict[str, str]:
+    scratch.root.mkdir(parents=True, exist_ok=True)
+    log_path = scratch.root / "fakes.log"
     scratch.logs["fakes"] = log_path
     err = open(log_path, "wb")  # noqa: SIM115 - the child keeps it; closed below
     try:
@@ -257,7 +306,7 @@ def poster_ms(samples: int = POSTERS) -> float:
     `samples` creators with distinct names; fonts are loaded by one render beforehand."""
     from bots import poster
 
-    with tempfile.TemporaryDirectory(prefix="posters-", dir=BENCH_DIR) as tmp:
+    with tempfile.TemporaryDirectory(prefix="qianxing-posters-") as tmp:
 
         def card(i: int) -> poster.InviteCard:
             code = f"BENCH{i:04d}"
@@ -297,7 +346,7 @@ def _telegram_stored(first_id: int, count: int) -> tuple[int, int]:
 # ---- entry point ----------------------------------------------------------------------------
 
 
-def _stop_quickly(scratch: _Scratch) -> None:
+def _stop_quickly(scratch: _RunScratch) -> None:
     """The worker may be in the middle of a long drain of the Telegram backlog (a warm RQ
     shutdown would wait for it): the measurements are taken, so it gets two seconds. The fakes
     stop when their standard input closes."""
@@ -311,7 +360,7 @@ def _stop_quickly(scratch: _Scratch) -> None:
     scratch.procs[:] = [(n, p) for n, p in scratch.procs if n != "worker"]
 
 
-def _restart_web(scratch: _Scratch, env: dict[str, str], base_url: str) -> None:
+def _restart_web(scratch: _RunScratch, env: dict[str, str], base_url: str) -> None:
     from qianxing.processes import stop_all
 
     web = [(n, p) for n, p in scratch.procs if n == "web"]
@@ -333,8 +382,8 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    scratch = _Scratch(settings)
-    poster_dir = BENCH_DIR / f"webhook-posters-{os.getpid()}"
+    scratch = _RunScratch(settings)
+    poster_dir = scratch.root / "posters"
     try:
         poster_median = poster_ms(posters)
         _log(f"poster: median uncached render {poster_median} ms over {posters}")
@@ -423,9 +472,8 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
     finally:
         try:
             _stop_quickly(scratch)
-            scratch.close()
         finally:
-            shutil.rmtree(poster_dir, ignore_errors=True)
+            scratch.close()  # removes scratch.root: logs, embedded Redis, posters
     result["total_s"] = round(time.monotonic() - began, 1)
     _log(f"done in {result['total_s']} s")
     return result
