@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from bots.identity import identity_of
 from models import network
@@ -169,6 +172,24 @@ def test_with_redis_down_the_update_is_still_stored_and_acknowledged(client, red
     assert resp.status_code == 200
     assert [k for _, k, _ in stored()] == ["11"]
 
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    st.binary(max_size=200),
+    JSON.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(st.text(max_size=8), JSON, max_size=4).map(
+        lambda d: json.dumps({**d, "update_id": len(d)}).encode()),
+))
+def test_whatever_a_client_sends_the_answer_is_200_or_400_never_500(client, body: bytes) -> None:  # noqa: ANN001
+    resp = post(client, body, raw=True)
+    assert resp.status_code in (200, 400), (resp.status_code, body[:100])
+    assert resp.is_json
 
 # ---- end to end: webhook -> drain job -> core -> sender -> the fake Bot API ----------------------
 
