@@ -13,8 +13,9 @@ Order of work for a POST (the Flask view in miniapp_api/wechat_webhook.py drives
 3. `claim`: an atomic Redis `SET NX EX` on MsgId (events: FromUserName + CreateTime + event)
    so WeChat's retries (after 5 s, 3 tries, sometimes while the first is still running) are
    answered "success" and do nothing.
-4. `to_incoming`: text (keywords such as 海报 go to the core as text), menu CLICK keys as
-   callbacks, a parametric-QR subscribe or SCAN as the start payload (invite binding).
+4. `to_incoming`: text (keywords such as 海报 go to the core as text), menu CLICK keys
+   (`MENU`: the core's `CMD_<NAME>` keys) and numbers typed in answer to a numbered button
+   menu as callbacks, a parametric-QR subscribe or SCAN as the start payload (invite binding).
 5. `Budget.run`: the core runs in a small thread pool; if it answers within
    WECHAT_REPLY_BUDGET_MS the first text reply is the passive XML reply and the rest go
    through the sender (customer-service API); otherwise "success" goes back at once and all
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import threading
@@ -44,6 +46,7 @@ from wechatpy.messages import BaseMessage
 from wechatpy.replies import TextReply
 from wechatpy.utils import WeChatSigner
 
+from bots.commands import menu_key
 from bots.types import Incoming, Member, Reply
 
 log = logging.getLogger(__name__)
@@ -64,22 +67,20 @@ _SIGNATURE = re.compile(r"^[0-9a-f]{40}$")
 # The official account's menu: every CLICK key is a command key the core also takes as a
 # button press (Incoming.callback), so a menu click and the matching keyword or Telegram button
 # run the same command. WeChat allows 3 top buttons with up to 5 entries each.
+def _click(label: str, command: str) -> dict[str, str]:
+    return {"type": "click", "name": label, "key": menu_key(command)}
+
+
 MENU: dict[str, Any] = {"button": [
     {"name": "推广", "sub_button": [
-        {"type": "click", "name": "邀请海报", "key": "CMD_POSTER"},
-        {"type": "click", "name": "选品推广", "key": "CMD_PRODUCTS"},
-        {"type": "click", "name": "带货文案", "key": "CMD_SCRIPT"},
+        _click("邀请海报", "poster"), _click("选品推广", "products"), _click("带货文案", "script"),
     ]},
     {"name": "团队", "sub_button": [
-        {"type": "click", "name": "我的团队", "key": "CMD_TEAM"},
-        {"type": "click", "name": "升级进度", "key": "CMD_PROGRESS"},
-        {"type": "click", "name": "我的等级", "key": "CMD_LEVEL"},
+        _click("我的团队", "team"), _click("升级进度", "progress"), _click("我的等级", "level"),
     ]},
     {"name": "我的", "sub_button": [
-        {"type": "click", "name": "我的收益", "key": "CMD_EARNINGS"},
-        {"type": "click", "name": "账单明细", "key": "CMD_STATEMENT"},
-        {"type": "click", "name": "提现", "key": "CMD_WITHDRAW"},
-        {"type": "click", "name": "我的卡券", "key": "CMD_VOUCHERS"},
+        _click("我的收益", "earnings"), _click("收益明细", "statement"), _click("提现", "withdraw"),
+        _click("我的卡券", "vouchers"), _click("帮助", "help"),
     ]},
 ]}
 
@@ -308,16 +309,23 @@ def release(redis: Any, key: str) -> None:
     redis.delete(_CLAIM_PREFIX + key)
 
 
-def to_incoming(message: BaseMessage, fields: Mapping[str, Any]) -> Incoming | None:
-    """The core's view of a message, or None for what the core does not handle."""
+def to_incoming(message: BaseMessage, fields: Mapping[str, Any],
+                menu_choice: Callable[[str], str | None] | None = None) -> Incoming | None:
+    """The core's view of a message, or None for what the core does not handle.
+
+    `menu_choice(text)` gives the button data behind a number typed in answer to the last
+    numbered menu the user was sent (bots.transports.menu_choice)."""
     openid = fields["FromUserName"]
     base = dict(platform=PLATFORM, chat_id=openid, chat_kind="private", sender=Member(openid))
     kind = message.type
     if kind == "text":
         text = _text(fields, "Content", 2000)
         menu_id = _text(fields, "bizmsgmenuid", 128)
-        if menu_id:  # a tapped text-menu button: its data
+        if menu_id:  # a tapped text-menu (weixin://bizmsgmenu) link: its data
             return Incoming(**base, text=text, callback=menu_id)
+        choice = menu_choice(text) if menu_choice is not None and text.isdigit() else None
+        if choice:
+            return Incoming(**base, text=text, callback=choice)
         return Incoming(**base, text=text) if text else None
     if kind == "event":
         event = message.event
@@ -337,34 +345,16 @@ def _text(fields: Mapping[str, Any], name: str, limit: int) -> str:
 
 
 # -- replies -------------------------------------------------------------------------------
-def render_text(reply: Reply) -> str:
-    """A reply as WeChat text: link buttons as <a> links, data buttons as text-menu links
-    (`weixin://bizmsgmenu`: tapping one sends its label back with `bizmsgmenuid` = the data).
-    WeChat reads these links literally (no HTML entities), so quotes and angle brackets are
-    percent-encoded in addresses and replaced in labels."""
-    parts = [reply.text] if reply.text else []
-    if reply.link:
-        parts.append(f'<a href="{_href(reply.link)}">{_label(reply.link)}</a>')
-    for row in reply.buttons:
-        links = []
-        for button in row:
-            if button.url:
-                links.append(f'<a href="{_href(button.url)}">{_label(button.text)}</a>')
-            elif button.data:
-                label = _label(button.text).replace("&", "＆")
-                links.append(f'<a href="weixin://bizmsgmenu?msgmenucontent={_href(label)}'
-                             f'&msgmenuid={_href(button.data.replace("&", "%26"))}">{label}</a>')
-        if links:
-            parts.append("  ".join(links))
-    return "\n".join(parts)
+def render(reply: Reply) -> tuple[str, list[str]]:
+    """A text-only reply as the customer-service sender renders it (bots.transports.wechat_text:
+    link buttons as <a> links, data buttons as a numbered menu), with the data behind each
+    number, so a passive reply and a followed-up one look and answer the same."""
+    from bots.sender import payload_of
+    from bots.transports import wechat_text
 
-
-def _href(value: str) -> str:
-    return value.replace('"', "%22").replace("<", "%3C").replace(">", "%3E").replace(" ", "%20")
-
-
-def _label(value: str) -> str:
-    return value.replace("<", "＜").replace(">", "＞")
+    numbered: list[str] = []
+    text = wechat_text(payload_of(reply, ""), numbered=numbered)  # no image: nothing is written
+    return text, numbered
 
 
 def passive_candidate(replies: Sequence[Reply]) -> Reply | None:
@@ -373,16 +363,22 @@ def passive_candidate(replies: Sequence[Reply]) -> Reply | None:
     if not replies:
         return None
     first = replies[0]
-    if first.image is not None or not (first.text or first.link or first.buttons):
+    if first.image is not None or first.image_key or not (first.text or first.link):
         return None
-    if len(render_text(first).encode("utf-8")) > MAX_TEXT_BYTES:
+    if len(render(first)[0].encode("utf-8")) > MAX_TEXT_BYTES:
         return None
     return first
 
 
-def passive_xml(cfg: OAConfig, message: BaseMessage, reply: Reply, auth: Authenticated) -> str:
-    """The passive reply XML (encrypted and signed with msg_signature in AES mode)."""
-    content = render_text(reply).replace("]]>", "]]]]><![CDATA[>")  # keep the CDATA section whole
+def passive_xml(cfg: OAConfig, message: BaseMessage, reply: Reply, auth: Authenticated, redis: Any) -> str:
+    """The passive reply XML (encrypted and signed with msg_signature in AES mode). A numbered
+    menu in it is remembered for the user like the sender does, so typing "1" presses button 1."""
+    from bots.transports import WX_MENU
+
+    text, numbered = render(reply)
+    if numbered:
+        redis.set(WX_MENU.format(message.source), json.dumps(numbered), ex=48 * 3600)
+    content = text.replace("]]>", "]]]]><![CDATA[>")  # keep the CDATA section whole
     xml = TextReply(message=message, content=content).render()
     if auth.encrypted:
         return cfg.crypto().encrypt_message(xml, auth.nonce, str(int(time.time())))

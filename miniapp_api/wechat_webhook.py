@@ -87,10 +87,14 @@ def receive() -> Response:
     if not wechat_oa.claim(rt.redis, key):
         return _text(wechat_oa.SUCCESS)  # a retry of a message already taken
     openid = fields["FromUserName"]
-    incoming = wechat_oa.to_incoming(message, fields)
+    incoming = wechat_oa.to_incoming(message, fields, lambda text: _menu_choice(rt.redis, openid, text))
     if incoming is None:
         if message.type != "event" or getattr(message, "event", "") in _USER_EVENTS:
-            _touch(openid)
+            try:
+                _touch(openid)
+            except Exception:
+                wechat_oa.release(rt.redis, key)  # a retry may record it
+                raise
         return _text(wechat_oa.SUCCESS)
     outcome = wechat_oa.run_within(
         cfg.budget_ms / 1000,
@@ -103,7 +107,8 @@ def receive() -> Response:
         return _text("handler failed; retry", 500)
     if outcome.passive is None:
         return _text(wechat_oa.SUCCESS)
-    return Response(wechat_oa.passive_xml(cfg, message, outcome.passive, auth), mimetype="application/xml")
+    xml = wechat_oa.passive_xml(cfg, message, outcome.passive, auth, rt.redis)
+    return Response(xml, mimetype="application/xml")
 
 
 def _handle(incoming: Incoming) -> Sequence[Reply]:
@@ -115,7 +120,14 @@ def _handle(incoming: Incoming) -> Sequence[Reply]:
 def _follow_up(key: str, openid: str, replies: Sequence[Reply]) -> None:
     from bots import sender
 
-    sender.send_replies(key, wechat_oa.PLATFORM, openid, list(replies))
+    with db.connection_context():
+        sender.send_replies(key, wechat_oa.PLATFORM, openid, list(replies))
+
+
+def _menu_choice(redis: object, openid: str, text: str) -> str | None:
+    from bots.transports import menu_choice
+
+    return menu_choice(redis, openid, text)  # type: ignore[arg-type]
 
 
 def _failed(redis: object, key: str, exc: BaseException) -> None:

@@ -13,8 +13,10 @@ import xmltodict
 from click.testing import CliRunner
 from redis import Redis
 
-from bots import wechat_oa
-from bots.types import Button, Reply
+from bots import commands, wechat_oa
+from bots.sender import payload_of
+from bots.transports import menu_choice, wechat_text
+from bots.types import Button, Incoming, Member, Reply
 from qianxing import wiring
 from qianxing.cli import main
 from qianxing.gateways.wechat import MiniProgramClient
@@ -180,30 +182,42 @@ def test_claims_are_atomic_across_threads(rt) -> None:  # noqa: ANN001
     assert wechat_oa.claim(rt.redis, "msg:1")
 
 
-def test_replies_render_as_wechat_text_with_links() -> None:
-    reply = Reply(text="团队 3 人", link="https://m.example/p?a=1&b=2",
-                  buttons=((Button("确认", data="withdraw:yes"), Button("详情", url="https://m.example/x")),))
-    text = wechat_oa.render_text(reply)
-    assert text.startswith("团队 3 人\n")
-    assert '<a href="https://m.example/p?a=1&b=2">' in text
-    assert '<a href="weixin://bizmsgmenu?msgmenucontent=确认&msgmenuid=withdraw:yes">确认</a>' in text
-    assert '<a href="https://m.example/x">详情</a>' in text
-    # a label or address cannot break out of its link
-    hostile = wechat_oa.render_text(Reply(buttons=((Button('a"><b', url='https://x/"><script>'),),)))
-    assert hostile == '<a href="https://x/%22%3E%3Cscript%3E">a"＞＜b</a>'
+def test_every_menu_key_is_a_command_of_the_core() -> None:
+    # given each CLICK key of the menu sent as a button press, then the core knows the command
+    for key in wechat_oa.menu_keys():
+        incoming = Incoming(platform="wechat", chat_id="o-x", chat_kind="private", sender=Member("o-x"),
+                            callback=key)
+        command = commands.parse(incoming)
+        assert command is not None and command.name not in ("stale_button", "unknown"), key
+        assert commands.menu_key(command.name) == key
+
+
+def test_passive_replies_render_like_the_customer_service_sender() -> None:
+    reply = Reply(text="团队 3 人", link="https://m.example/p?a=1",
+                  buttons=((Button("确认", data="wd:ok:abcdefgh"), Button("详情", url="https://m.example/x")),))
+    text, numbered = wechat_oa.render(reply)
+    # the same text the sender would send as a customer-service message
+    assert text == wechat_text(payload_of(reply, ""))
+    assert text.startswith("团队 3 人\nhttps://m.example/p?a=1")
+    assert '<a href="https://m.example/x">详情</a>' in text and "1. 确认" in text
+    assert numbered == ["wd:ok:abcdefgh"]
     # an image or an over-long text never goes back as the passive reply
     assert wechat_oa.passive_candidate([Reply(text="x", image=b"\x89PNG")]) is None
     assert wechat_oa.passive_candidate([Reply(text="长" * 1000)]) is None
     assert wechat_oa.passive_candidate([]) is None
+    assert wechat_oa.passive_candidate([reply, Reply(text="2")]) is reply
 
 
-def test_passive_xml_survives_a_cdata_terminator_in_the_text() -> None:
+def test_passive_xml_survives_a_cdata_terminator_and_remembers_the_menu(rt) -> None:  # noqa: ANN001
     message, _ = _message(_event("CLICK", "CMD_TEAM"))
     cfg = wechat_oa.OAConfig("wxapp", "tok", None, 3000)
     auth = wechat_oa.Authenticated("", "1", "n", False)
-    xml = wechat_oa.passive_xml(cfg, message, Reply(text="a]]><b>x</b>"), auth)
+    reply = Reply(text="a]]><b>x</b>", buttons=((Button("团队", data="CMD_TEAM"),),))
+    xml = wechat_oa.passive_xml(cfg, message, reply, auth, rt.redis)
     parsed = xmltodict.parse(xml)["xml"]
-    assert parsed["Content"] == "a]]><b>x</b>" and parsed["ToUserName"] == "o-abc"
+    assert parsed["Content"].startswith("a]]><b>x</b>") and parsed["ToUserName"] == "o-abc"
+    # typing 1 afterwards is the button press
+    assert menu_choice(rt.redis, "o-abc", "1") == "CMD_TEAM"
 
 
 # -- the 5-second race -------------------------------------------------------------------

@@ -16,6 +16,7 @@ SUBSCRIBE_SEND_PATH = "/cgi-bin/message/subscribe/send"
 CUSTOM_SEND_PATH = "/cgi-bin/message/custom/send"
 MENU_CREATE_PATH = "/cgi-bin/menu/create"
 MENU_GET_PATH = "/cgi-bin/menu/get"
+MEDIA_UPLOAD_PATH = "/cgi-bin/media/upload"
 
 ERRMSGS: dict[int, str] = {
     -1: "system error",
@@ -69,6 +70,7 @@ class FakeWeChatAPI(FakeServer):
         self.app_tokens: dict[str, str] = {}  # other apps' current tokens
         self.app_token_fetches: dict[str, int] = {}  # token fetches per other app
         self.menus: list[dict[str, Any]] = []  # every menu created, in order
+        self.media_uploads: list[dict[str, Any]] = []  # temporary media: type, media_id, size
         self.token_fetches = 0
         self.access_token: str | None = None
         self.expires_in = 7200
@@ -83,6 +85,7 @@ class FakeWeChatAPI(FakeServer):
         self.route("POST", CUSTOM_SEND_PATH, self._custom_send)
         self.route("POST", MENU_CREATE_PATH, self._menu_create)
         self.route("GET", MENU_GET_PATH, self._menu_get)
+        self.route("POST", MEDIA_UPLOAD_PATH, self._media_upload)
 
     # -- test controls -------------------------------------------------------------------
     def add_app(self, appid: str, secret: str) -> None:
@@ -256,3 +259,14 @@ class FakeWeChatAPI(FakeServer):
         if not self.menus:
             return wechat_error(46003, "menu no exist")
         return FakeResponse.of_json({"menu": self.menus[-1]})
+
+    def _media_upload(self, req: RecordedRequest) -> FakeResponse:
+        """Temporary media (the customer-service image's media_id)."""
+        if not self._token_valid(req):
+            return wechat_error(40001)
+        kind = req.query.get("type", "")
+        if kind not in ("image", "voice", "video", "thumb") or b'name="media"' not in req.body:
+            return wechat_error(40004, "invalid media type")
+        media_id = f"media-{len(self.media_uploads) + 1}"
+        self.media_uploads.append({"type": kind, "media_id": media_id, "size": len(req.body)})
+        return FakeResponse.of_json({"type": kind, "media_id": media_id, "created_at": 1700000000})

@@ -7,10 +7,13 @@ nothing; WeChat's retries are processed once."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +21,14 @@ import requests
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
+from bots import core, wechat_oa
+from bots.types import Incoming, Member
+from models import network
 from models.chat import BotUpdate, ChatIdentity, OutboundMessage
 from models.db import db
 from qianxing import wiring
 from tests.conftest import OA_AES_KEY, OA_APPID, OA_TOKEN
+from tests.fakes.wechat_api import FakeWeChatAPI
 
 URL = "/webhooks/wechat"
 OA_ID = "gh_0123456789ab"  # the account's original id (ToUserName)
@@ -82,9 +89,9 @@ class WeChatServer:
     """WeChat's side of the server URL: signs (and in AES mode encrypts) what it posts."""
 
     def __init__(self, transport: Transport, encrypted: bool, token: str = OA_TOKEN,
-                 aes_key: str = OA_AES_KEY) -> None:
+                 aes_key: str = OA_AES_KEY, appid: str = OA_APPID) -> None:
         self.transport, self.encrypted = transport, encrypted
-        self.crypto = WeChatCrypto(token, aes_key, OA_APPID)
+        self.crypto = WeChatCrypto(token, aes_key, appid)
         self.token = token
 
     def query(self, timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
@@ -227,6 +234,17 @@ def test_bad_signature_is_refused_before_anything_is_stored(wechat, rt) -> None:
     assert stored(rt) == NOTHING
 
 
+def test_aes_messages_for_another_account_or_key_are_refused(client, rt) -> None:  # noqa: ANN001
+    xml = text_xml("o-user", "团队")
+    transport = flask_transport(client)
+    # given a body encrypted for another appid, signed with our token: refused after decryption
+    assert WeChatServer(transport, True, appid="wxsomeoneelse0001").post(xml).status == 403
+    # given a body encrypted with another key: it does not decrypt to anything of ours
+    other_key = "Z" * 43
+    assert 400 <= WeChatServer(transport, True, aes_key=other_key).post(xml).status < 500
+    assert stored(rt) == NOTHING
+
+
 def test_missing_parameters_are_refused(wechat, rt) -> None:  # noqa: ANN001
     xml = text_xml("o-user", "团队")
     for name in ("timestamp", "nonce"):
@@ -304,3 +322,163 @@ def test_other_events_answer_success_and_open_the_48h_window(wechat, rt) -> None
     with db.connection_context():
         identities = {i.external_id: i.last_inbound_at for i in ChatIdentity.select()}
     assert set(identities) == {"o-walker"} and identities["o-walker"] is not None
+
+
+# -- conversations -------------------------------------------------------------------------
+def new_openid() -> str:
+    return "o" + secrets.token_urlsafe(20).replace("-", "_")
+
+
+def join(wechat: WeChatServer, openid: str) -> str:
+    """The user joins the plan by typing 加入; returns their invite code."""
+    content = wechat.post(text_xml(openid, "加入")).reply()["Content"]
+    found = re.search(r"邀请码：([A-Za-z0-9]+)", content)
+    assert found, content
+    return found.group(1)
+
+
+def followed_up(fake_wechat: FakeWeChatAPI, openid: str, count: int, timeout: float = 15.0) -> list[dict]:
+    """Customer-service messages the fake received for `openid`, once `count` have arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sent = [m for m in list(fake_wechat.custom_messages) if m.get("touser") == openid]
+        if len(sent) >= count or time.monotonic() > deadline:
+            return sent
+        time.sleep(0.05)
+
+
+def test_text_is_answered_with_a_valid_passive_reply(aes_wechat, rt) -> None:  # noqa: ANN001
+    openid = new_openid()
+    # when a follower types 加入 (over the test client and over real HTTP, AES mode)
+    reply = aes_wechat.post(text_xml(openid, "加入")).reply()
+    # then the answer decrypts with our key, its msg_signature holds, and it is addressed back
+    assert reply["MsgType"] == "text" and reply["ToUserName"] == openid and reply["FromUserName"] == OA_ID
+    assert "欢迎加入千星计划" in reply["Content"]
+    # and the 48-hour window is open for them
+    with db.connection_context():
+        assert ChatIdentity.get(ChatIdentity.external_id == openid).last_inbound_at is not None
+
+
+def test_menu_keys_and_keywords_run_the_same_commands_as_telegram(wechat, rt) -> None:  # noqa: ANN001
+    openid = new_openid()
+    join(wechat, openid)
+    # when the creator clicks 我的团队 in the menu and types 团队
+    by_click = wechat.post(event_xml(openid, "CLICK", "CMD_TEAM")).reply()["Content"]
+    by_keyword = wechat.post(text_xml(openid, "团队")).reply()["Content"]
+    # then both answers are the team summary, the same as a Telegram creator's /team
+    tg = Incoming(platform="telegram", chat_id="9001", chat_kind="private", sender=Member("9001"))
+    core.handle(replace(tg, text="/join"))
+    (tg_reply,) = core.handle(replace(tg, text="/team"))
+    assert by_click == by_keyword == wechat_oa.render(tg_reply)[0]  # WeChat's rendering of it
+    assert by_click.startswith("我的团队")
+    # and the same holds for earnings (CMD_EARNINGS / 收益 / /earnings; buttons as a numbered menu)
+    earnings = wechat.post(event_xml(openid, "CLICK", "CMD_EARNINGS", create_time=int(time.time()) - 1))
+    assert earnings.reply()["Content"] == wechat.post(text_xml(openid, "收益")).reply()["Content"] \
+        == wechat_oa.render(core.handle(replace(tg, text="/earnings"))[0])[0]
+
+
+def test_a_number_typed_after_a_numbered_menu_presses_that_button(wechat, rt) -> None:  # noqa: ANN001
+    openid = new_openid()
+    join(wechat, openid)
+    # given a reply with buttons (the welcome back menu: 1. 邀请海报 2. 我的团队 ...)
+    menu = wechat.post(text_xml(openid, "开始")).reply()["Content"]
+    assert "2. 我的团队" in menu and "回复数字选择" in menu
+    # when the user answers 2, then it is the team command
+    assert wechat.post(text_xml(openid, "2")).reply()["Content"].startswith("我的团队")
+
+
+def test_a_qr_scene_subscribe_binds_the_invitee(wechat, rt) -> None:  # noqa: ANN001
+    inviter = new_openid()
+    code = join(wechat, inviter)
+    # when a new follower scans the inviter's parametric QR code and subscribes
+    invitee = new_openid()
+    reply = wechat.post(event_xml(invitee, "subscribe", f"qrscene_{code}")).reply()["Content"]
+    # then they joined and are bound to the inviter
+    assert "绑定成功" in reply and code in reply
+    # and an existing follower scanning it (SCAN event) is bound too
+    follower = new_openid()
+    wechat.post(text_xml(follower, "你好"))
+    assert "绑定成功" in wechat.post(event_xml(follower, "SCAN", code)).reply()["Content"]
+    with db.connection_context():
+        parent = network.by_code(code)
+        for openid in (invitee, follower):
+            identity = ChatIdentity.get(ChatIdentity.external_id == openid)
+            assert network.creator_of(identity.user_id).parent_id == parent.id
+
+
+def test_a_retried_message_is_processed_once(wechat, rt) -> None:  # noqa: ANN001
+    openid = new_openid()
+    # given WeChat delivering the same message three times (its retries: a new signature each)
+    xml = text_xml(openid, "加入", msg_id=7_000_000_001)
+    answers = [wechat.post(xml) for _ in range(3)]
+    # then the first is answered, the retries get "success" and do nothing
+    assert "欢迎加入千星计划" in answers[0].reply()["Content"]
+    assert all(a.success for a in answers[1:])
+    # and a menu click retried (same sender and CreateTime) too
+    click = event_xml(openid, "CLICK", "CMD_TEAM", create_time=int(time.time()))
+    first, retry = wechat.post(click), wechat.post(click)
+    assert first.reply()["Content"].startswith("我的团队") and retry.success
+
+
+def test_two_concurrent_deliveries_of_one_message_are_processed_once(rt, live_port) -> None:  # noqa: ANN001
+    wechat = WeChatServer(live_transport(live_port), encrypted=True)
+    openid = new_openid()
+    query, body = wechat.seal(text_xml(openid, "加入", msg_id=7_000_000_002), wechat.query())
+    barrier, answers = threading.Barrier(4), []
+
+    def deliver() -> None:
+        barrier.wait()
+        answers.append(wechat.raw(query, body))
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then exactly one delivery carries the reply; the others were told "success"
+    assert sorted(a.success for a in answers) == [False, True, True, True]
+    (winner,) = [a for a in answers if not a.success]
+    assert "欢迎加入千星计划" in winner.reply()["Content"]
+    with db.connection_context():
+        assert ChatIdentity.select().where(ChatIdentity.external_id == openid).count() == 1
+
+
+def test_a_slow_answer_says_success_in_time_and_follows_through_customer_service(
+        client, oa_mode, fake_wechat, settings) -> None:  # noqa: ANN001
+    wechat = WeChatServer(flask_transport(client), encrypted=True)
+    openid = new_openid()
+    join(wechat, openid)
+    # given a reply budget far below what drawing an uncached poster takes
+    oa_mode(WECHAT_REPLY_BUDGET_MS=1, POSTER_DIR=str(Path(settings.POSTER_DIR) / secrets.token_hex(4)))
+    click = event_xml(openid, "CLICK", "CMD_POSTER")
+    # when the creator clicks 邀请海报 (and WeChat retries while the poster is being drawn)
+    started = time.monotonic()
+    answer = wechat.post(click)
+    elapsed = time.monotonic() - started
+    retry = wechat.post(click)
+    # then "success" went back at once, well inside WeChat's 5 seconds
+    assert answer.success and retry.success and elapsed < 1.0, elapsed
+    # and the poster and its text arrive through the customer-service API, once
+    sent = followed_up(fake_wechat, openid, 2)
+    assert [m["msgtype"] for m in sent] == ["image", "text"], sent
+    assert sent[0]["image"]["media_id"] and "邀请海报" in sent[1]["text"]["content"]
+    # and a text answer that would have been the passive reply in time follows the same way
+    team = wechat.post(text_xml(openid, "团队"))
+    assert team.success
+    sent = followed_up(fake_wechat, openid, 3)
+    assert sent[2]["msgtype"] == "text" and sent[2]["text"]["content"].startswith("我的团队")
+    time.sleep(0.3)
+    assert len(followed_up(fake_wechat, openid, 4, timeout=0)) == 3  # nothing sent twice
+    with db.connection_context():
+        rows = list(OutboundMessage.select().where(OutboundMessage.chat_id == openid))
+    assert [r.state for r in rows] == ["sent", "sent"]
+
+
+def test_an_in_time_poster_goes_through_customer_service_too(wechat, rt, fake_wechat) -> None:  # noqa: ANN001
+    openid = new_openid()
+    join(wechat, openid)
+    # when the creator types 海报 (an image: it cannot be a passive text reply)
+    answer = wechat.post(text_xml(openid, "海报"))
+    # then the request is answered "success" and the poster follows as an image message
+    assert answer.success
+    assert [m["msgtype"] for m in followed_up(fake_wechat, openid, 2)] == ["image", "text"]
