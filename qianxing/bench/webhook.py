@@ -2,9 +2,9 @@
 median uncached poster render.
 
 It runs the real service on loopback, as `qianxing bench flash-sale` does (and with its
-helpers): a scratch database (a temp SQLite file, or `qianxing_bench` next to the PostgreSQL in
-DATABASE_URL), Redis (REDIS_URL, or an embedded redis-server), `qianxing web` (gunicorn) and
-`qianxing worker`. The bots' replies go to the fake Telegram Bot API and fake WeChat API from
+helpers): a scratch database (a temp SQLite file, or `qianxing_bench_webhook_<pid>` created next
+to the PostgreSQL in DATABASE_URL and dropped afterwards), Redis (REDIS_URL, or an embedded
+redis-server), `qianxing web` (gunicorn) and `qianxing worker`. The bots' replies go to the fake Telegram Bot API and fake WeChat API from
 tests/fakes, served by a child process of their own: the benchmark runs from a checkout.
 
 Load is open-loop: request i of a phase is due at start + i / rate, whatever happened to the
@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import click
@@ -56,8 +57,10 @@ from qianxing.bench.flash_sale import (
     _child_env,
     _free_port,
     _log,
+    _pg_admin,
     _Scratch,
     _wait_healthy,
+    _with_database,
 )
 from qianxing.settings import PROJECT_ROOT, Settings, load_settings
 
@@ -77,13 +80,48 @@ WECHAT_TEXTS = ("帮助", "等级", "进度", "你好", "help")
 # ---- scratch resources of this run -----------------------------------------------------------
 
 
+def _pg_drop_database(url: str, name: str) -> None:
+    import psycopg2
+
+    try:
+        _pg_admin(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    except psycopg2.errors.SyntaxError:  # PostgreSQL < 13
+        _pg_admin(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+                  f"DROP DATABASE IF EXISTS {name}")
+
+
 @dataclass
 class _RunScratch(_Scratch):
-    """flash-sale's scratch resources, with this run's logs and embedded Redis under a directory
-    of its own (var/bench/webhook-<pid>/), so a benchmark or smoke test running at the same time
-    neither truncates its logs nor deletes its Redis data directory."""
+    """flash-sale's scratch resources, but all of this run's own: a PostgreSQL database
+    `qianxing_bench_webhook_<pid>`, and logs and the embedded Redis under var/bench/webhook-<pid>/.
+    A benchmark or smoke test running at the same time (they share `qianxing_bench` and
+    var/bench/redis) can then neither drop the database nor delete the Redis data under it."""
 
     root: Path = field(default_factory=lambda: BENCH_DIR / f"webhook-{os.getpid()}")
+    pg_name: str = field(default_factory=lambda: f"qianxing_bench_webhook_{os.getpid()}")
+    _pg_owned: str | None = None  # the admin URL while our database exists
+
+    def open_database(self) -> str:
+        url = self.settings.DATABASE_URL
+        if not url.startswith(("postgres://", "postgresql://")):
+            return super().open_database()  # SQLite: a file named after this process
+        if urlsplit(url).path.strip("/") == self.pg_name:
+            raise RuntimeError(f"DATABASE_URL must not point at the scratch database {self.pg_name}")
+        _pg_drop_database(url, self.pg_name)
+        _pg_admin(url, f"CREATE DATABASE {self.pg_name}")
+        self._pg_owned = url
+        self.database_url = _with_database(url, self.pg_name)
+        return self.database_url
+
+    def _close_database(self) -> None:
+        super()._close_database()  # closes this process's connections; pg_admin_url stays None
+        owned, self._pg_owned = self._pg_owned, None
+        if owned:
+            try:
+                _pg_drop_database(owned, self.pg_name)
+            except Exception as exc:  # noqa: BLE001 - reported, never masks the real outcome
+                _log(f"could not drop database {self.pg_name}: {exc}")
 
     def open_redis(self) -> str:
         if self.settings.REDIS_URL:
@@ -407,7 +445,7 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
             "WECHAT_OA_API_BASE_URL": fakes["wechat"], "WECHAT_OA_AES_KEY": None,
         }
         bench = load_settings(**values)
-        database = "postgresql" if scratch.pg_admin_url else "sqlite"
+        database = "postgresql" if scratch.sqlite_path is None else "sqlite"
         _log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
              f"gunicorn {bench.WEB_WORKERS} workers x {bench.WEB_THREADS} threads on {base_url}")
         env = _child_env(bench)
