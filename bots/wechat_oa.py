@@ -16,7 +16,7 @@ Order of work for a POST (the Flask view in miniapp_api/wechat_webhook.py drives
 4. `to_incoming`: text (keywords such as 海报 go to the core as text), menu CLICK keys
    (`MENU`: the core's `CMD_<NAME>` keys) and numbers typed in answer to a numbered button
    menu as callbacks, a parametric-QR subscribe or SCAN as the start payload (invite binding).
-5. `Budget.run`: the core runs in a small thread pool; if it answers within
+5. `run_within`: the core runs in a small thread pool; if it answers within
    WECHAT_REPLY_BUDGET_MS the first text reply is the passive XML reply and the rest go
    through the sender (customer-service API); otherwise "success" goes back at once and all
    replies follow through the sender when the core finishes. A lock decides which of the two
