@@ -4,7 +4,8 @@ median uncached poster render.
 It runs the real service on loopback, as `qianxing bench flash-sale` does (and with its
 helpers): a scratch database (a temp SQLite file, or `qianxing_bench_webhook_<pid>` created next
 to the PostgreSQL in DATABASE_URL and dropped afterwards), Redis (REDIS_URL, or an embedded
-redis-server), `qianxing web` (gunicorn) and `qianxing worker`. The bots' replies go to the fake Telegram Bot API and fake WeChat API from
+redis-server), `qianxing web` (gunicorn) and `qianxing worker`.
+The bots' replies go to the fake Telegram Bot API and fake WeChat API from
 tests/fakes, served by a child process of their own: the benchmark runs from a checkout.
 
 Load is open-loop: request i of a phase is due at start + i / rate, whatever happened to the
