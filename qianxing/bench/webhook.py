@@ -67,6 +67,7 @@ from qianxing.settings import PROJECT_ROOT, Settings, load_settings
 
 RATE = 200.0
 DURATION_S = 12.0
+MAX_DURATION_S = 240.0  # WeChat refuses timestamps older than 300 s; requests are signed up front
 POSTERS = 30
 WARMUP_REQUESTS = 40  # per phase, sent one by one before the clock starts, not counted
 TG_TOKEN = "7000000001:BenchToken_qianxing_webhook_bench"  # noqa: S105 - the fake's, loopback only
@@ -414,8 +415,8 @@ def _restart_web(scratch: _RunScratch, env: dict[str, str], base_url: str) -> No
 def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S, posters: int = POSTERS,
         aes: bool = True) -> dict[str, Any]:
     """Run the benchmark and return its results (the CLI prints them as one JSON line)."""
-    if rate <= 0 or duration <= 0 or posters < 1:
-        raise ValueError("rate and duration must be positive and posters at least 1")
+    if rate <= 0 or not 0 < duration <= MAX_DURATION_S or posters < 1:
+        raise ValueError(f"rate must be positive, duration 0-{MAX_DURATION_S:g} s and posters at least 1")
     from qianxing.wiring import bootstrap
 
     began = time.monotonic()
@@ -527,6 +528,6 @@ def bench_webhook(rate: float, duration: float, posters: int, aes: bool) -> None
     """Telegram and WeChat webhook latency at a fixed rate, and the poster render time."""
     from qianxing.cli import _settings
 
-    if rate <= 0 or duration <= 0 or posters < 1:
-        raise click.BadParameter("--rate and --duration must be positive, --posters at least 1")
+    if rate <= 0 or not 0 < duration <= MAX_DURATION_S or posters < 1:
+        raise click.BadParameter(f"--rate must be positive, --duration 0-{MAX_DURATION_S:g} s, --posters at least 1")
     click.echo(json.dumps(run(_settings(), rate=rate, duration=duration, posters=posters, aes=aes)))
