@@ -223,6 +223,7 @@ class Limits:
     chat_burst: int = 3
     group_burst: int = 3
     overall_burst_share: float = 0.05
+    prefix: str = PREFIX  # a benchmark keeps its buckets apart from the service's
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Limits:
@@ -242,21 +243,21 @@ class Limits:
     def overall(self, platform: str, *, paid: bool = False) -> Bucket | None:
         if platform == "telegram":
             if paid:
-                return self._overall(f"{PREFIX}:telegram:paid", self.telegram_paid_per_s)
-            return self._overall(f"{PREFIX}:telegram:all", self.telegram_per_s)
+                return self._overall(f"{self.prefix}:telegram:paid", self.telegram_paid_per_s)
+            return self._overall(f"{self.prefix}:telegram:all", self.telegram_per_s)
         if platform == "wechat":
-            return self._overall(f"{PREFIX}:wechat:all", self.wechat_per_s)
+            return self._overall(f"{self.prefix}:wechat:all", self.wechat_per_s)
         return None  # the console has no limits
 
     def chat(self, platform: str, chat_id: str) -> Bucket | None:
         if platform != "telegram":
             return None
-        return Bucket(f"{PREFIX}:telegram:chat:{chat_id}", self.telegram_per_chat_per_s, self.chat_burst)
+        return Bucket(f"{self.prefix}:telegram:chat:{chat_id}", self.telegram_per_chat_per_s, self.chat_burst)
 
     def group(self, platform: str, chat_id: str) -> Bucket | None:
         if platform != "telegram":
             return None
-        return Bucket(f"{PREFIX}:telegram:group:{chat_id}", self.telegram_per_group_per_min / 60.0,
+        return Bucket(f"{self.prefix}:telegram:group:{chat_id}", self.telegram_per_group_per_min / 60.0,
                       self.group_burst)
 
     def for_message(self, platform: str, chat_id: str, chat_kind: str = "private", *,

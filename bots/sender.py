@@ -46,7 +46,8 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,10 +151,15 @@ class DrainStats:
     failed: int = 0
     deferred: int = 0  # claimed but no bucket room within the horizon: back to pending, untried
     next_due: dt.datetime | None = None  # the earliest pending row left (None: nothing left)
+    late_s: list[float] = field(default_factory=list)  # how far behind its reserved moment each send went
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "next_due"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("next_due", "late_s")}
         out["next_due"] = self.next_due.isoformat() if self.next_due else None
+        late = sorted(self.late_s)
+        out["late_ms_p50"] = round(late[len(late) // 2] * 1000, 1) if late else 0.0
+        out["late_ms_p99"] = round(late[int(len(late) * 0.99)] * 1000, 1) if late else 0.0
+        out["late_ms_max"] = round(late[-1] * 1000, 1) if late else 0.0
         return out
 
 
@@ -334,7 +340,8 @@ class Sender:
         if platform not in self._factories:
             raise ValueError(f"unknown platform {platform!r}")
         async with self._factories[platform]() as transport:
-            run = _Run(self, platform, transport, batch=max(1, batch), keys=keys, max_wait=max_wait)
+            run = _Run(self, platform, transport, batch=max(1, batch), keys=keys, max_wait=max_wait,
+                       offload=keys is None)
             await run.go(deadline_s)
         run.stats.next_due = self.next_due(platform)
         return run.stats
@@ -358,7 +365,7 @@ class Sender:
     def note_429(self, platform: str, chat_id: str) -> bool:
         """Count a 429 for a chat; True when CLUSTER_429 chats had one within the last second
         (the platform's own limit, not one chat's)."""
-        key = f"qianxing:tb:{platform}:recent429"
+        key = f"{self.limits.prefix}:{platform}:recent429"
         now = self.redis.time()
         t = now[0] + now[1] / 1e6
         pipe = self.redis.pipeline(transaction=False)
@@ -370,10 +377,16 @@ class Sender:
 
 
 class _Run:
-    """One drain (or send_now) pass on one event loop."""
+    """One drain (or send_now) pass on one event loop.
+
+    With `offload` (drains) the database and bucket calls run on one I/O thread of their own,
+    so the loop keeps releasing sends on time while a batch is claimed or recorded; a
+    `send_now` pass (a few replies, maybe inside the caller's transaction) stays on the
+    caller's thread and connection.
+    """
 
     def __init__(self, sender: Sender, platform: str, transport: Transport, *, batch: int,
-                 keys: list[str] | None, max_wait: float) -> None:
+                 keys: list[str] | None, max_wait: float, offload: bool) -> None:
         self.sender, self.platform, self.transport = sender, platform, transport
         self.batch, self.keys, self.max_wait = batch, keys, max_wait
         self.stats = DrainStats()
@@ -385,6 +398,13 @@ class _Run:
         self.paused_until = 0.0  # loop time: the platform paused after a cluster of 429s
         self.chat_paused: dict[str, float] = {}
         self.chat_tail: dict[str, asyncio.Future[None]] = {}
+        self.pace: dict[str, float] = {}  # shared bucket key -> its local theoretical arrival time
+        self.io = ThreadPoolExecutor(1, thread_name_prefix="sender-io") if offload else None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.io is None:
+            return fn(*args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.io, lambda: fn(*args, **kwargs))
 
     async def go(self, deadline_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -395,7 +415,7 @@ class _Run:
             while True:
                 now = loop.time()
                 if now - last_flush >= FLUSH_S:
-                    self._flush()
+                    await self._flush()
                     last_flush = now
                 if now >= end:
                     break
@@ -403,20 +423,20 @@ class _Run:
                     if self.inflight == 0:
                         break
                 elif self.inflight == 0 or reserved_until - now < LOOKAHEAD_S:
-                    rows = self.sender.claim(self.platform, limit, self.keys)
+                    rows = await self._call(self.sender.claim, self.platform, limit, self.keys)
                     claimed_once = True
                     if rows:
                         self.stats.claimed += len(rows)
-                        reserved, last, soonest = self._reserve(rows)
+                        reserved, last, soonest = await self._reserve(rows)
                         reserved_until = max(reserved_until, loop.time() + last)
                         limit = min(self.batch, limit * 2) if reserved == len(rows) else max(1, reserved)
                         if reserved == 0:  # every bucket is full: wait for room, do not spin
-                            self._flush()
+                            await self._flush()
                             await asyncio.sleep(min(max(soonest, 0.01), 1.0, max(end - loop.time(), 0)))
                         continue
                     if self.keys is None and self.inflight == 0:
-                        self._flush()  # our own retries count for the next due moment
-                        due = self.sender.next_due(self.platform)
+                        await self._flush()  # our own retries count for the next due moment
+                        due = await self._call(self.sender.next_due, self.platform)
                         if due is None:
                             break
                         delay = (due - utcnow()).total_seconds()
@@ -430,16 +450,21 @@ class _Run:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            self._flush()
+            try:
+                await self._flush()
+            finally:
+                if self.io is not None:
+                    await self._call(db.close)
+                    self.io.shutdown(wait=True)
 
-    def _reserve(self, rows: list[_Claimed]) -> tuple[int, float, float]:
+    async def _reserve(self, rows: list[_Claimed]) -> tuple[int, float, float]:
         """Reserve bucket room for each row; queue the ones with room within max_wait, defer
         the rest. Returns (reserved, latest reserved wait, soonest deferred wait)."""
         limits = self.sender.limits
         requests = [limits.for_message(self.platform, r.message.chat_id, r.message.chat_kind, paid=r.message.paid)
                     for r in rows]
         if any(requests):
-            taken = self.sender.buckets.take_many(requests, max_wait=self.max_wait)
+            taken = await self._call(self.sender.buckets.take_many, requests, max_wait=self.max_wait)
         else:
             taken = [(True, 0.0)] * len(rows)
         loop = asyncio.get_running_loop()
@@ -460,6 +485,19 @@ class _Run:
             self.queue.put_nowait((now + wait, self.seq, row))
         return reserved, last, soonest
 
+    def _paced(self, message: Outgoing, now: float) -> float:
+        """Seconds to hold a send so this process never goes above the shared bucket's rate
+        even when sends fell behind their reserved moments (a catch-up burst would trip the
+        platform's flood control). Takes the local slot."""
+        bucket = self.sender.limits.overall(self.platform, paid=message.paid)
+        if bucket is None:
+            return 0.0
+        interval, tau = bucket.interval_us / 1e6, bucket.tau_us / 1e6
+        tat = max(self.pace.get(bucket.key, now), now)
+        at = max(now, tat - tau)
+        self.pace[bucket.key] = max(tat, at) + interval
+        return at - now
+
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -475,6 +513,10 @@ class _Run:
                 if hold > 0:  # a 429 paused the chat or the platform after this was reserved
                     self.deferred.append((row, utcnow() + dt.timedelta(seconds=hold)))
                     continue
+                held = self._paced(row.message, loop.time())
+                if held > 0:
+                    await asyncio.sleep(held)
+                self.stats.late_s.append(loop.time() - at)
                 try:
                     result = await self.transport.send(row.message)
                 except Exception as exc:  # noqa: BLE001 - a transport bug must not lose the row
@@ -502,11 +544,17 @@ class _Run:
                 buckets.pause(overall, seconds)
             self.paused_until = max(self.paused_until, until)
 
-    def _flush(self) -> None:
+    async def _flush(self) -> None:
+        statements = self._statements()
+        if statements:
+            await self._call(_write, statements)
+
+    def _statements(self) -> list[tuple[str, tuple | list]]:
+        """Turn the results and deferrals so far into statements (on the loop's thread)."""
         results, self.results = self.results, []
         deferred, self.deferred = self.deferred, []
         if not results and not deferred:
-            return
+            return []
         statements: list[tuple[str, tuple | list]] = []
         attempts: list[tuple] = []
         sent: dict[Any, list[int]] = {}
@@ -559,8 +607,12 @@ class _Run:
                 "INSERT INTO outbound_attempt (message_id, number, ok, status, error, retry_after_s, created_at) "
                 "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk)),
                 [v for a in chunk for v in a]))
-        with db.atomic():
-            execute_batch(statements)
+        return statements
+
+
+def _write(statements: list[tuple[str, tuple | list]]) -> None:
+    with db.atomic():
+        execute_batch(statements)
 
 
 def _run_sync(coro: Any) -> DrainStats:

@@ -388,5 +388,14 @@ def _register_tgbot() -> None:
 _register_tgbot()
 
 
+def _register_fanout() -> None:
+    from qianxing.bench.fanout import bench_fanout
+
+    bench.add_command(bench_fanout)
+
+
+_register_fanout()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
