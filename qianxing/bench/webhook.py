@@ -11,13 +11,16 @@ tests/fakes, served by a child process of their own: the benchmark runs from a c
 Load is open-loop: request i of a phase is due at start + i / rate, whatever happened to the
 requests before it, and its latency is measured from that due time to the end of the answer.
 A server that falls behind cannot hide the queue that builds up (no coordinated omission).
-Phases, `duration` seconds each at `rate` requests per second:
+Phases, each WARMUP_S seconds of warm-up (same rate, not measured) then `duration` seconds
+measured, at `rate` requests per second; one request in ten comes from a sender the service
+has never seen (first contact), the others from earlier senders:
 
 1. telegram: POST /webhooks/telegram with the secret-token header and a real update JSON
-   (a private-chat text message; a new update_id per request, users from a small pool);
-2. wechat: POST /webhooks/wechat with a signed plain-XML text message (a new MsgId each);
+   (a private-chat text message or command; a new update_id per request);
+2. wechat: POST /webhooks/wechat with a signed plain-XML text message (a new MsgId each),
+   answered by the conversation core inside the request;
 3. wechat_aes (unless --no-aes): the web server restarted with an EncodingAESKey, the same
-   messages AES-encrypted and signed with msg_signature.
+   kind of messages AES-encrypted and signed with msg_signature.
 
 `errors` counts answers other than 2xx and transport errors (timeouts, refused connections).
 `wechat*_xml_replies` counts answers that carried a passive reply (the conversation core
@@ -69,12 +72,12 @@ RATE = 200.0
 DURATION_S = 12.0
 MAX_DURATION_S = 240.0  # WeChat refuses timestamps older than 300 s; requests are signed up front
 POSTERS = 30
-WARMUP_REQUESTS = 40  # per phase, sent one by one before the clock starts, not counted
+WARMUP_S = 2.0  # each phase starts with this much load at the same rate, not measured
+NEW_USER_EVERY = 10  # one request in ten comes from a sender the service has never seen
 TG_TOKEN = "7000000001:BenchToken_qianxing_webhook_bench"  # noqa: S105 - the fake's, loopback only
 TG_USERNAME = "qianxing_bench_bot"
 OA_APPID = "wxbenchoaappid0001"
 OA_SECRET = "bench-oa-secret"  # noqa: S105 - the fake's, loopback only
-USERS = 200  # distinct senders per platform
 TELEGRAM_TEXTS = ("/start", "/help", "/level", "/progress", "你好")
 WECHAT_TEXTS = ("帮助", "等级", "进度", "你好", "help")
 
@@ -205,19 +208,29 @@ class _Request:
     headers: dict[str, str]
 
 
-def _telegram_requests(base_url: str, secret: str, count: int, first_id: int) -> list[_Request]:
+def sender(i: int) -> int:
+    """Who sends request i: every NEW_USER_EVERY-th request a new sender (first contact: the
+    service creates a user and an identity), the others one of the senders seen before, spread
+    pseudo-randomly."""
+    known = i // NEW_USER_EVERY
+    return known if i % NEW_USER_EVERY == 0 else (i * 7919) % (known + 1)
+
+
+def _telegram_requests(base_url: str, secret: str, count: int, first_id: int, users: int = 0) -> list[_Request]:
+    """`count` updates with update_ids from `first_id`; senders numbered from `users`."""
     url = base_url + "/webhooks/telegram"
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret}
     now = int(time.time())
     out = []
     for i in range(count):
-        user_id = 810_000_000 + i % USERS
+        u = users + sender(i)
+        user_id = 810_000_000 + u
         update = {
             "update_id": first_id + i,
             "message": {
                 "message_id": 1 + i,
-                "from": {"id": user_id, "is_bot": False, "first_name": f"压测{i % USERS}", "language_code": "zh-hans"},
-                "chat": {"id": user_id, "first_name": f"压测{i % USERS}", "type": "private"},
+                "from": {"id": user_id, "is_bot": False, "first_name": f"压测{u}", "language_code": "zh-hans"},
+                "chat": {"id": user_id, "first_name": f"压测{u}", "type": "private"},
                 "date": now,
                 "text": TELEGRAM_TEXTS[i % len(TELEGRAM_TEXTS)],
             },
@@ -230,9 +243,11 @@ def _signature(*parts: str) -> str:
     return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()  # noqa: S324 - WeChat's scheme
 
 
-def _wechat_requests(base_url: str, token: str, aes_key: str | None, count: int, first_id: int) -> list[_Request]:
-    """Text messages as WeChat posts them: plain XML signed over the query, or (aes_key set)
-    the encrypted envelope signed with msg_signature."""
+def _wechat_requests(base_url: str, token: str, aes_key: str | None, count: int, first_id: int,
+                     users: int = 0) -> list[_Request]:
+    """Text messages as WeChat posts them (MsgIds from `first_id`, senders numbered from
+    `users`): plain XML signed over the query, or (aes_key set) the encrypted envelope signed
+    with msg_signature."""
     from urllib.parse import urlencode
 
     from wechatpy.crypto import WeChatCrypto
@@ -241,7 +256,7 @@ def _wechat_requests(base_url: str, token: str, aes_key: str | None, count: int,
     headers = {"Content-Type": "text/xml"}
     out = []
     for i in range(count):
-        openid = f"oBench{i % USERS:06d}qianxingwebhook"
+        openid = f"oBench{users + sender(i):07d}qianxingwebhook"
         timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
         xml = (f"<xml><ToUserName><![CDATA[gh_qianxingbench]]></ToUserName>"
                f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{timestamp}</CreateTime>"
@@ -297,41 +312,43 @@ def percentile_ms(values: list[float], q: float) -> float:
     return round(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] * 1000, 2)
 
 
-async def _open_loop(phase: _Phase, requests: list[_Request], warmup: list[_Request]) -> None:
+async def _open_loop(phase: _Phase, requests: list[_Request], warmup: int) -> None:
+    """Request i is due at start + i / rate; the first `warmup` ones (lazy imports, connection
+    pools, caches) are sent on the same schedule but not measured."""
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        for req in warmup:  # imports, connections and caches warm; not measured
-            async with http.post(req.url, data=req.body, headers=req.headers) as resp:
-                await resp.read()
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.1
+        measured_from = start + warmup / phase.rate
 
-        async def one(req: _Request, due: float) -> None:
+        async def one(req: _Request, due: float, measured: bool) -> None:
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            status = 0
+            status, body = 0, b""
             try:
                 async with http.post(req.url, data=req.body, headers=req.headers) as resp:
                     body = await resp.read()
                     status = resp.status
-                if body.startswith(b"<xml>"):
-                    phase.xml_replies += 1
             except (TimeoutError, aiohttp.ClientError):
                 pass
+            if not measured:
+                return
             phase.latencies.append(loop.time() - due)
             phase.statuses[status] = phase.statuses.get(status, 0) + 1
             if not 200 <= status < 300:
                 phase.errors += 1
+            if body.startswith(b"<xml>"):
+                phase.xml_replies += 1
 
-        await asyncio.gather(*(one(req, start + i / phase.rate) for i, req in enumerate(requests)))
-        phase.elapsed = loop.time() - start
+        await asyncio.gather(*(one(req, start + i / phase.rate, i >= warmup) for i, req in enumerate(requests)))
+        phase.elapsed = loop.time() - measured_from
 
 
-def _run_phase(name: str, rate: float, requests: list[_Request], warmup: list[_Request]) -> _Phase:
+def _run_phase(name: str, rate: float, requests: list[_Request], warmup: int) -> _Phase:
     phase = _Phase(name, rate)
-    _log(f"{name}: {len(requests)} requests at {rate:g}/s")
+    _log(f"{name}: {warmup} warm-up and {len(requests) - warmup} measured requests at {rate:g}/s")
     asyncio.run(_open_loop(phase, requests, warmup))
     _log(f"{name}: p50 {percentile_ms(phase.latencies, 50)} ms, p99 {percentile_ms(phase.latencies, 99)} ms, "
          f"errors {phase.errors}, {phase.requests / phase.elapsed:.1f} req/s")
@@ -462,23 +479,20 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         _log(f"server up after {time.monotonic() - began:.1f} s")
 
         count = max(1, round(rate * duration))
+        warm = max(1, round(rate * WARMUP_S))
+        total = warm + count
         first = int(time.time()) * 1000  # update_ids and MsgIds unique across runs too
-        warm_tg = _telegram_requests(base_url, tg_secret, WARMUP_REQUESTS, first - WARMUP_REQUESTS)
-        phases = [_run_phase("telegram", rate, _telegram_requests(base_url, tg_secret, count, first), warm_tg)]
+        # The measured Telegram updates have ids first .. first + count - 1 (warm-up ones below).
+        phases = [_run_phase("telegram", rate, _telegram_requests(base_url, tg_secret, total, first - warm), warm)]
         scratch.check_alive()
-
-        def plain(n: int, at: int) -> list[_Request]:
-            return _wechat_requests(base_url, oa_token, None, n, at)
-
-        phases.append(_run_phase("wechat", rate, plain(count, first), plain(WARMUP_REQUESTS, first - WARMUP_REQUESTS)))
+        phases.append(_run_phase("wechat", rate, _wechat_requests(base_url, oa_token, None, total, first), warm))
         scratch.check_alive()
         if aes:
             env = _child_env(load_settings(**{**values, "WECHAT_OA_AES_KEY": aes_key}))
             _restart_web(scratch, env, base_url)
-            at = first + count + WARMUP_REQUESTS
-            phases.append(_run_phase(
-                "wechat_aes", rate, _wechat_requests(base_url, oa_token, aes_key, count, at),
-                _wechat_requests(base_url, oa_token, aes_key, WARMUP_REQUESTS, at + count)))
+            # New MsgIds, and new senders: the same share of first contacts as the plain phase.
+            phases.append(_run_phase("wechat_aes", rate, _wechat_requests(
+                base_url, oa_token, aes_key, total, first + total, users=total), warm))
             scratch.check_alive()
 
         telegram = phases[0]

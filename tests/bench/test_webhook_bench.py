@@ -98,3 +98,17 @@ def test_the_telegram_requests_are_updates_with_unique_ids() -> None:
     assert all(u.message is not None and u.message.text for u in updates)
     assert all(r.headers["X-Telegram-Bot-Api-Secret-Token"] == "s3cret" for r in requests)
     assert requests[0].url == "http://127.0.0.1:9/webhooks/telegram"
+
+
+def test_one_request_in_ten_is_a_first_contact_and_the_rest_come_from_known_senders() -> None:
+    from qianxing.bench.webhook import NEW_USER_EVERY, sender
+
+    first_seen: dict[int, int] = {}
+    for i in range(5000):
+        first_seen.setdefault(sender(i), i)
+    # every sender first appears on a "new sender" request, in order, one per NEW_USER_EVERY
+    assert all(i == u * NEW_USER_EVERY for u, i in first_seen.items())
+    assert len(first_seen) == 5000 // NEW_USER_EVERY
+    # and the repeat senders are spread over those seen so far, not one hot chat
+    repeats = [sender(i) for i in range(4000, 5000) if i % NEW_USER_EVERY]
+    assert len(set(repeats)) > 300
