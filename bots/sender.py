@@ -203,12 +203,19 @@ class Sender:
             Platform.CONSOLE.value: lambda: self.console,
         }
         self._factories.update(transports or {})
+        self._local = threading.local()
         self.schedule = schedule or _queue_drain
 
     def _telegram(self) -> Transport:
-        s = self.settings
-        return TelegramTransport(s.TELEGRAM_BOT_TOKEN or "", s.TELEGRAM_API_BASE_URL, redis=self.redis,
-                                 poster_dir=self.poster_dir, connections=self.concurrency)
+        """This thread's Telegram transport (its Bot is built once; each pass opens and closes
+        its connections on its own event loop)."""
+        found = getattr(self._local, "telegram", None)
+        if found is None:
+            s = self.settings
+            found = self._local.telegram = TelegramTransport(
+                s.TELEGRAM_BOT_TOKEN or "", s.TELEGRAM_API_BASE_URL, redis=self.redis, poster_dir=self.poster_dir,
+                connections=self.concurrency)
+        return found
 
     def _wechat(self) -> Transport:
         from qianxing.wiring import runtime
@@ -343,7 +350,8 @@ class Sender:
             run = _Run(self, platform, transport, batch=max(1, batch), keys=keys, max_wait=max_wait,
                        offload=keys is None)
             await run.go(deadline_s)
-        run.stats.next_due = self.next_due(platform)
+        if keys is None or run.stats.deferred or run.stats.retried:
+            run.stats.next_due = self.next_due(platform)
         return run.stats
 
     def claim(self, platform: str, limit: int, keys: list[str] | None = None) -> list[_Claimed]:
@@ -420,9 +428,8 @@ class _Run:
                 if now >= end:
                     break
                 if self.keys is not None and claimed_once:
-                    if self.inflight == 0:
-                        break
-                elif self.inflight == 0 or reserved_until - now < LOOKAHEAD_S:
+                    break  # send_now: one claim of its own rows, sent below
+                if self.inflight == 0 or reserved_until - now < LOOKAHEAD_S:
                     rows = await self._call(self.sender.claim, self.platform, limit, self.keys)
                     claimed_once = True
                     if rows:
