@@ -1,19 +1,39 @@
 """Delivery notifiers: the one interface every channel plugs into (models.notifications.Notifier).
 
-Now: the mini-program subscribe message through wechatpy. Telegram and the WeChat official
-account plug in beside it in the bots issue.
+Channels (NOTIFY_CHANNELS): `wxa_subscribe` (the mini-program subscribe message through
+wechatpy), `log`, and the chat channels, which hand the notice to the outbound sender
+(bots/sender.py) under an idempotency key named after the notice, so a retried notice is
+never a second message:
+
+- `telegram`: a private message to the user's Telegram chat (their ChatIdentity), with a
+  "my vouchers" button; the card key itself is never in a notice.
+- `wechat_oa`: a customer-service message from the official account while the user's 48-hour
+  window is open (ChatIdentity.last_inbound_at), sent at once; outside the window, without an
+  official-account identity, or when WeChat refuses it (45015 window closed, unsubscribed),
+  the mini-program subscribe message instead. So `wechat_oa` takes the place of
+  `wxa_subscribe` in NOTIFY_CHANNELS rather than standing beside it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
+from typing import TYPE_CHECKING
 
+import peewee as pw
 import requests
 from wechatpy.exceptions import WeChatClientException
 
-from models.notifications import Notice, NotifyError
+from bots.types import Button, Reply
+from models.chat import ChatIdentity, Platform
+from models.db import utcnow
+from models.notifications import Notice, Notifier, NotifyError
 from models.users import User
 from qianxing.gateways.wechat import MiniProgramClient
+
+if TYPE_CHECKING:
+    from bots.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +85,94 @@ class LogNotifier:
                  notice.product, notice.page)
 
 
+# ---- chat channels (through the outbound sender) ---------------------------------------------
+
+WECHAT_WINDOW = dt.timedelta(hours=48)  # customer-service messages after the user's last message
+WINDOW_MARGIN = dt.timedelta(minutes=10)  # a message sent near the end may arrive a little later
+
+
+def _identity(user_id: int, platform: str) -> ChatIdentity | None:
+    """The user's account on a platform (the most recently active one, if several)."""
+    return (ChatIdentity.select()
+            .where((ChatIdentity.user == user_id) & (ChatIdentity.platform == platform))
+            .order_by(ChatIdentity.last_inbound_at.desc(nulls="LAST"), ChatIdentity.id.desc())
+            .first())
+
+
+def notice_key(notice: Notice, user: User, channel: str) -> str:
+    """The sender's idempotency key of a notice: per order and kind, or per user and content."""
+    if notice.about_order:
+        return f"notice:{notice.kind}:{notice.order_id}:{channel}"
+    digest = hashlib.sha256(f"{notice.text}|{notice.when}|{notice.page}".encode()).hexdigest()[:20]
+    return f"notice:{notice.kind}:u{user.id}:{digest}:{channel}"
+
+
+def notice_reply(notice: Notice) -> Reply:
+    """A notice as a chat message: what was delivered and how to see it (never the key)."""
+    from bots.commands import menu_key
+
+    if not notice.about_order:
+        return Reply(text=notice.text or notice.kind)
+    text = (f"发货通知：订单 {notice.order_no} 已发货\n商品：{notice.product}\n"
+            f"金额：¥{notice.amount_fen / 100:.2f}\n时间：{notice.when}\n卡密请在私聊里点「我的卡券」查看。")
+    return Reply(text=text, buttons=((Button("我的卡券", menu_key("vouchers")),),))
+
+
+def _sender() -> Sender:
+    from bots.sender import sender
+
+    return sender()
+
+
+class TelegramNotifier:
+    """A private Telegram message through the sender (a drain job sends it)."""
+
+    channel = "telegram"
+
+    def send(self, user: User, notice: Notice) -> None:
+        try:
+            identity = _identity(user.id, Platform.TELEGRAM.value)
+            if identity is None:
+                raise NotifyError("the user has no Telegram account linked", transient=False)
+            _sender().enqueue(notice_key(notice, user, self.channel), Platform.TELEGRAM.value, identity.chat_id,
+                              notice_reply(notice))
+        except pw.DatabaseError as exc:
+            raise NotifyError(f"telegram notice not queued: {type(exc).__name__}") from None
+
+
+class WeChatOANotifier:
+    """Inside the 48-hour window: a customer-service message, sent at once; otherwise (or when
+    WeChat refuses it for good) the fallback, the mini-program subscribe message."""
+
+    channel = "wechat_oa"
+
+    def __init__(self, fallback: Notifier | None) -> None:
+        self.fallback = fallback
+
+    def send(self, user: User, notice: Notice) -> None:
+        try:
+            identity = _identity(user.id, Platform.WECHAT.value)
+            seen = identity.last_inbound_at if identity is not None else None
+            if identity is not None and seen is not None and utcnow() - seen < WECHAT_WINDOW - WINDOW_MARGIN:
+                sender, key = _sender(), notice_key(notice, user, self.channel)
+                sender.enqueue(key, Platform.WECHAT.value, identity.chat_id, notice_reply(notice), schedule=False)
+                sender.send_now(Platform.WECHAT.value, [key])
+                state = sender.states([key]).get(key)
+                if state != "failed":
+                    return  # sent, or pending with the sender's drain scheduled for its retry
+                log.info("wechat customer-service notice %s refused; falling back to the subscribe message", key)
+        except pw.DatabaseError as exc:
+            raise NotifyError(f"wechat notice not queued: {type(exc).__name__}") from None
+        if self.fallback is None:
+            raise NotifyError("outside the WeChat 48-hour window and no subscribe fallback", transient=False)
+        self.fallback.send(user, notice)
+
+
 def build_notifiers(channels: list[str], client: MiniProgramClient, template_id: str) -> list:
-    made = {"log": LogNotifier, "wxa_subscribe": lambda: MiniProgramSubscribeNotifier(client, template_id)}
+    made = {
+        "log": LogNotifier,
+        "wxa_subscribe": lambda: MiniProgramSubscribeNotifier(client, template_id),
+        "telegram": TelegramNotifier,
+        "wechat_oa": lambda: WeChatOANotifier(MiniProgramSubscribeNotifier(client, template_id)),
+    }
     return [made[c]() for c in channels]

@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     REFUND_UNREVEALED_KEYS: Literal["return", "revoke"] = "return"
 
     # Delivery. "auto": the subscribe message, except in dev where notices go to the log
-    # (no demo ever calls WeChat).
+    # (no demo ever calls WeChat). Chat channels: telegram, wechat_oa (the official account
+    # inside the 48 h window, else the subscribe message: use it instead of wxa_subscribe).
     NOTIFY_CHANNELS: str = "auto"
     DELIVERY_RETRY_INTERVALS: str = "5,30,120,600,1800"
     DELIVERY_LINGER_MS: int = Field(default=100, ge=0, le=5000)  # wait to fill a delivery batch
@@ -155,10 +156,10 @@ class Settings(BaseSettings):
     @field_validator("NOTIFY_CHANNELS")
     @classmethod
     def _channels(cls, value: str) -> str:
-        known = {"auto", "log", "wxa_subscribe"}
+        known = {"auto", "log", "wxa_subscribe", "telegram", "wechat_oa"}
         bad = [c for c in (p.strip() for p in value.split(",")) if c and c not in known]
         if bad:
-            raise ValueError(f"unknown channel {bad[0]!r}; choose from log, wxa_subscribe")
+            raise ValueError(f"unknown channel {bad[0]!r}; choose from log, wxa_subscribe, telegram, wechat_oa")
         return value
 
     @model_validator(mode="after")
