@@ -5,8 +5,12 @@ the fake), broadcasts as one job, poster file_id reuse and the adapters' send_re
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -370,3 +374,51 @@ def test_drain_all_finds_rows_whose_job_was_lost(rt, telegram: FakeTelegramAPI, 
     # then the message went out
     assert [s.text for s in telegram.sent_to(60002)] == ["还在"]
     assert chat.drain_all() == []
+
+
+DRAIN_SCRIPT = """
+import json
+from models.db import db
+from qianxing.settings import load_settings
+from qianxing.wiring import bootstrap
+from bots.sender import sender
+
+bootstrap(load_settings())
+with db.connection_context():
+    print(json.dumps(sender().drain("telegram", deadline_s=10, batch=5).as_dict()))
+"""
+
+
+def test_two_worker_processes_draining_at_once_send_each_message_once(rt, settings, telegram: FakeTelegramAPI) -> None:  # noqa: ANN001
+    sender = make_sender(rt)
+    with db.connection_context():
+        for i in range(60):
+            sender.enqueue(f"proc:{i}", TG, str(61_000 + i), Reply(text=f"#{i}"), schedule=False)
+    env = {k: str(v) for k, v in settings.model_dump().items() if v is not None}
+    env.update(PATH=os.environ.get("PATH", ""), TELEGRAM_RATE_PER_S="200", LOG_LEVEL="WARNING")
+    root = Path(__file__).resolve().parents[2]
+    # when two processes (own database connections, own Redis clients) drain together
+    procs = [subprocess.Popen([sys.executable, "-c", DRAIN_SCRIPT], cwd=root, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    stats = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    # then every chat got its message exactly once, and the two drains' counts add up
+    counts = Counter(s.chat_id for s in telegram.sent)
+    assert len(counts) == 60 and set(counts.values()) == {1}
+    assert sum(s["sent"] for s in stats) == 60
+    assert all(r.state == "sent" and r.attempts == 1 for r in rows())
+
+
+def test_send_replies_from_inside_a_running_event_loop(rt, telegram: FakeTelegramAPI) -> None:  # noqa: ANN001
+    # given an adapter calling the sync API from an async handler (aiogram's polling loop)
+    sender = make_sender(rt)
+
+    async def handler() -> dict[str, str]:
+        with db.connection_context():
+            return sender.send_replies("loop-1", TG, "62001", [Reply(text="from a coroutine")])
+
+    states = asyncio.run(handler())
+    # then the pass ran on a thread of its own and the reply went out
+    assert states == {"reply:telegram:loop-1:0": "sent"}
+    assert [s.text for s in telegram.sent_to(62001)] == ["from a coroutine"]
