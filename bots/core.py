@@ -15,6 +15,7 @@ import logging
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from bots import commands, groups, identity
 from bots.commands import Command, Context
@@ -41,7 +42,7 @@ def handle(incoming: Incoming) -> list[Reply]:
     """Everything the bot answers to one update, in order (possibly nothing, in a group)."""
     try:
         with _connection():
-            return _handle(incoming)
+            return _handle(_clean(incoming))
     except DomainError as exc:
         return [Reply(text=commands.polite(exc))]
     except Exception as exc:
@@ -49,6 +50,24 @@ def handle(incoming: Incoming) -> list[Reply]:
         log.error("chat update failed (platform %s, %s chat): %s\n%s", str(incoming.platform)[:16],
                   str(incoming.chat_kind)[:8], type(exc).__name__, frames)
         return [Reply(text=SORRY)]
+
+
+def _strip(value: str) -> str:
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def _clean(incoming: Incoming) -> Incoming:
+    """NUL characters out of everything a user typed: PostgreSQL refuses them in text columns
+    (names, keys, markups, script topics), and no command means anything with them."""
+    fields = (incoming.text, incoming.callback or "", incoming.start_payload or "", incoming.sender.name)
+    if not any("\x00" in f for f in fields) and not any("\x00" in m.name for m in incoming.joined):
+        return incoming
+    return replace(
+        incoming, text=_strip(incoming.text),
+        callback=_strip(incoming.callback) if incoming.callback is not None else None,
+        start_payload=_strip(incoming.start_payload) if incoming.start_payload is not None else None,
+        sender=replace(incoming.sender, name=_strip(incoming.sender.name)),
+        joined=tuple(replace(m, name=_strip(m.name)) for m in incoming.joined))
 
 
 def context_for(incoming: Incoming) -> Context:
