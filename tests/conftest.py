@@ -314,3 +314,26 @@ def login(client, fake_wechat: FakeWeChatAPI):  # noqa: ANN001, ANN201
         return {"Authorization": f"Bearer {resp.json['token']}"}
 
     return do
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, rt: wiring.Runtime) -> Iterator[Callable]:
+    """Invoke `qianxing` commands through click with the test settings in the environment;
+    the session runtime is rebuilt afterwards."""
+    from click.testing import CliRunner
+
+    from qianxing.cli import main
+
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            monkeypatch.setenv(name, str(value))
+
+    def invoke(*args: str, input: str | None = None):  # noqa: ANN202, A002
+        wiring.reset()
+        return CliRunner().invoke(main, list(args), input=input)
+
+    try:
+        yield invoke
+    finally:
+        wiring.reset()
+        wiring.bootstrap(settings)

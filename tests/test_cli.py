@@ -2,35 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from click.testing import CliRunner
-
 from models import ledger
 from models.db import db
 from models.orders import Order, Status
-from qianxing import wiring
-from qianxing.cli import main
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, rt) -> Iterator:  # noqa: ANN001
-    """Invoke commands with the test settings in the environment; the session runtime is
-    rebuilt afterwards."""
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            monkeypatch.setenv(name, str(value))
-
-    def invoke(*args: str):  # noqa: ANN202
-        wiring.reset()
-        return CliRunner().invoke(main, list(args))
-
-    try:
-        yield invoke
-    finally:
-        wiring.reset()
-        wiring.bootstrap(settings)
 
 
 def _order(client, login, sku) -> dict:  # noqa: ANN001

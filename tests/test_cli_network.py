@@ -4,39 +4,16 @@ test database and Redis."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner
 
 from models import activity, events, ledger, network
 from models.activity import TrackEvent
 from models.db import db, utcnow
 from models.network import Creator
-from qianxing import wiring
-from qianxing.cli import main
 from tests.conftest import buyer
 
 _n = itertools.count(1)
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, rt) -> Iterator:  # noqa: ANN001
-    """Invoke commands with the test settings in the environment; the session runtime is
-    rebuilt afterwards."""
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            monkeypatch.setenv(name, str(value))
-
-    def invoke(*args: str):  # noqa: ANN202
-        wiring.reset()
-        return CliRunner().invoke(main, list(args))
-
-    try:
-        yield invoke
-    finally:
-        wiring.reset()
-        wiring.bootstrap(settings)
 
 
 def creator(parent: Creator | None = None) -> Creator:

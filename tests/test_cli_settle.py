@@ -4,17 +4,11 @@ the test database and Redis."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-
-import pytest
-from click.testing import CliRunner
 
 from models import ledger
 from models.db import db, utcnow
 from models.live import start_live
 from models.orders import Order
-from qianxing import wiring
-from qianxing.cli import main
 from tests.models.test_settlement import (
     assert_books_clean,
     bucket,
@@ -23,23 +17,6 @@ from tests.models.test_settlement import (
     paid_order,
     state_of,
 )
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, rt) -> Iterator:  # noqa: ANN001
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            monkeypatch.setenv(name, str(value))
-
-    def invoke(*args: str):  # noqa: ANN202
-        wiring.reset()
-        return CliRunner().invoke(main, list(args))
-
-    try:
-        yield invoke
-    finally:
-        wiring.reset()
-        wiring.bootstrap(settings)
 
 
 def test_settle_settles_everything_with_a_summary_and_again_nothing(cli, rt, shop):

@@ -4,39 +4,16 @@ database and Redis."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-
-import pytest
-from click.testing import CliRunner
 
 from models import ledger, network, withdrawals
 from models.db import db
 from models.events import events_for
 from models.network import Creator
 from models.withdrawals import Method, Withdrawal, WithdrawPolicy
-from qianxing import wiring
-from qianxing.cli import main
 from tests.conftest import buyer
 
 DUE_NOW = WithdrawPolicy(min_fen=10_000, fee_bp=100, delay_hours=0, review_above_fen=500_000)
 _n = itertools.count(1)
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, rt) -> Iterator:  # noqa: ANN001
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            monkeypatch.setenv(name, str(value))
-
-    def invoke(*args: str):  # noqa: ANN202
-        wiring.reset()
-        return CliRunner().invoke(main, list(args))
-
-    try:
-        yield invoke
-    finally:
-        wiring.reset()
-        wiring.bootstrap(settings)
 
 
 def withdrawal(amount: int) -> Withdrawal:

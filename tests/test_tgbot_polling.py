@@ -14,12 +14,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from models.chat import BotUpdate
 from models.db import connection
-from qianxing import wiring
-from qianxing.cli import main
 from qianxing.cli_tgbot import run_polling
 from qianxing.settings import Settings
 from tests.conftest import TG_SECRET
@@ -27,20 +24,9 @@ from tests.fakes.telegram_api import FakeTelegramAPI, _params
 
 
 @pytest.fixture
-def cli(settings: Settings, monkeypatch, rt) -> Iterator[Callable[..., Any]]:  # noqa: ANN001
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            monkeypatch.setenv(name, str(value))
-
-    def invoke(*args: str):  # noqa: ANN202
-        wiring.reset()
-        return CliRunner().invoke(main, ["tgbot", *args])
-
-    try:
-        yield invoke
-    finally:
-        wiring.reset()
-        wiring.bootstrap(settings)
+def cli(cli: Callable[..., Any]) -> Callable[..., Any]:
+    """`qianxing tgbot ...` through the shared CLI fixture."""
+    return lambda *args: cli("tgbot", *args)
 
 
 def test_set_webhook_passes_the_secret_and_keeps_pending_updates(cli, telegram: FakeTelegramAPI) -> None:  # noqa: ANN001

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator
-
-import pytest
-from click.testing import CliRunner
 
 from bots.core import handle
 from bots.types import Incoming, Member, Reply
@@ -18,7 +14,6 @@ from models.db import db, utcnow
 from models.network import Creator
 from models.orders import OrderRequest
 from models.users import User
-from qianxing import wiring
 from tests.conftest import buyer
 
 _tx = itertools.count(1)
@@ -105,23 +100,3 @@ def settle_and_release(rt) -> None:  # noqa: ANN001
 def bind(child: Creator, parent: Creator) -> None:
     with db.connection_context():
         network.bind(child, parent.code, "typed")
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, rt) -> Iterator[Callable]:  # noqa: ANN001
-    """Run `qianxing ...` through click with the test settings in the environment."""
-    from qianxing.cli import main
-
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            monkeypatch.setenv(name, str(value))
-
-    def invoke(*args: str, input: str | None = None):  # noqa: ANN202, A002
-        wiring.reset()
-        return CliRunner().invoke(main, list(args), input=input)
-
-    try:
-        yield invoke
-    finally:
-        wiring.reset()
-        wiring.bootstrap(settings)

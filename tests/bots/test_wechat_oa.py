@@ -6,19 +6,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import xmltodict
-from click.testing import CliRunner
 from redis import Redis
 
 from bots import commands, wechat_oa
 from bots.sender import payload_of
 from bots.transports import menu_choice, wechat_text
 from bots.types import Button, Incoming, Member, Reply
-from qianxing import wiring
-from qianxing.cli import main
 from qianxing.gateways.wechat import MiniProgramClient
 from tests.conftest import OA_APPID, OA_SECRET
 from tests.fakes.wechat_api import FakeWeChatAPI
@@ -64,23 +60,6 @@ def test_a_rejected_token_is_refetched_once_for_everyone(rt, oa_fake, settings) 
 
 
 # -- qianxing wechat menu ----------------------------------------------------------------
-@pytest.fixture
-def cli(settings, monkeypatch, rt) -> Iterator:  # noqa: ANN001
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            monkeypatch.setenv(name, str(value))
-
-    def invoke(*args: str):  # noqa: ANN202
-        wiring.reset()
-        return CliRunner().invoke(main, list(args))
-
-    try:
-        yield invoke
-    finally:
-        wiring.reset()
-        wiring.bootstrap(settings)
-
-
 def test_wechat_menu_creates_the_menu_at_wechat(cli, oa_fake) -> None:  # noqa: ANN001
     # when the operator creates the menu
     result = cli("wechat", "menu")
