@@ -32,13 +32,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from qianxing.settings import VAR_DIR, Settings
+from qianxing.bench.scratch import BENCH_DIR, ScratchDatabase
+from qianxing.settings import Settings
 
-BENCH_DIR = VAR_DIR / "bench"
 TOKEN = "424242:BENCH-fanout_token_abcdefghijklmnopqrstu"  # noqa: S105 - the fake's, not a secret
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,53 +106,6 @@ class FakeProcess:
 # ---- scratch database ------------------------------------------------------------------------
 
 
-class Scratch:
-    def __init__(self, settings: Settings) -> None:
-        self.postgres = settings.DATABASE_URL.startswith(("postgres://", "postgresql://"))
-        self.admin_url = settings.DATABASE_URL
-        self.path: Path | None = None
-        if self.postgres:
-            self.name = f"qx_bench_fanout_{os.getpid()}"
-            self.url = urlunsplit(urlsplit(settings.DATABASE_URL)._replace(path="/" + self.name))
-        else:
-            BENCH_DIR.mkdir(parents=True, exist_ok=True)
-            self.name = f"fanout-{os.getpid()}.db"
-            self.path = BENCH_DIR / self.name
-            self.url = f"sqlite:///{self.path}"
-
-    def _admin(self, *statements: str) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(self.admin_url)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                for statement in statements:
-                    cur.execute(statement)
-        finally:
-            conn.close()
-
-    def create(self) -> None:
-        if self.postgres:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}"', f'CREATE DATABASE "{self.name}"')
-        else:
-            self.remove()
-
-    def remove(self) -> None:
-        from models.db import db
-
-        if db.obj is not None:
-            if not db.is_closed():
-                db.close()
-            if hasattr(db.obj, "close_all"):
-                db.obj.close_all()
-        if self.postgres:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        elif self.path is not None:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-
-
 # ---- the run ---------------------------------------------------------------------------------
 
 
@@ -188,7 +140,7 @@ def run(settings: Settings, *, recipients: int, rate: float, paid: bool = False,
     if recipients < 1 or rate <= 0:
         raise ValueError("--recipients must be at least 1 and --rate above 0")
     fake = FakeProcess()
-    scratch = Scratch(settings)
+    scratch = ScratchDatabase(settings, "fanout")
     try:
         scratch.create()
         open_database(scratch.url)

@@ -33,6 +33,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 from wechatpy.pay import calculate_signature, dict_to_xml
 
+from qianxing.bench.scratch import pg_admin as _pg_admin
+from qianxing.bench.scratch import with_database as _with_database
 from qianxing.processes import stop_all
 from qianxing.settings import VAR_DIR, Settings, load_settings
 
@@ -52,25 +54,6 @@ def _log(message: str) -> None:
 
 
 # ---- scratch resources --------------------------------------------------------------------
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def _pg_admin(url: str, *statements: str) -> None:
-    """Run statements outside a transaction (CREATE/DROP DATABASE) on the server of `url`."""
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
 
 
 def _pg_drop(url: str) -> None:

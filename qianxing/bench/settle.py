@@ -20,21 +20,18 @@ The last line printed is one JSON object (see `run`).
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
-from qianxing.settings import VAR_DIR, Settings
+from qianxing.bench.scratch import ScratchDatabase
+from qianxing.settings import Settings
 
 if TYPE_CHECKING:
     from models.settlement import PayoutPolicy
 
-BENCH_DIR = VAR_DIR / "bench"
 SKUS = 20
 MAX_DEPTH = 6  # levels of the tree: a root and up to five generations below it
 ROOT_SHARE = 0.02  # creators nobody invited
@@ -44,61 +41,6 @@ INSERT_ROWS = 50_000  # orders per INSERT statement during set-up
 
 def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def _pg_admin(url: str, *statements: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-class Scratch:
-    """The scratch database: its URL, and how to remove it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.postgres = settings.DATABASE_URL.startswith(("postgres://", "postgresql://"))
-        self.admin_url = settings.DATABASE_URL
-        if self.postgres:
-            self.name = f"qx_bench_settle_{os.getpid()}"
-            self.url = _with_database(settings.DATABASE_URL, self.name)
-            self.path: Path | None = None
-        else:
-            BENCH_DIR.mkdir(parents=True, exist_ok=True)
-            self.name = f"settle-{os.getpid()}.db"
-            self.path = BENCH_DIR / self.name
-            self.url = f"sqlite:///{self.path}"
-
-    def create(self) -> None:
-        if self.postgres:
-            _pg_admin(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}"',
-                      f'CREATE DATABASE "{self.name}"')
-        else:
-            self.remove()
-
-    def remove(self) -> None:
-        from models.db import db
-
-        if db.obj is not None:
-            if not db.is_closed():
-                db.close()
-            if hasattr(db.obj, "close_all"):
-                db.obj.close_all()
-        if self.postgres:
-            _pg_admin(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        elif self.path is not None:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
 
 # ---- set-up -------------------------------------------------------------------------------
@@ -275,7 +217,7 @@ def run(settings: Settings, *, orders: int, creators: int = 10_000, sample: int 
     policy = PayoutPolicy(cap_bp=settings.PAYOUT_CAP_BP, upline_depth=settings.UPLINE_DEPTH,
                           refund_window_days=settings.REFUND_WINDOW_DAYS)
     batch = batch or settings.SETTLE_BATCH
-    scratch = Scratch(settings)
+    scratch = ScratchDatabase(settings, "settle")
     scratch.create()
     try:
         open_database(scratch.url)
