@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 LAYOUT_VERSION = 1
 WIDTH, HEIGHT = 600, 900
 SLOGAN = "加入千星计划，带货分佣"
-UNRANKED_LEVEL = "新星"  # rank 0: not yet a one-star creator
 PNG_COMPRESS_LEVEL = 1  # flat colours compress well even at level 1; level 6 costs ~3x the time
 
 _RED, _ORANGE = (178, 34, 52), (240, 112, 56)
@@ -318,10 +317,10 @@ def _settings(settings: Settings | None) -> Settings:
 
 
 def level_name(rank: int) -> str:
-    from models.levels import StarLevel
+    from models.levels import UNRANKED_NAME, StarLevel
 
     if rank <= 0:
-        return UNRANKED_LEVEL
+        return UNRANKED_NAME  # the name the level command and progress use too
     row = StarLevel.get_or_none(StarLevel.rank == rank)
     return row.name if row is not None else f"{rank}星"
 

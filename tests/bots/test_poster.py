@@ -15,7 +15,7 @@ from PIL import Image
 from bots import poster
 from models import network
 from models.db import db
-from models.levels import DEFAULT_LEVELS, StarLevel
+from models.levels import DEFAULT_LEVELS, UNRANKED_NAME, StarLevel
 from models.network import Creator
 from qianxing.settings import Settings
 from tests.conftest import buyer
@@ -72,7 +72,7 @@ def test_invite_poster_is_a_png_with_the_deep_link_qr_name_level_and_code(cfg: S
     assert card.link == link
     assert read_qr(png) == poster.qr_matrix(link)
     # and it shows the name, the unranked level name and the invite code
-    assert (card.name, card.level, card.code) == ("小美的好物店", "新星", creator.code)
+    assert (card.name, card.level, card.code) == ("小美的好物店", "未入星", creator.code)
     assert len(key) == 40 and (Path(cfg.POSTER_DIR) / f"{key}.png").read_bytes() == png
 
 
@@ -141,7 +141,7 @@ def test_cjk_text_renders_with_real_glyphs_from_a_packaged_font() -> None:
     assert bytes(real[0]) != bytes(real[1])
     # and every character a poster draws is covered
     texts = [poster.SLOGAN, "千星计划", "邀请码", "扫码购买", "推荐码", "为你推荐", "扫码加入 · Telegram @",
-             poster.UNRANKED_LEVEL, "¥0123456789.…★", *(lv.name for lv in DEFAULT_LEVELS)]
+             UNRANKED_NAME, "¥0123456789.…★", *(lv.name for lv in DEFAULT_LEVELS)]
     assert poster.missing_glyphs("".join(texts)) == ""
 
 
@@ -227,4 +227,4 @@ def test_a_rank_missing_from_the_table_still_has_a_name(cfg: Settings) -> None:
     with db.connection_context():
         top = StarLevel.select().count()
         assert poster.level_name(top + 1) == f"{top + 1}星"
-        assert poster.level_name(0) == "新星"
+        assert poster.level_name(0) == "未入星"
