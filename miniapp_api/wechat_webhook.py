@@ -18,6 +18,7 @@ from bots import wechat_oa
 from bots.types import Incoming, Member, Reply
 from models.db import db
 from qianxing.wiring import runtime
+from tasks import wechat_updates
 
 log = logging.getLogger(__name__)
 wechat_webhook = Blueprint("wechat_webhook", __name__)
@@ -96,12 +97,14 @@ def receive() -> Response:
                 wechat_oa.release(rt.redis, key)  # a retry may record it
                 raise
         return _text(wechat_oa.SUCCESS)
+    wechat_updates.store(key, incoming)  # answered later by recover_stale if we die now
+    errors: list[BaseException] = []
     outcome = wechat_oa.run_within(
         cfg.budget_ms / 1000,
         handle=lambda: _handle(incoming),
         follow_up=lambda replies: _follow_up(key, openid, replies),
-        on_error=lambda exc: _failed(rt.redis, key, exc),
-        after=_close_db,
+        on_error=lambda exc: (errors.append(exc), _failed(rt.redis, key, exc)),
+        after=lambda: _answered(key, ok=not errors),
     )
     if outcome.failed:
         return _text("handler failed; retry", 500)
@@ -141,6 +144,19 @@ def _touch(openid: str) -> None:
 
     with db.connection_context():
         resolve(wechat_oa.PLATFORM, Member(openid), openid)
+
+
+def _answered(key: str, *, ok: bool) -> None:
+    """The handler finished and its replies were handed over: mark the stored message
+    answered (a failed one stays queued for WeChat's retry or the recovery job), then close
+    the thread's connection."""
+    try:
+        if ok:
+            wechat_updates.mark_done(key)
+    except Exception:  # noqa: BLE001 - the recovery job answers it again at worst
+        log.exception("wechat webhook: could not mark %s answered", key)
+    finally:
+        _close_db()
 
 
 def _close_db() -> None:

@@ -22,6 +22,7 @@ PERIODIC = [
     ("tasks.settlement.release_due", 3600),
     ("tasks.chat.drain_all", 60),  # outbound messages whose drain job was lost
     ("tasks.chat_updates.process_updates", 60),  # stored updates whose drain job was lost
+    ("tasks.wechat_updates.recover_stale", 60),  # WeChat messages a crash left unanswered
 ]
 # Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
 JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600}

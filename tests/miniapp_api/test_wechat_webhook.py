@@ -6,7 +6,9 @@ nothing; WeChat's retries are processed once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -25,8 +27,9 @@ from bots import core, wechat_oa
 from bots.types import Incoming, Member
 from models import network
 from models.chat import BotUpdate, ChatIdentity, OutboundMessage
-from models.db import db
+from models.db import db, utcnow
 from qianxing import wiring
+from tasks import wechat_updates
 from tests.conftest import OA_AES_KEY, OA_APPID, OA_TOKEN
 from tests.fakes.wechat_api import FakeWeChatAPI
 
@@ -482,3 +485,42 @@ def test_an_in_time_poster_goes_through_customer_service_too(wechat, rt, fake_we
     # then the request is answered "success" and the poster follows as an image message
     assert answer.success
     assert [m["msgtype"] for m in followed_up(fake_wechat, openid, 2)] == ["image", "text"]
+
+
+# -- nothing lost in a crash ---------------------------------------------------------------
+def _update_state(key: str, timeout: float = 5.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.connection_context():
+            row = BotUpdate.get_or_none((BotUpdate.platform == "wechat") & (BotUpdate.update_key == key))
+        if (row is not None and row.state != "queued") or time.monotonic() > deadline:
+            return row.state if row else None
+        time.sleep(0.05)
+
+
+def test_an_answered_message_is_kept_as_answered(wechat, rt) -> None:  # noqa: ANN001
+    # when a follower's message is answered
+    openid = new_openid()
+    assert "欢迎加入千星计划" in wechat.post(text_xml(openid, "加入", msg_id=7_100_000_001)).reply()["Content"]
+    # then it was stored before the answer and is marked answered, so no recovery repeats it
+    assert _update_state("msg:7100000001") == "done"
+    with db.connection_context():
+        assert wechat_updates.recover_stale(now=utcnow() + dt.timedelta(minutes=5)) == 0
+
+
+def test_a_message_a_crash_left_unanswered_is_answered_later_through_customer_service(
+        rt, fake_wechat) -> None:  # noqa: ANN001
+    # given a message the webhook stored and claimed, then died before answering
+    openid = new_openid()
+    incoming = Incoming(platform="wechat", chat_id=openid, chat_kind="private", sender=Member(openid, "阿青"),
+                        text="加入")
+    wechat_updates.store("msg:7100000002", incoming)
+    # when the recovery job runs before WeChat's retries are over, nothing happens yet
+    assert wechat_updates.recover_stale() == 0
+    # and a minute later it answers through the customer-service API, once
+    later = utcnow() + dt.timedelta(minutes=2)
+    assert wechat_updates.recover_stale(now=later) == 1
+    assert wechat_updates.recover_stale(now=later + dt.timedelta(minutes=10)) == 0
+    sent = followed_up(fake_wechat, openid, 1)
+    assert len(sent) == 1 and "欢迎加入千星计划" in json.dumps(sent[0], ensure_ascii=False)
+    assert _update_state("msg:7100000002") == "done"
