@@ -37,17 +37,24 @@ DELIVERY_FLAG = "qianxing:deliver:scheduled"
 def deliver(order_id: int) -> None:
     """Queue a paid order for delivery. Orders are delivered in batches by one drain job, not
     one RQ job each (RQ spends ~5 ms of CPU per job, more than a delivery costs)."""
+    if _signal(DELIVERY_LIST, DELIVERY_FLAG, order_id,
+               "could not queue order %s for delivery; the sweep will pick it up"):
+        drain_deliveries()
+
+
+def _signal(list_key: str, flag_key: str, item: int, failure: str) -> bool:
+    """Push an id for a drain job; True when no drain is scheduled yet (the caller queues
+    one). A Redis failure is logged with `failure` and answered False: the sweeps find it."""
     rt = runtime()
     try:
         pipe = rt.redis.pipeline(transaction=False)
-        pipe.rpush(DELIVERY_LIST, order_id)
-        pipe.set(DELIVERY_FLAG, 1, nx=True, ex=60)
+        pipe.rpush(list_key, item)
+        pipe.set(flag_key, 1, nx=True, ex=60)
         _, first = pipe.execute()
     except RedisError:
-        log.exception("could not queue order %s for delivery; the sweep will pick it up", order_id)
-        return
-    if first:
-        drain_deliveries()
+        log.exception(failure, item)
+        return False
+    return bool(first)
 
 
 def drain_deliveries() -> None:
@@ -94,16 +101,8 @@ def chat_update(row_id: int) -> None:
     """Signal a stored Telegram update (bot_update row). Like deliveries: a Redis list and a
     flag, and ONE drain job (tasks.chat_updates.process_updates) that works through every
     queued row in batches. If Redis is down the row stays queued for the next drain."""
-    rt = runtime()
-    try:
-        pipe = rt.redis.pipeline(transaction=False)
-        pipe.rpush(CHAT_UPDATES_LIST, row_id)
-        pipe.set(CHAT_UPDATES_FLAG, 1, nx=True, ex=60)
-        _, first = pipe.execute()
-    except RedisError:
-        log.exception("could not signal chat update %s; the next drain will pick it up", row_id)
-        return
-    if first:
+    if _signal(CHAT_UPDATES_LIST, CHAT_UPDATES_FLAG, row_id,
+               "could not signal chat update %s; the next drain will pick it up"):
         drain_chat_updates()
 
 

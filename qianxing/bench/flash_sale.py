@@ -140,8 +140,12 @@ class _Scratch:
             client.close()
         return self.redis_url
 
+    def log_dir(self) -> Path:
+        return BENCH_DIR
+
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log_path = BENCH_DIR / f"{name}.log"
+        self.log_dir().mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir() / f"{name}.log"
         self.logs[name] = log_path
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(

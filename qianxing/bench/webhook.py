@@ -140,17 +140,8 @@ class _RunScratch(_Scratch):
         self.redis_url = self.embedded.url
         return self.redis_url
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        self.root.mkdir(parents=True, exist_ok=True)
-        log_path = self.root / f"{name}.log"
-        self.logs[name] = log_path
-        with open(log_path, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "qianxing.cli", *args], env=env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        self.procs.append((name, proc))
-        return proc
+    def log_dir(self) -> Path:
+        return self.root
 
     def close(self) -> None:
         embedded, self.embedded = self.embedded, None  # stopped here, not in BENCH_DIR/redis
