@@ -127,6 +127,14 @@ def balances(accounts: list[str]) -> dict[str, int]:
     return {a: int(found.get(a) or 0) for a in accounts}
 
 
+def owed_to_creator(creator_id: int, buckets: tuple[str, ...] = CREATOR_BUCKETS) -> dict[str, int]:
+    """What the platform owes a creator per bucket, in positive fen (the ledger stores these
+    credit balances negated); a negative `available` is the creator's debt. One query."""
+    accounts = {bucket: creator_account(creator_id, bucket) for bucket in buckets}
+    sums = balances(list(accounts.values()))
+    return {bucket: -sums[account] for bucket, account in accounts.items()}
+
+
 def balance(account: str) -> int:
     total = Posting.select(pw.fn.COALESCE(pw.fn.SUM(Posting.amount_fen), 0)).where(
         Posting.account == account

@@ -216,7 +216,7 @@ def pay_with_credit(order_id: int, user: User) -> Order:
             raise Conflict("you have no shopping credit", code="insufficient_credit")
         lock_rows(Creator.select().where(Creator.id == creator.id)).get()
         account = ledger.creator_account(creator.id, ledger.CREDIT)
-        credit = -ledger.balances([account])[account]
+        credit = ledger.owed_to_creator(creator.id, (ledger.CREDIT,))[ledger.CREDIT]
         if credit < order.amount_fen:
             raise Conflict(f"your shopping credit ({credit} fen) does not cover this order "
                            f"({order.amount_fen} fen)", code="insufficient_credit")

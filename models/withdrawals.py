@@ -159,8 +159,7 @@ def _new_no() -> str:
 
 def _available_owed(creator_id: int) -> int:
     """What the platform owes the creator in `available` (negative: the creator is in debt)."""
-    account = ledger.creator_account(creator_id, ledger.AVAILABLE)
-    return -ledger.balances([account])[account]
+    return ledger.owed_to_creator(creator_id, (ledger.AVAILABLE,))[ledger.AVAILABLE]
 
 
 def fee_bp_for(rank: int, policy: WithdrawPolicy) -> int:
@@ -449,9 +448,7 @@ def balances(creator_id: int) -> dict[str, int]:
     """A creator's balances in fen as numbers owed TO the creator: `pending_fen`,
     `available_fen` (never below 0), `withdrawing_fen`, `credit_fen`, and `debt_fen` (what the
     creator owes the platform after a clawback took `available` below zero; 0 otherwise)."""
-    accounts = {bucket: ledger.creator_account(creator_id, bucket) for bucket in ledger.CREATOR_BUCKETS}
-    sums = ledger.balances(list(accounts.values()))
-    owed = {bucket: -sums[account] for bucket, account in accounts.items()}
+    owed = ledger.owed_to_creator(creator_id)
     return {
         "pending_fen": owed[ledger.PENDING],
         "available_fen": max(owed[ledger.AVAILABLE], 0),

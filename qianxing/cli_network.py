@@ -147,8 +147,7 @@ def creators_show(code: str) -> None:
         prog = lv.progress(c, entry_videos=s.ENTRY_VIDEOS, entry_invites=s.ENTRY_INVITES)
         m = lv.metrics_of(c)
         f = lv.funnel(c)
-        accounts = [ledger.creator_account(c.id, b) for b in ledger.CREATOR_BUCKETS]
-        bal = ledger.balances(accounts)
+        owed = ledger.owed_to_creator(c.id)
         t = team(c)
         history = events.events_for(f"creator:{c.id}")[-10:]
     cap = f" (capped at {c.rank_cap})" if c.rank_cap is not None else ""
@@ -162,8 +161,7 @@ def creators_show(code: str) -> None:
         needs = ", ".join(f"{t.metric} {t.have}/{t.need}" for t in prog.thresholds) or "nothing"
         click.echo(f"  next: {prog.next_name} needs {needs}{' (ready)' if prog.ready else ''}")
     click.echo(f"  {prog.invite_line}")
-    click.echo("  balances: " + ", ".join(f"{b} {_yuan(-bal[a])}" for b, a in
-                                           zip(ledger.CREATOR_BUCKETS, accounts, strict=True)))
+    click.echo("  balances: " + ", ".join(f"{b} {_yuan(v)}" for b, v in owed.items()))
     click.echo(f"  team: {len(t.direct)} direct (GMV {_yuan(t.direct_gmv_fen)}), "
                f"{t.second} second level (GMV {_yuan(t.second_gmv_fen)})")
     for e in history:
