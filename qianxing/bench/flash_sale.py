@@ -56,6 +56,14 @@ def _log(message: str) -> None:
 # ---- scratch resources --------------------------------------------------------------------
 
 
+def migrate_child(env: dict[str, str]) -> None:
+    """`qianxing migrate` in a child process with the benchmark's environment."""
+    migrated = subprocess.run([sys.executable, "-m", "qianxing.cli", "migrate"], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    if migrated.returncode:
+        raise RuntimeError(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
+
+
 def _pg_drop(url: str) -> None:
     import psycopg2
 
@@ -490,10 +498,7 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
         _log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
              f"gunicorn {bench.WEB_WORKERS} workers x {bench.WEB_THREADS} threads on {base_url}")
         env = _child_env(bench)
-        migrated = subprocess.run([sys.executable, "-m", "qianxing.cli", "migrate"], env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-        if migrated.returncode:
-            raise RuntimeError(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
+        migrate_child(env)
         bootstrap(bench)
         pool = _seed(keys)
         _log(f"seeded {SKU_CODE} with {pool} keys")

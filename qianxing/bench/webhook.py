@@ -65,6 +65,7 @@ from qianxing.bench.flash_sale import (
     _Scratch,
     _wait_healthy,
     _with_database,
+    migrate_child,
 )
 from qianxing.settings import PROJECT_ROOT, Settings, load_settings
 
@@ -459,10 +460,7 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         _log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
              f"gunicorn {bench.WEB_WORKERS} workers x {bench.WEB_THREADS} threads on {base_url}")
         env = _child_env(bench)
-        migrated = subprocess.run([sys.executable, "-m", "qianxing.cli", "migrate"], env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-        if migrated.returncode:
-            raise RuntimeError(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
+        migrate_child(env)
         bootstrap(bench)
         scratch.start("web", ["web"], env)
         scratch.start("worker", ["worker", "--no-cron"], env)
