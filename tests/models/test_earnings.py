@@ -22,19 +22,9 @@ from models.network import Creator, CreatorPrice
 from models.orders import OrderRequest
 from models.users import User
 from tests.conftest import buyer
+from tests.models.test_settlement import make_creator
 
 _tx = itertools.count(1)
-
-
-def make_creator(openid: str, *, parent: Creator | None = None, rank: int = 0) -> Creator:
-    with db.connection_context():
-        creator = network.become_creator(buyer(openid), name=openid)
-        if parent is not None:
-            creator = network.bind(creator, parent.code, "typed")
-        if rank:
-            Creator.update(rank=rank).where(Creator.id == creator.id).execute()
-            creator = Creator.get_by_id(creator.id)
-        return creator
 
 
 def sell(rt, sku_code: str, ref: str | None, openid: str = "shopper") -> int:  # noqa: ANN001
