@@ -3,28 +3,11 @@ database and Redis."""
 
 from __future__ import annotations
 
-import itertools
-
-from models import ledger, network, withdrawals
+from models import withdrawals
 from models.db import db
 from models.events import events_for
-from models.network import Creator
-from models.withdrawals import Method, Withdrawal, WithdrawPolicy
-from tests.conftest import buyer
-
-DUE_NOW = WithdrawPolicy(min_fen=10_000, fee_bp=100, delay_hours=0, review_above_fen=500_000)
-_n = itertools.count(1)
-
-
-def withdrawal(amount: int) -> Withdrawal:
-    with db.connection_context():
-        creator = network.become_creator(buyer(f"cli-creator-{next(_n)}"))
-        with db.atomic():
-            ledger.post(f"test-earn:{creator.id}", "release", [
-                ledger.Leg(ledger.COMMISSION_EXPENSE, amount),
-                ledger.Leg(ledger.creator_account(creator.id, ledger.AVAILABLE), -amount)])
-        return withdrawals.request_withdrawal(Creator.get_by_id(creator.id), amount,
-                                              Method.WALLET, policy=DUE_NOW)
+from models.withdrawals import Withdrawal
+from tests.tasks.test_withdrawal_jobs import due_withdrawal
 
 
 def current(w: Withdrawal) -> Withdrawal:
@@ -34,7 +17,7 @@ def current(w: Withdrawal) -> Withdrawal:
 
 def test_list_approve_and_pay_a_large_withdrawal(cli):
     # given a small due withdrawal and a large one waiting for review
-    small, large = withdrawal(20_000), withdrawal(600_000)
+    small, large = due_withdrawal(20_000), due_withdrawal(600_000)
     listed = cli("withdrawals", "list", "--state", "review")
     assert listed.exit_code == 0, listed.output
     assert f"{large.id} {large.no}" in listed.output and small.no not in listed.output
@@ -53,7 +36,7 @@ def test_list_approve_and_pay_a_large_withdrawal(cli):
 
 
 def test_reject_needs_a_reason_and_returns_the_money(cli):
-    w = withdrawal(600_000)
+    w = due_withdrawal(600_000)
     assert cli("withdrawals", "reject", str(w.id)).exit_code != 0  # --reason is required
     result = cli("withdrawals", "reject", str(w.id), "--reason", "documents missing")
     assert result.exit_code == 0 and "rejected" in result.output, result.output
@@ -63,7 +46,7 @@ def test_reject_needs_a_reason_and_returns_the_money(cli):
 
 
 def test_operator_mistakes_are_clear_errors(cli):
-    w = withdrawal(20_000)  # approved automatically: nothing to review
+    w = due_withdrawal(20_000)  # approved automatically: nothing to review
     wrong = cli("withdrawals", "approve", str(w.id))
     assert wrong.exit_code == 1 and "not waiting for review" in wrong.output
     missing = cli("withdrawals", "reject", "999999", "--reason", "x")
