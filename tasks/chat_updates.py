@@ -96,25 +96,28 @@ def store_telegram_update(payload: dict[str, Any]) -> int | None:
 # ---- claiming ----------------------------------------------------------------------------------
 
 
-def claim(limit: int = CLAIM_BATCH, *, now: dt.datetime | None = None) -> list[Claimed]:
-    """Give up on rows that used their last attempt, then claim up to `limit` queued rows
-    whose lease ran out (compare-and-set on state and lease, row locks skipped on PostgreSQL)."""
+def claim(limit: int = CLAIM_BATCH, *, now: dt.datetime | None = None, platform: str = PLATFORM,
+          received_before: dt.datetime | None = None) -> list[Claimed]:
+    """Give up on rows that used their last attempt, then claim up to `limit` queued rows of a
+    platform (received before `received_before`, if given) whose lease ran out
+    (compare-and-set on state and lease, row locks skipped on PostgreSQL)."""
     now = now or utcnow()
     cutoff = now - dt.timedelta(seconds=LEASE_S)
+    young = " AND received_at <= %s" if received_before is not None else ""
     with db.atomic():
         execute(
             "UPDATE bot_update SET state = 'failed', processed_at = %s,"
             " last_error = %s WHERE state = 'queued' AND platform = %s AND attempts >= %s"
             " AND processed_at < %s",
-            (now, f"gave up after {MAX_ATTEMPTS} attempts (the processor never finished)", PLATFORM,
+            (now, f"gave up after {MAX_ATTEMPTS} attempts (the processor never finished)", platform,
              MAX_ATTEMPTS, cutoff))
         cursor = execute(
             "UPDATE bot_update SET attempts = attempts + 1, processed_at = %s WHERE id IN ("
-            " SELECT id FROM bot_update WHERE state = 'queued' AND platform = %s"
+            f" SELECT id FROM bot_update WHERE state = 'queued' AND platform = %s{young}"
             " AND (processed_at IS NULL OR processed_at < %s) ORDER BY id LIMIT %s"
             f"{for_update('FOR UPDATE SKIP LOCKED')})"
             " RETURNING id, update_key, payload, attempts",
-            (now, PLATFORM, cutoff, limit))
+            (now, platform, *([received_before] if young else []), cutoff, limit))
         rows = cursor.fetchall()
     claimed = [Claimed(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
     return sorted(claimed, key=lambda c: c.id)

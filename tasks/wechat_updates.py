@@ -6,7 +6,7 @@ therefore lose the message. The webhook stores each message it is about to answe
 `Incoming` the core will see) in `bot_update` under its dedupe key, and marks it done once the
 replies are handed over (the passive reply, and the rest to the sender). `recover_stale` (a
 periodic job) answers what is still queued a minute later through the customer-service API,
-each row claimed with a lease and an attempt count, at most MAX_ATTEMPTS times.
+each row claimed with a lease and an attempt count like stored Telegram updates.
 """
 
 from __future__ import annotations
@@ -18,22 +18,19 @@ from dataclasses import asdict
 from typing import Any
 
 from bots.types import Incoming, Member
-from models.db import connection, db, execute, for_update, utcnow
+from models.db import connection, db, execute, utcnow
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "wechat"
 STALE_AFTER_S = 60  # older than WeChat's whole retry schedule (3 tries over ~15 s)
-LEASE_S = 300
-MAX_ATTEMPTS = 5
 
 
 def _encode(incoming: Incoming) -> str:
     return json.dumps(asdict(incoming), ensure_ascii=False, sort_keys=True)
 
 
-def _decode(text: str) -> Incoming:
-    data: dict[str, Any] = json.loads(text)
+def _decode(data: dict[str, Any]) -> Incoming:
     return Incoming(
         platform=data["platform"], chat_id=data["chat_id"], chat_kind=data["chat_kind"],
         sender=Member(**data["sender"]), text=data.get("text", ""), callback=data.get("callback"),
@@ -57,34 +54,22 @@ def mark_done(key: str) -> None:
 
 
 def recover_stale(*, now: dt.datetime | None = None, limit: int = 100) -> int:
-    """Answer stored messages that were never answered; returns how many were answered."""
+    """Answer stored messages that were never answered; returns how many were answered. Rows
+    are claimed like stored Telegram updates (tasks.chat_updates.claim: lease, attempt count,
+    given up after MAX_ATTEMPTS)."""
     from bots import core, sender
+    from tasks.chat_updates import _finish, claim
 
     now = now or utcnow()
+    answered = 0
     with connection():
-        with db.atomic():
-            execute("UPDATE bot_update SET state = 'failed', last_error = %s WHERE platform = %s"
-                    " AND state = 'queued' AND attempts >= %s AND processed_at < %s",
-                    (f"gave up after {MAX_ATTEMPTS} attempts", PLATFORM, MAX_ATTEMPTS,
-                     now - dt.timedelta(seconds=LEASE_S)))
-            rows = execute(
-                "UPDATE bot_update SET attempts = attempts + 1, processed_at = %s WHERE id IN ("
-                " SELECT id FROM bot_update WHERE platform = %s AND state = 'queued'"
-                " AND received_at < %s AND attempts < %s AND (processed_at IS NULL OR processed_at < %s)"
-                f" ORDER BY id LIMIT %s{for_update('FOR UPDATE SKIP LOCKED')})"
-                " RETURNING id, update_key, payload, attempts",
-                (now, PLATFORM, now - dt.timedelta(seconds=STALE_AFTER_S), MAX_ATTEMPTS,
-                 now - dt.timedelta(seconds=LEASE_S), limit)).fetchall()
-        answered = 0
-        for row_id, key, payload, attempts in sorted(rows):
-            incoming = _decode(payload)
+        rows = claim(limit, now=now, platform=PLATFORM,
+                     received_before=now - dt.timedelta(seconds=STALE_AFTER_S))
+        for row in rows:
+            incoming = _decode(row.payload)
             replies = core.handle(incoming)
-            sender.send_replies(key, PLATFORM, incoming.chat_id, list(replies))
-            with db.atomic():
-                execute("UPDATE bot_update SET state = 'done', processed_at = %s"
-                        " WHERE id = %s AND state = 'queued' AND attempts = %s",
-                        (utcnow(), row_id, attempts))
-            answered += 1
+            sender.send_replies(row.update_key, PLATFORM, incoming.chat_id, list(replies))
+            answered += _finish(row, "done")
         if answered:
             log.info("wechat: answered %d stored messages the webhook never answered", answered)
     return answered
