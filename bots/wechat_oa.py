@@ -398,6 +398,16 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def drain() -> None:
+    """Wait for every handler still running in the pool, abandoned ones included (a test's
+    database must not be swapped or emptied under them); the next message starts a new pool."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 @dataclass
 class _Race:
     lock: threading.Lock = field(default_factory=threading.Lock)

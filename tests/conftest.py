@@ -161,10 +161,14 @@ def _migrations_model() -> type[pw.Model]:
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[wiring.Runtime]:
     """A clean database and Redis for each test."""
+    from bots import wechat_oa
+
+    wechat_oa.drain()  # a previous test's abandoned WeChat handler must not write into this one
     runtime = wiring.bootstrap(settings)
     runtime.redis.flushdb()
     _truncate()
     yield runtime
+    wechat_oa.drain()
 
 
 TABLES = TABLES_0001 + TABLES_0004 + TABLES_0005

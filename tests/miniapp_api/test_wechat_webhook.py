@@ -150,10 +150,12 @@ def oa_mode(rt, settings) -> Iterator[Callable[..., wiring.Runtime]]:  # noqa: A
     reply budget); the original settings come back after the test."""
 
     def use(**changes: object) -> wiring.Runtime:
+        wechat_oa.drain()  # a handler still running must finish on the database it started on
         wiring.reset()
         return wiring.bootstrap(settings.model_copy(update=changes))
 
     yield use
+    wechat_oa.drain()
     wiring.reset()
     wiring.bootstrap(settings)
 
