@@ -309,3 +309,31 @@ def test_price_changes_and_deactivation_apply_to_the_very_next_order(shop):
         with pytest.raises(orders.NotFound):
             orders.place_order(buyer("p3"), OrderRequest(sku.code, 1), POLICY, client_ip="ip")
         assert Order.select().count() == before
+
+
+def test_an_order_does_not_wait_for_a_foreign_key_check_on_its_buyer(rt, shop):
+    """PostgreSQL: the delivery worker's voucher and notice inserts hold KEY SHARE locks on
+    their buyers' rows until their batch commits; placing an order must not wait for them."""
+    if not rt.settings.DATABASE_URL.startswith("postgres"):
+        pytest.skip("row-lock modes are PostgreSQL's")
+    import psycopg2
+
+    sku, user = shop.card_sku(keys=2), buyer()
+    # given another transaction holding the lock a foreign-key check takes on the buyer's row
+    other = psycopg2.connect(rt.settings.DATABASE_URL)
+    try:
+        with other.cursor() as cur:
+            cur.execute('SELECT 1 FROM "user" WHERE id = %s FOR KEY SHARE', (user.id,))
+            # when the buyer places an order meanwhile (a lock wait fails at once)
+            with db.connection_context():
+                db.execute_sql("SET lock_timeout = '2s'")
+                try:
+                    order = place(user, sku)
+                finally:
+                    db.execute_sql("RESET lock_timeout")
+    finally:
+        other.rollback()
+        other.close()
+    # then it went through while the other transaction was still open
+    assert order.status == Status.PENDING
+    assert counts(sku)[KeyState.RESERVED] == 1
