@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 from xml.parsers.expat import ExpatError
@@ -9,6 +10,7 @@ from xml.parsers.expat import ExpatError
 import xmltodict
 from flask import Blueprint, Response, request
 from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.pay import WeChatPay, calculate_signature
 from werkzeug.exceptions import HTTPException
 
 from models.payments import PaymentRejected, confirm_payment
@@ -38,17 +40,38 @@ def _unexpected(exc: Exception) -> Response:
     return _answer(False, "internal error; retry later", 500)
 
 
-def _well_formed(body: bytes) -> bool:
-    """A flat <xml> document of text fields, without DTDs or entities. Anything else
-    (garbage, a bare <xml/>, nested elements, an unknown encoding) is refused before
-    wechatpy sees it, since wechatpy only guards against some parse errors."""
+def _fields(body: bytes) -> dict[str, str | None] | None:
+    """The fields of a flat <xml> document of text fields, without DTDs or entities; None for
+    anything else (garbage, a bare <xml/>, nested elements, an unknown encoding), refused
+    before any field is trusted. The body is parsed once, here."""
     try:
         doc: Any = xmltodict.parse(body, disable_entities=True)
     except (ExpatError, ValueError, LookupError, xmltodict.ParsingInterrupted):
-        return False
+        return None
     fields = doc.get("xml") if isinstance(doc, dict) else None
-    return isinstance(fields, dict) and bool(fields) and all(
-        v is None or isinstance(v, str) for v in fields.values())
+    if isinstance(fields, dict) and fields and all(v is None or isinstance(v, str)
+                                                  for v in fields.values()):
+        return fields
+    return None
+
+
+# The integer fields of a payment result, as wechatpy's parse_payment_result converts them.
+_INTEGER_FIELDS = ("total_fee", "settlement_total_fee", "cash_fee", "coupon_fee", "coupon_count")
+
+
+def _payment_result(fields: dict[str, str | None], pay: WeChatPay) -> dict[str, Any]:
+    """What wechatpy's parse_payment_result returns, from fields already parsed: the signature
+    is wechatpy's calculate_signature over every field but `sign`, compared in constant time.
+    Raises InvalidSignatureException, or ValueError for a signed non-integer amount."""
+    unsigned = {k: v for k, v in fields.items() if k != "sign"}
+    key = pay.sandbox_api_key if pay.sandbox else pay.api_key
+    if not hmac.compare_digest(str(fields.get("sign") or ""), calculate_signature(unsigned, key)):
+        raise InvalidSignatureException()
+    data: dict[str, Any] = dict(fields)
+    for name in _INTEGER_FIELDS:
+        if data.get(name) is not None:
+            data[name] = int(str(data[name]))
+    return data
 
 
 @webhooks.post("/wechatpay/notify")
@@ -57,15 +80,16 @@ def wechatpay_notify() -> Response:
     concurrently) are answered SUCCESS again and change nothing."""
     rt = runtime()
     body = request.get_data()
-    if not _well_formed(body):
+    fields = _fields(body)
+    if fields is None:
         log.warning("wechatpay notify: malformed body from %s", request.remote_addr)
         return _answer(False, "invalid XML", 400)
     try:
-        data = rt.wechatpay.parse_payment_result(body)
+        data = _payment_result(fields, rt.wechatpay)
     except InvalidSignatureException:
         log.warning("wechatpay notify: bad signature from %s", request.remote_addr)
         return _answer(False, "invalid signature", 400)
-    except (ValueError, TypeError):  # signed, but total_fee / cash_fee / coupon_* not integers
+    except ValueError:  # signed, but total_fee / cash_fee / coupon_* not integers
         log.warning("wechatpay notify: non-integer amount from %s", request.remote_addr)
         return _answer(False, "invalid amount", 400)
     settings = rt.settings
