@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEYS = 60
 REQUIRED = ("orders_per_s", "requests_per_s", "baseline_per_s", "ratio", "oversold",
             "duplicate_keys", "p99_ms", "paid", "delivered", "refused", "errors", "database",
-            "clients", "duration_s")
+            "clients", "duration_s", "baseline_before_per_s", "baseline_after_per_s")
 
 
 @pytest.mark.timeout(300)
@@ -43,3 +43,6 @@ def test_flash_sale_bench_smoke() -> None:
     assert result["delivered"] == result["paid"], result
     assert result["database"] in ("sqlite", "postgresql")
     assert result["clients"] == 8
+    # the baseline is the mean over the windows before and after the sale
+    low, high = sorted((result["baseline_before_per_s"], result["baseline_after_per_s"]))
+    assert low > 0 and low - 0.1 <= result["baseline_per_s"] <= high + 0.1, result
