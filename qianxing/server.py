@@ -41,6 +41,15 @@ def _post_worker_init(worker: Any) -> None:
     gc.freeze()
 
 
+def _worker_exit(server: Any, worker: Any) -> None:
+    """A stopping worker first lets the WeChat handlers that outran their reply budget finish
+    (their answers go out through the customer-service API); gunicorn's graceful timeout still
+    bounds the wait."""
+    from bots import wechat_oa
+
+    wechat_oa.drain()
+
+
 def gunicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": settings.WEB_BIND,
@@ -57,6 +66,7 @@ def gunicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "accesslog": None,
         "loglevel": "warning",
         "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
     }
     options.update(overrides)
     return options
