@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import peewee as pw
 
@@ -222,13 +223,18 @@ def derived_event_id(creator_code: str, kind: str, ref: str, count: str, occurre
     return "csv-" + hashlib.sha256(body.encode()).hexdigest()[:40]
 
 
-def _parse_time(text: str) -> dt.datetime:
+# Chinese platforms export local wall-clock times without an offset.
+EXPORT_TIMEZONE = "Asia/Shanghai"
+
+
+def _parse_time(text: str, local: dt.tzinfo) -> dt.datetime:
     """ISO 8601 (`2026-05-01T12:00:00+08:00`, `2026-05-01 12:00:00`, trailing Z); a timestamp
-    without an offset is taken as UTC."""
-    return _utc(dt.datetime.fromisoformat(text.strip()))
+    without an offset is a wall-clock time in `local`."""
+    value = dt.datetime.fromisoformat(text.strip())
+    return _utc(value if value.tzinfo is not None else value.replace(tzinfo=local))
 
 
-def _row_event(row: dict[str, str]) -> TrackEvent:
+def _row_event(row: dict[str, str], local: dt.tzinfo) -> TrackEvent:
     def col(name: str) -> str:
         return (row.get(name) or "").strip()
 
@@ -238,7 +244,7 @@ def _row_event(row: dict[str, str]) -> TrackEvent:
     except ValueError:
         raise InvalidInput(f"count {count_text!r} is not a whole number", code="invalid_count") from None
     try:
-        when = _parse_time(col("occurred_at"))
+        when = _parse_time(col("occurred_at"), local)
     except ValueError:
         raise InvalidInput(f"occurred_at {col('occurred_at')!r} is not an ISO 8601 time",
                            code="invalid_occurred_at") from None
@@ -247,13 +253,19 @@ def _row_event(row: dict[str, str]) -> TrackEvent:
     return TrackEvent(event_id, col("creator_code"), col("type").lower(), col("ref"), count, when)
 
 
-def import_csv(path: str | Path) -> ImportReport:
+def import_csv(path: str | Path, *, timezone: str = EXPORT_TIMEZONE) -> ImportReport:
     """Import a platform export (UTF-8, optional BOM; header row with the CSV_COLUMNS, event_id
-    optional). Bad rows are skipped and reported with their line numbers; rows stored before
-    (by event_id, or by the derived id) count as duplicates, so importing a file twice adds
-    nothing. Rows are written in chunks of CSV_CHUNK, each its own transaction (a re-run after
-    a crash finishes the job). Raises InvalidInput (invalid_csv) when the header lacks a column.
+    optional; an occurred_at without an offset is read in `timezone`, an IANA name). Bad rows
+    are skipped and reported with their line numbers; rows stored before (by event_id, or by
+    the derived id) count as duplicates, so importing a file twice adds nothing. Rows are
+    written in chunks of CSV_CHUNK, each its own transaction (a re-run after a crash finishes
+    the job). Raises InvalidInput: invalid_csv when the header lacks a column,
+    invalid_timezone for an unknown zone.
     """
+    try:
+        local = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {timezone!r}", code="invalid_timezone") from None
     report = ImportReport()
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
@@ -270,7 +282,7 @@ def import_csv(path: str | Path) -> ImportReport:
             line = reader.line_num
             try:
                 row = dict(zip(names, values, strict=False))
-                chunk.append((line, _check(0, _row_event(row), MAX_COUNT["csv"], utcnow())))
+                chunk.append((line, _check(0, _row_event(row, local), MAX_COUNT["csv"], utcnow())))
             except InvalidInput as exc:
                 _bad(report, line, exc.code, exc.message.split(": ", 1)[-1])
             if len(chunk) >= CSV_CHUNK:

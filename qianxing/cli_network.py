@@ -59,13 +59,15 @@ def activity() -> None:
 
 @activity.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def activity_import(file: Path) -> None:
+@click.option("--timezone", default="Asia/Shanghai", show_default=True,
+              help="time zone of occurred_at values written without an offset")
+def activity_import(file: Path, timezone: str) -> None:
     """Import a platform export (CSV: event_id, creator_code, type, ref, count, occurred_at).
     Re-importing a file adds nothing; bad rows are listed by line and skipped."""
     from models.activity import import_csv
 
     with _session():
-        report = import_csv(file)
+        report = import_csv(file, timezone=timezone)
     for bad in report.bad:
         click.echo(f"line {bad.line}: {bad.code}: {bad.message}")
     if report.bad_count > len(report.bad):

@@ -239,3 +239,26 @@ def test_a_video_is_paid_exactly_its_highest_tier_whatever_the_order_of_plays(rt
     assert award() == 0
     with db.connection_context():
         assert ledger.unbalanced_transactions() == []
+
+
+def test_csv_times_without_an_offset_are_chinese_wall_clock_unless_told_otherwise(rt, tmp_path):
+    # given an export whose times carry no offset, as Chinese platforms write them
+    c = creator()
+    path = write(tmp_path, "event_id,creator_code,type,ref,count,occurred_at\n"
+                           f"z-1,{c.code},video_play,v1,10,2026-05-01 00:30:00\n")
+    other = write(tmp_path, "event_id,creator_code,type,ref,count,occurred_at\n"
+                            f"z-2,{c.code},video_play,v1,10,2026-05-01 00:30:00\n", "utc.csv")
+    with db.connection_context():
+        # when it is imported as it is, and another one with its zone named
+        activity.import_csv(path)
+        activity.import_csv(other, timezone="UTC")
+        # then half past midnight in Beijing is the previous day in UTC, and the named zone holds
+        times = {e.event_id: e.occurred_at for e in ActivityEvent.select()}
+    assert times == {"z-1": dt.datetime(2026, 4, 30, 16, 30), "z-2": dt.datetime(2026, 5, 1, 0, 30)}
+
+
+def test_an_unknown_time_zone_is_refused_before_anything_is_read(rt, tmp_path):
+    path = write(tmp_path, "event_id,creator_code,type,ref,count,occurred_at\n")
+    with db.connection_context(), pytest.raises(InvalidInput) as err:
+        activity.import_csv(path, timezone="Mars/Olympus")
+    assert err.value.code == "invalid_timezone" and stored() == 0
