@@ -288,11 +288,13 @@ def parse(xml: str) -> tuple[BaseMessage, dict[str, Any]]:
 
 
 def update_key(fields: Mapping[str, Any]) -> str:
-    """MsgId for messages; FromUserName + CreateTime (+ the event) for events."""
+    """MsgId for messages; for events FromUserName + CreateTime (WeChat's rule) with the event
+    and its EventKey, so two different menu clicks in the same second are two updates while a
+    retry (identical fields) is the same one."""
     if fields.get("MsgId"):
         return f"msg:{fields['MsgId']}"
     event = str(fields.get("Event") or fields.get("MsgType") or "").lower()[:24]
-    key = f"evt:{fields['FromUserName']}:{fields['CreateTime']}:{event}"
+    key = f"evt:{fields['FromUserName']}:{fields['CreateTime']}:{event}:{fields.get('EventKey') or ''}"
     if len(key) > 64:
         key = "evt:" + hashlib.sha256(key.encode()).hexdigest()[:56]
     return key

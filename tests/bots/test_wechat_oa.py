@@ -135,9 +135,11 @@ def test_a_tapped_text_menu_link_is_a_button_press() -> None:
 
 def test_update_keys_dedupe_messages_by_msgid_and_events_by_sender_and_time() -> None:
     _, fields = _message(_event("CLICK", "CMD_TEAM", at=1_700_000_001))
-    assert wechat_oa.update_key(fields) == "evt:o-abc:1700000001:click"
+    assert wechat_oa.update_key(fields) == "evt:o-abc:1700000001:click:CMD_TEAM"
     _, same_second_other_user = _message(_event("CLICK", "CMD_TEAM", openid="o-def", at=1_700_000_001))
     assert wechat_oa.update_key(same_second_other_user) != wechat_oa.update_key(fields)
+    _, same_second_other_button = _message(_event("CLICK", "CMD_EARNINGS", at=1_700_000_001))
+    assert wechat_oa.update_key(same_second_other_button) != wechat_oa.update_key(fields)
     _, long_id = _message(_event("CLICK", "CMD_TEAM", openid="o" * 64))
     assert len(wechat_oa.update_key(long_id)) <= 64
 

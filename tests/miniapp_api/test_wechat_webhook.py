@@ -420,9 +420,13 @@ def test_a_retried_message_is_processed_once(wechat, rt) -> None:  # noqa: ANN00
     assert "欢迎加入千星计划" in answers[0].reply()["Content"]
     assert all(a.success for a in answers[1:])
     # and a menu click retried (same sender and CreateTime) too
-    click = event_xml(openid, "CLICK", "CMD_TEAM", create_time=int(time.time()))
+    now = int(time.time())
+    click = event_xml(openid, "CLICK", "CMD_TEAM", create_time=now)
     first, retry = wechat.post(click), wechat.post(click)
     assert first.reply()["Content"].startswith("我的团队") and retry.success
+    # but another button pressed in the same second is a new click, and is answered
+    other = wechat.post(event_xml(openid, "CLICK", "CMD_EARNINGS", create_time=now))
+    assert other.reply()["Content"] == wechat.post(text_xml(openid, "收益")).reply()["Content"]
 
 
 def test_two_concurrent_deliveries_of_one_message_are_processed_once(rt, live_port) -> None:  # noqa: ANN001
