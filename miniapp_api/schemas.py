@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from functools import cache
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,11 +78,17 @@ class CreateOrderIn(BaseModel):
 
 class CachedSchema(BaseModel):
     """flask-openapi3 rebuilds the JSON schema of header and query models on every request;
-    the schema of a class never changes, so build it once."""
+    the schema of a class never changes, so build it once. Request validation calls this
+    without arguments and only reads the result: it gets a read-only view instead of a deep
+    copy (the copy cost more than validating the header). Callers with arguments (the OpenAPI
+    document) get their own copy."""
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return copy.deepcopy(_schema(cls, args, tuple(sorted(kwargs.items()))))
+        schema = _schema(cls, args, tuple(sorted(kwargs.items())))
+        if not args and not kwargs:
+            return MappingProxyType(schema)  # type: ignore[return-value]
+        return copy.deepcopy(schema)
 
 
 @cache
