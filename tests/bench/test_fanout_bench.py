@@ -4,15 +4,10 @@ the JSON shape the issue asks for. Never asserts on speed."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.run import ROOT, bench_result
+
 REQUIRED = ("sent", "duplicates", "lost", "achieved_rate", "configured_rate", "rate_ratio")
 
 
@@ -22,13 +17,8 @@ def test_fanout_bench_smoke(paid: bool) -> None:
     # given 80 recipients at 200/s with two 429s injected (and the fake's own rate limit)
     args = ["--recipients", "80", "--rate", "200", "--inject-429", "2"] + (["--paid"] if paid else [])
     # when the bench runs through the CLI
-    proc = subprocess.run([sys.executable, "-m", "qianxing.cli", "bench", "fanout", *args], cwd=ROOT,
-                          env=dict(os.environ), capture_output=True, text=True, timeout=170)
     # then its last line is one JSON object with every field
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    missing = [k for k in REQUIRED if k not in result]
-    assert not missing, f"missing keys {missing} in {result}"
+    result = bench_result("fanout", *args, required=REQUIRED, timeout=170)
     # and every chat got the message exactly once, the 429s were retried
     assert (result["sent"], result["duplicates"], result["lost"]) == (80, 0, 0), result
     assert result["configured_rate"] == 200.0 and result["achieved_rate"] > 0 and result["rate_ratio"] > 0

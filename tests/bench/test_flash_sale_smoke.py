@@ -6,15 +6,10 @@ environment, so CI's DATABASE_URL / REDIS_URL are exercised too. Never asserts o
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.run import bench_result
+
 KEYS = 60
 REQUIRED = ("orders_per_s", "requests_per_s", "baseline_per_s", "ratio", "oversold",
             "duplicate_keys", "p99_ms", "paid", "delivered", "refused", "errors", "database",
@@ -23,18 +18,8 @@ REQUIRED = ("orders_per_s", "requests_per_s", "baseline_per_s", "ratio", "overso
 
 @pytest.mark.timeout(300)
 def test_flash_sale_bench_smoke() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "qianxing.cli", "bench", "flash-sale",
-         "--clients", "8", "--keys", str(KEYS), "--duration", "3"],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=280,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = proc.stdout.strip().splitlines()
-    assert lines, proc.stderr[-4000:]
-    result = json.loads(lines[-1])
-
-    missing = [k for k in REQUIRED if k not in result]
-    assert not missing, f"missing keys {missing} in {result}"
+    result = bench_result("flash-sale", "--clients", "8", "--keys", str(KEYS), "--duration", "3",
+                          required=REQUIRED, timeout=280)
     assert result["oversold"] == 0, result
     assert result["duplicate_keys"] == 0, result
     assert result["errors"] == 0, result

@@ -4,15 +4,12 @@ exercised too (the bench creates and drops its own scratch database). Never asse
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.run import ROOT, bench_result
+
 ORDERS = 2000
 REQUIRED = ("orders", "orders_per_s", "baseline_per_s", "speedup", "ledger_balanced", "setup_s",
             "settle_s", "settled", "backend")
@@ -22,16 +19,9 @@ REQUIRED = ("orders", "orders_per_s", "baseline_per_s", "speedup", "ledger_balan
 def test_settle_bench_smoke() -> None:
     # given a small tree and 2,000 paid orders
     # when the bench runs through the CLI
-    proc = subprocess.run(
-        [sys.executable, "-m", "qianxing.cli", "bench", "settle", "--orders", str(ORDERS),
-         "--creators", "300", "--sample", "100"],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=280,
-    )
     # then it exits cleanly, its last line is one JSON object with every field
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    missing = [k for k in REQUIRED if k not in result]
-    assert not missing, f"missing keys {missing} in {result}"
+    result = bench_result("settle", "--orders", str(ORDERS), "--creators", "300", "--sample", "100",
+                          required=REQUIRED, timeout=280)
     # and every order was settled once, with a balanced, verified ledger
     assert result["orders"] == ORDERS and result["settled"] == ORDERS, result
     assert result["ledger_balanced"] is True, result
