@@ -3,8 +3,6 @@ first messages race; every message refreshes the name and the 48-hour window's c
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from bots import identity
@@ -14,6 +12,7 @@ from models.db import db, utcnow
 from models.errors import InvalidInput
 from models.users import User
 from tests.bots.conftest import say, text_of
+from tests.concurrently import at_once
 
 
 def resolve(*args, **kw) -> User:  # noqa: ANN002, ANN003
@@ -71,25 +70,9 @@ def test_same_external_id_on_two_platforms_is_two_users(rt):
 
 def test_concurrent_first_messages_make_one_identity_and_one_user(rt):
     # given eight first messages from the same account arriving at once
-    barrier = threading.Barrier(8)
-    users: list[int] = []
-    errors: list[BaseException] = []
-
-    def first_message() -> None:
-        try:
-            barrier.wait()
-            users.append(resolve("telegram", Member("3003", "Racer"), "3003").id)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=first_message) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    users = at_once(lambda: resolve("telegram", Member("3003", "Racer"), "3003").id, 8)
     # then every one resolved to the same user, stored once
-    assert not errors
-    assert len(set(users)) == 1
+    assert len(users) == 8 and len(set(users)) == 1
     with db.connection_context():
         assert ChatIdentity.select().where(ChatIdentity.external_id == "3003").count() == 1
         assert User.select().where(User.openid == "telegram:3003").count() == 1

@@ -3,8 +3,6 @@ replayed or mismatched notification writes nothing; duplicates deliver exactly o
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from models.db import db
@@ -13,6 +11,7 @@ from models.events import Event
 from models.ledger import LedgerTransaction, unbalanced_transactions
 from models.orders import Order
 from models.payments import Payment
+from tests.concurrently import at_once
 from tests.fakes.wechat_pay import parse_xml, to_signed_xml
 from tests.miniapp_api.asserts import snapshot
 
@@ -280,24 +279,12 @@ def test_second_transaction_for_a_paid_order_is_recorded_not_applied(client, rt,
 def test_concurrent_duplicate_notifications_deliver_once(client, rt, placed, fake_pay, run_jobs):
     # given 10 identical notifications posted at the same moment to the live server
     xml = fake_pay.build_notify_xml(placed["no"])
-    start = threading.Barrier(10)
-    answers: list[tuple[int, bool]] = []
-    errors: list[BaseException] = []
 
-    def send() -> None:
-        try:
-            start.wait()
-            resp = fake_pay.send_notify(placed["no"], xml, timeout=30)
-            answers.append((resp.status_code, fake_pay.notify_acknowledged(resp)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def send() -> tuple[int, bool]:
+        resp = fake_pay.send_notify(placed["no"], xml, timeout=30)
+        return resp.status_code, fake_pay.notify_acknowledged(resp)
 
-    threads = [threading.Thread(target=send) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    answers = at_once(send, 10)
     # then every one is answered SUCCESS
     assert answers == [(200, True)] * 10, answers
     # and after the worker runs there is exactly one payment, ledger entry and delivery
