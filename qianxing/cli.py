@@ -324,77 +324,27 @@ def bench_flash_sale(clients: int, keys: int, duration: float) -> None:
     click.echo(json.dumps(result))
 
 
-def _register_settle() -> None:
+def _register_subcommands() -> None:
+    """The command groups that live in their own modules (imported after `main` and `bench`
+    exist: their commands import helpers from this module when they run)."""
+    from qianxing.bench.fanout import bench_fanout
+    from qianxing.bench.webhook import bench_webhook
+    from qianxing.cli_chat import register as register_chat
+    from qianxing.cli_network import register as register_network
     from qianxing.cli_settle import bench_settle, settle
-
-    main.add_command(settle)
-    bench.add_command(bench_settle)
-
-
-_register_settle()
-
-
-def _register_withdrawals() -> None:
+    from qianxing.cli_tgbot import tgbot
+    from qianxing.cli_wechat import wechat
     from qianxing.cli_withdrawals import withdrawals
 
-    main.add_command(withdrawals)
+    for command in (settle, withdrawals, wechat, tgbot):
+        main.add_command(command)
+    register_network(main)
+    register_chat(main)
+    for command in (bench_settle, bench_webhook, bench_fanout):
+        bench.add_command(command)
 
 
-_register_withdrawals()
-
-
-def _register_network() -> None:
-    from qianxing.cli_network import register
-
-    register(main)
-
-
-_register_network()
-
-
-def _register_bench_webhook() -> None:
-    from qianxing.bench.webhook import bench_webhook
-
-    bench.add_command(bench_webhook)
-
-
-_register_bench_webhook()
-
-
-def _register_wechat() -> None:
-    from qianxing.cli_wechat import wechat
-
-    main.add_command(wechat)
-
-
-_register_wechat()
-
-
-def _register_chat() -> None:
-    from qianxing.cli_chat import register
-
-    register(main)
-
-
-_register_chat()
-
-
-def _register_tgbot() -> None:
-    from qianxing.cli_tgbot import tgbot
-
-    main.add_command(tgbot)
-
-
-_register_tgbot()
-
-
-def _register_fanout() -> None:
-    from qianxing.bench.fanout import bench_fanout
-
-    bench.add_command(bench_fanout)
-
-
-_register_fanout()
+_register_subcommands()
 
 
 if __name__ == "__main__":  # pragma: no cover
