@@ -70,7 +70,7 @@ def _payment_result(fields: dict[str, str | None], pay: WeChatPay) -> dict[str, 
     data: dict[str, Any] = dict(fields)
     for name in _INTEGER_FIELDS:
         if data.get(name) is not None:
-            data[name] = int(str(data[name]))
+            data[name] = int(data[name])
     return data
 
 

@@ -281,6 +281,18 @@ class _Stats:
         ordered = sorted(self.latencies)
         return round(ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000, 2)
 
+    def per_s(self) -> float:
+        """Answered requests per second."""
+        return self.requests / self.elapsed if self.elapsed else 0.0
+
+    def __add__(self, other: _Stats) -> _Stats:
+        """Two measurement windows as one (their counts, latencies and time added up)."""
+        return _Stats(self.requests + other.requests, self.creates + other.creates,
+                      self.notifies + other.notifies, self.paid + other.paid,
+                      self.refused + other.refused, self.errors + other.errors,
+                      self.unexpected + other.unexpected, self.latencies + other.latencies,
+                      self.elapsed + other.elapsed)
+
 
 def _session(clients: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients, ttl_dns_cache=None)
@@ -325,6 +337,12 @@ async def _baseline(base_url: str, clients: int, duration: float) -> _Stats:
 
         await asyncio.gather(*(client() for _ in range(clients)))
         stats.elapsed = time.perf_counter() - started
+    return stats
+
+
+def _baseline_window(base_url: str, clients: int, duration: float) -> _Stats:
+    stats = asyncio.run(_baseline(base_url, clients, duration))
+    _log(f"baseline {stats.per_s():.0f} req/s, p99 {stats.p99_ms()} ms, errors {stats.errors}")
     return stats
 
 
@@ -509,9 +527,7 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
         _log(f"server up after {time.monotonic() - began:.1f} s; baseline: {clients} clients "
              f"x GET /api/v1/ping for {duration:g} s")
 
-        before = asyncio.run(_baseline(base_url, clients, duration))
-        _log(f"baseline {before.requests / before.elapsed:.0f} req/s, p99 {before.p99_ms()} ms, "
-             f"errors {before.errors}")
+        before = _baseline_window(base_url, clients, duration)
         scratch.check_alive()
 
         _log(f"flash sale: {clients} buyers, {pool} keys, up to {duration:g} s")
@@ -524,14 +540,9 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
         # The baseline again after the sale: these machines drift over a minute, and the mean
         # of the two windows around the sale is the fair yardstick for it.
         _log(f"baseline again: {clients} clients x GET /api/v1/ping for {duration:g} s")
-        after = asyncio.run(_baseline(base_url, clients, duration))
-        _log(f"baseline {after.requests / after.elapsed:.0f} req/s, p99 {after.p99_ms()} ms, "
-             f"errors {after.errors}")
-        base = _Stats(requests=before.requests + after.requests, errors=before.errors + after.errors,
-                      unexpected=before.unexpected + after.unexpected,
-                      latencies=before.latencies + after.latencies,
-                      elapsed=before.elapsed + after.elapsed)
-        baseline_per_s = base.requests / base.elapsed
+        after = _baseline_window(base_url, clients, duration)
+        base = before + after
+        baseline_per_s = base.per_s()
         scratch.check_alive()
 
         waited = _wait_delivered(scratch, max(DELIVERY_WAIT_S, TIME_BUDGET_S - (time.monotonic() - began)))
@@ -546,8 +557,8 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
             "duplicate_keys": checks["duplicate_keys"],
             "p99_ms": sale.p99_ms(),
             "baseline_p99_ms": base.p99_ms(),
-            "baseline_before_per_s": round(before.requests / before.elapsed, 1),
-            "baseline_after_per_s": round(after.requests / after.elapsed, 1),
+            "baseline_before_per_s": round(before.per_s(), 1),
+            "baseline_after_per_s": round(after.per_s(), 1),
             "paid": checks["paid"],
             "delivered": checks["delivered"],
             "pending": checks["pending"],
