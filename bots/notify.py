@@ -28,6 +28,7 @@ from wechatpy.exceptions import WeChatClientException
 from bots.types import Button, Reply
 from models.chat import ChatIdentity, Platform
 from models.db import utcnow
+from models.levels import LEVEL_UP
 from models.notifications import Notice, Notifier, NotifyError
 from models.users import User
 from qianxing.gateways.wechat import MiniProgramClient
@@ -42,32 +43,56 @@ _PERMANENT = {43101, 40003, 40037, 47003}
 
 
 class MiniProgramSubscribeNotifier:
+    """The mini-program subscribe message. Each kind of notice needs a template of its own
+    (chosen in the mini-program's admin console, and subscribed to by the user in the app): the
+    delivery template for order notices, the level-up template for level-ups."""
+
     channel = "wxa_subscribe"
 
-    def __init__(self, client: MiniProgramClient, template_id: str) -> None:
+    def __init__(self, client: MiniProgramClient, template_id: str,
+                 levelup_template_id: str | None = None) -> None:
         self.client, self.template_id = client, template_id
+        self.levelup_template_id = levelup_template_id
 
     def send(self, user: User, notice: Notice) -> None:
-        if not notice.about_order:
-            # The configured template is the delivery notice; other notices need a template
-            # of their own, which this channel does not have yet: a permanent failure.
-            raise NotifyError(f"no subscribe template for {notice.kind} notices", transient=False)
-        data = {
-            "character_string1": {"value": notice.order_no},
-            "thing2": {"value": notice.product[:20]},
-            "amount3": {"value": f"{notice.amount_fen / 100:.2f}"},
-            "time4": {"value": notice.when},
-            "thing5": {"value": "已发货，点击查看卡密"},
-        }
+        template_id, data = self._message(notice)
         try:
-            self.client.wxa.send_subscribe_message(user.openid, self.template_id, data,
-                                                   page=notice.page)
+            self.client.wxa.send_subscribe_message(user.openid, template_id, data, page=notice.page)
         except WeChatClientException as exc:
             code = exc.errcode
             raise NotifyError(f"subscribe message failed: errcode {code}",
                               transient=code not in _PERMANENT) from None
         except requests.RequestException as exc:
             raise NotifyError(f"subscribe message failed: {type(exc).__name__}") from None
+
+    def _message(self, notice: Notice) -> tuple[str, dict[str, dict[str, str]]]:
+        """The template and its fields for a notice (`thing` values hold at most 20 characters).
+        Raises a permanent NotifyError for a kind without a configured template."""
+        if notice.about_order:
+            return self.template_id, {
+                "character_string1": {"value": notice.order_no},
+                "thing2": {"value": notice.product[:THING_MAX]},
+                "amount3": {"value": f"{notice.amount_fen / 100:.2f}"},
+                "time4": {"value": notice.when},
+                "thing5": {"value": "已发货，点击查看卡密"},
+            }
+        if notice.kind == LEVEL_UP and self.levelup_template_id:
+            return self.levelup_template_id, {
+                "thing1": {"value": notice.product[:THING_MAX]},
+                "thing2": {"value": _fit(notice.text)},
+                "time3": {"value": notice.when},
+            }
+        raise NotifyError(f"no subscribe template for {notice.kind} notices"
+                          + (" (set WECHAT_LEVELUP_TEMPLATE_ID)" if notice.kind == LEVEL_UP else ""),
+                          transient=False)
+
+
+THING_MAX = 20  # WeChat refuses a longer `thing` value (errcode 47003)
+
+
+def _fit(text: str) -> str:
+    """Text for a `thing` field: whole if it fits, else cut with an ellipsis."""
+    return text if len(text) <= THING_MAX else text[:THING_MAX - 1] + "…"
 
 
 class LogNotifier:
@@ -168,11 +193,15 @@ class WeChatOANotifier:
         self.fallback.send(user, notice)
 
 
-def build_notifiers(channels: list[str], client: MiniProgramClient, template_id: str) -> list:
+def build_notifiers(channels: list[str], client: MiniProgramClient, template_id: str, *,
+                    levelup_template_id: str | None = None) -> list:
+    def subscribe() -> MiniProgramSubscribeNotifier:
+        return MiniProgramSubscribeNotifier(client, template_id, levelup_template_id)
+
     made = {
         "log": LogNotifier,
-        "wxa_subscribe": lambda: MiniProgramSubscribeNotifier(client, template_id),
+        "wxa_subscribe": subscribe,
         "telegram": TelegramNotifier,
-        "wechat_oa": lambda: WeChatOANotifier(MiniProgramSubscribeNotifier(client, template_id)),
+        "wechat_oa": lambda: WeChatOANotifier(subscribe()),
     }
     return [made[c]() for c in channels]

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     WECHAT_SECRET: str | None = None
     WECHAT_API_BASE_URL: str = "https://api.weixin.qq.com/"
     WECHAT_SUBSCRIBE_TEMPLATE_ID: str = "delivery-template"
+    # Level-up notices on the subscribe channel (fields thing1, thing2, time3); unset: they go
+    # out on the chat channels only.
+    WECHAT_LEVELUP_TEMPLATE_ID: str | None = None
 
     # Payments
     PAYMENT_PROVIDER: Literal["sandbox", "wechatpay"] = "sandbox"

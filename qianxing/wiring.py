@@ -96,7 +96,8 @@ def bootstrap(settings: Settings) -> Runtime:
         wechatpay=pay,
         gateway=gateway,
         notifiers=build_notifiers(settings.notify_channels, wechat,
-                                  settings.WECHAT_SUBSCRIBE_TEMPLATE_ID),
+                                  settings.WECHAT_SUBSCRIBE_TEMPLATE_ID,
+                                  levelup_template_id=settings.WECHAT_LEVELUP_TEMPLATE_ID),
         topup=SandboxTopupProvider(redis, settings.TOPUP_SANDBOX_MODE, settings.TOPUP_SANDBOX_DELAY_S),
         policy=OrderPolicy(
             ttl_seconds=settings.ORDER_TTL_SECONDS,

@@ -202,6 +202,21 @@ def test_subscribe_send_success_is_recorded(
     assert sent.query["access_token"] == api.access_token
 
 
+def test_subscribe_refuses_a_thing_value_over_twenty_characters(
+    api: FakeWeChatAPI, client: LoopbackWeChatClient
+) -> None:
+    # given a `thing` value of 21 characters (20 is WeChat's limit)
+    data = {"thing1": {"value": "一" * 21}}
+    # when it is sent, then WeChat's 47003 comes back and nothing is recorded
+    with pytest.raises(WeChatClientException) as refused:
+        client.wxa.send_subscribe_message(OPENID, "tpl-1", data)
+    assert refused.value.errcode == 47003
+    assert api.subscribe_messages == []
+    # and 20 characters pass
+    client.wxa.send_subscribe_message(OPENID, "tpl-1", {"thing1": {"value": "一" * 20}})
+    assert len(api.subscribe_messages) == 1
+
+
 @pytest.mark.parametrize(
     ("errcode", "exc_type"),
     [(-1, WeChatClientException), (45009, APILimitedException), (43101, WeChatClientException)],

@@ -13,6 +13,7 @@ from tests.fakes.http import FakeResponse, FakeServer, RecordedRequest
 TOKEN_PATH = "/cgi-bin/token"
 CODE2SESSION_PATH = "/sns/jscode2session"
 SUBSCRIBE_SEND_PATH = "/cgi-bin/message/subscribe/send"
+THING_MAX = 20  # characters in a subscribe message `thing` value
 CUSTOM_SEND_PATH = "/cgi-bin/message/custom/send"
 MENU_CREATE_PATH = "/cgi-bin/menu/create"
 MENU_GET_PATH = "/cgi-bin/menu/get"
@@ -219,8 +220,13 @@ class FakeWeChatAPI(FakeServer):
         error, payload = self._message_send(req, "subscribe", ("touser", "template_id", "data"))
         if error is not None:
             return error
-        if not isinstance(payload["data"], dict):
+        data = payload["data"]
+        if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("value"), str)
+                                                 for v in data.values()):
             return wechat_error(47001)
+        # As WeChat does: a `thing` field holds at most 20 characters.
+        if any(k.startswith("thing") and len(v["value"]) > THING_MAX for k, v in data.items()):
+            return wechat_error(47003, "argument invalid! data.thing.value exceeds limit")
         self.subscribe_messages.append(payload)
         return wechat_error(0, "ok")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 
-from models import activity, ledger, network
+from bots.notify import THING_MAX, MiniProgramSubscribeNotifier, build_notifiers
+from models import activity, ledger, levels, network
 from models.activity import TrackEvent
 from models.db import db, utcnow
 from models.network import Creator
@@ -48,6 +49,44 @@ def test_level_evaluation_runs_as_a_job_with_the_runtime_settings_and_channels(r
         assert "no subscribe template" in note.last_error
         assert NotificationAttempt.select().where(NotificationAttempt.notification == note.id).count() == 1
     assert len(fake_wechat.subscribe_messages) == sent_before
+
+
+def test_with_a_level_up_template_the_level_up_goes_out_as_a_subscribe_message(
+        rt, run_jobs, fake_wechat, monkeypatch):
+    # given the subscribe channel with a level-up template configured as well
+    monkeypatch.setattr(rt, "notifiers", build_notifiers(
+        ["wxa_subscribe"], rt.wechat, rt.settings.WECHAT_SUBSCRIBE_TEMPLATE_ID,
+        levelup_template_id="levelup-tpl"))
+    star = creator()
+    plays(star, 3)
+    creator(star), creator(star)
+    with db.connection_context():
+        openid = star.user.openid
+    sent_before = len(fake_wechat.subscribe_messages)
+    # when the evaluation job runs twice
+    rt.queue.enqueue("tasks.network.evaluate_levels")
+    rt.queue.enqueue("tasks.network.evaluate_levels")
+    assert run_jobs() == 2
+    # then WeChat got one message on the level-up template, with the new level and its note
+    (message,) = fake_wechat.subscribe_messages[sent_before:]
+    assert (message["touser"], message["template_id"]) == (openid, "levelup-tpl")
+    assert message["data"]["thing1"] == {"value": "一星"}
+    assert message["data"]["thing2"] == {"value": "恭喜升级为一星！"}
+    assert message["page"] == "pages/earnings/index"
+    with db.connection_context():
+        note = Notification.get(Notification.key == f"level_up:{star.id}:1:wxa_subscribe")
+        assert (note.state, note.attempts) == ("sent", 1)
+
+
+def test_a_level_up_note_too_long_for_a_thing_field_is_cut_to_fit():
+    # given the top level's note with its bonus (longer than WeChat's 20-character `thing`)
+    notice = levels.level_up_notice(6, "千星", 6, 100_000)
+    assert len(notice.text) > THING_MAX
+    # when it becomes a subscribe message, then the note is cut with an ellipsis to 20
+    template, data = MiniProgramSubscribeNotifier(None, "delivery", "levelup")._message(notice)
+    assert template == "levelup"
+    assert len(data["thing2"]["value"]) == THING_MAX and data["thing2"]["value"].endswith("…")
+    assert notice.text.startswith(data["thing2"]["value"][:-1])
 
 
 def test_traffic_rewards_run_as_a_job_and_pay_once(rt, run_jobs):
