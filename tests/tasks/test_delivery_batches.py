@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bots.notify import LogNotifier, build_notifiers
 from models.db import db
-from models.notifications import Notification
+from models.delivery import fulfil_order
+from models.notifications import Notification, send_notice
 from models.orders import Status
 from tasks import delivery as jobs
 from tasks import maintenance, queues
@@ -73,6 +75,30 @@ def test_a_delivered_order_whose_notice_never_went_out_is_notified_by_the_sweep(
     assert len(sent_to(fake_wechat, "unsent-1")) == 1
     with db.connection_context():
         assert Notification.get(Notification.order_id == order.id).state == "sent"
+
+
+def test_the_sweep_looks_for_each_channels_own_notice(rt, shop, run_jobs, fake_wechat, monkeypatch):
+    # given two channels, and a delivered order whose notice went out on the log channel only
+    monkeypatch.setattr(rt, "notifiers", build_notifiers(
+        ["log", "wxa_subscribe"], rt.wechat, rt.settings.WECHAT_SUBSCRIBE_TEMPLATE_ID))
+    sku = shop.card_sku(keys=3)
+    order = paid(sku, "one-channel-1", dispatch=False)
+    other = paid(sku, "one-channel-2", dispatch=False)
+    with db.connection_context():
+        fulfil_order(order.id)
+        fulfil_order(other.id)
+        send_notice(order.id, LogNotifier())
+    # when the sweep runs
+    assert maintenance.sweep_undelivered(older_than_s=0) == 3
+    run_jobs()
+    # then the missing subscribe notice of the first order and both of the second went out
+    assert len(sent_to(fake_wechat, "one-channel-1")) == 1
+    assert len(sent_to(fake_wechat, "one-channel-2")) == 1
+    with db.connection_context():
+        sent = {(n.order_id, n.channel) for n in Notification.select().where(Notification.state == "sent")}
+    assert sent == {(o.id, ch) for o in (order, other) for ch in ("log", "wxa_subscribe")}
+    # and a second sweep finds nothing left
+    assert maintenance.sweep_undelivered(older_than_s=0) == 0
 
 
 def test_one_broken_order_does_not_stop_its_batch(rt, shop, run_jobs):
