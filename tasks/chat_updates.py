@@ -123,7 +123,7 @@ def claim(limit: int = CLAIM_BATCH, *, now: dt.datetime | None = None, platform:
     return sorted(claimed, key=lambda c: c.id)
 
 
-def _finish(row: Claimed, state: str, error: str | None = None) -> bool:
+def finish(row: Claimed, state: str, error: str | None = None) -> bool:
     """done/failed, only if this attempt still holds the row (the fencing token)."""
     with db.atomic():
         cursor = execute(
@@ -148,7 +148,7 @@ def _finish_done(rows: list[Claimed]) -> None:
 def _retry_later(row: Claimed, error: str, *, schedule: bool) -> str:
     """Leave the row queued, claimable again after a backoff; or failed after the last attempt."""
     if row.attempts >= MAX_ATTEMPTS:
-        _finish(row, "failed", error)
+        finish(row, "failed", error)
         return "failed"
     delay = RETRY_DELAYS_S[min(row.attempts, len(RETRY_DELAYS_S)) - 1]
     # claimable when processed_at < now - LEASE_S, i.e. `delay` seconds from now
@@ -200,7 +200,7 @@ def _answer(session: TelegramSession, row: Claimed, *, schedule_retry: bool) -> 
         incoming = session.to_incoming(row.payload)
     except BadUpdate as exc:
         log.warning("telegram update %s is unreadable: %s", row.update_key, exc)
-        _finish(row, "failed", str(exc)[:200])
+        finish(row, "failed", str(exc)[:200])
         return "failed"
     except Exception as exc:  # noqa: BLE001 - e.g. getMe unreachable while checking a mention
         log.warning("telegram update %s: conversion failed (%s); will retry", row.update_key, _error_text(exc))
@@ -211,7 +211,7 @@ def _answer(session: TelegramSession, row: Claimed, *, schedule_retry: bool) -> 
         except RedisError:
             log.warning("telegram update %s: join dedupe unavailable (Redis)", row.update_key)
     if incoming is None:
-        _finish(row, "done")
+        finish(row, "done")
         return "ignored"
     try:
         keys = []

@@ -58,7 +58,7 @@ def recover_stale(*, now: dt.datetime | None = None, limit: int = 100) -> int:
     are claimed like stored Telegram updates (tasks.chat_updates.claim: lease, attempt count,
     given up after MAX_ATTEMPTS)."""
     from bots import core, sender
-    from tasks.chat_updates import _finish, claim
+    from tasks.chat_updates import claim, finish
 
     now = now or utcnow()
     answered = 0
@@ -69,7 +69,7 @@ def recover_stale(*, now: dt.datetime | None = None, limit: int = 100) -> int:
             incoming = _decode(row.payload)
             replies = core.handle(incoming)
             sender.send_replies(row.update_key, PLATFORM, incoming.chat_id, list(replies))
-            answered += _finish(row, "done")
+            answered += finish(row, "done")
         if answered:
             log.info("wechat: answered %d stored messages the webhook never answered", answered)
     return answered
