@@ -39,6 +39,8 @@ import qrcode
 from PIL import Image, ImageDraw, ImageFont
 from qrcode.constants import ERROR_CORRECT_M
 
+from bots.transports import refresh_image
+
 if TYPE_CHECKING:
     from models.catalog import Sku
     from models.network import Creator
@@ -283,6 +285,7 @@ def cached(card: Card, poster_dir: str | os.PathLike[str]) -> tuple[bytes, str]:
     except FileNotFoundError:
         pass
     else:
+        refresh_image(path)
         with _lock:
             _stats["hits"] += 1
         return data, key

@@ -60,6 +60,7 @@ from bots.transports import (
     Transport,
     WeChatTransport,
     image_path,
+    refresh_image,
 )
 from bots.types import Reply
 from models.chat import OutboundMessage, Platform
@@ -94,6 +95,7 @@ def store_image(poster_dir: str | Path, key: str, png: bytes) -> Path:
     """Write an image under POSTER_DIR/<key>.png once (atomically; the content decides the key)."""
     path = image_path(poster_dir, key)
     if path.exists():
+        refresh_image(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

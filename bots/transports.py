@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,19 @@ def image_path(poster_dir: str | Path, key: str) -> Path:
     if not _KEY_RE.match(key):
         raise ValueError(f"bad image key {key!r}")
     return Path(poster_dir) / f"{key}.png"
+
+
+IMAGE_REFRESH_S = 86400  # an image's mtime says when it was last used, to within a day
+
+
+def refresh_image(path: Path) -> None:
+    """Mark a stored image as in use: the pruning job (tasks.chat.prune_posters) deletes images
+    whose modification time is older than POSTER_MAX_AGE_DAYS. Touched at most once a day."""
+    try:
+        if time.time() - path.stat().st_mtime > IMAGE_REFRESH_S:
+            os.utime(path)
+    except FileNotFoundError:
+        pass
 
 
 def text_of(payload: dict[str, Any]) -> str:

@@ -129,6 +129,7 @@ class Settings(BaseSettings):
     RESEND_PER_HOUR: int = Field(default=3, ge=1)  # voucher "resend" in chat, per user
     SEND_RETRY_INTERVALS: str = "1,5,30,120"
     POSTER_DIR: str = str(VAR_DIR / "posters")
+    POSTER_MAX_AGE_DAYS: int = Field(default=30, ge=1)  # unused this long: pruned (tasks.chat)
 
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)

@@ -8,11 +8,15 @@ Update processing (the inbound side) lives in tasks/chat_updates.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 from bots.sender import sender
-from models.chat import Platform
+from models.chat import OutboundMessage, Platform
 from models.db import connection, utcnow
 from qianxing.wiring import runtime
 from tasks import queues
@@ -45,3 +49,67 @@ def drain_all() -> list[str]:
         if platform in {p.value for p in Platform}:
             queues.drain_outbound(platform)
     return due
+
+
+TMP_MAX_AGE_S = 3600  # a .tmp file this old is what an interrupted write left behind
+
+
+def prune_posters() -> dict[str, int]:
+    """Daily: delete the images under POSTER_DIR (rendered posters and message images, a cache
+    by content) that nobody used for POSTER_MAX_AGE_DAYS, and the leftovers of interrupted
+    writes. An image is in use while its modification time is recent (every cache hit and every
+    message that stores it refreshes it: bots.transports.refresh_image) or while a message not
+    yet sent refers to it. A deleted poster is simply rendered again when it is next needed."""
+    rt = runtime()
+    folder = Path(rt.settings.POSTER_DIR)
+    now = time.time()
+    cutoff = now - dt.timedelta(days=rt.settings.POSTER_MAX_AGE_DAYS).total_seconds()
+    old: list[Path] = []
+    leftovers = 0
+    if not folder.is_dir():  # nothing stored yet
+        return {"deleted": 0, "kept_for_messages": 0, "leftovers": 0}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+            if entry.name.endswith(".tmp") and mtime < now - TMP_MAX_AGE_S:
+                leftovers += _unlink(Path(entry.path))
+            elif entry.name.endswith(".png") and mtime < cutoff:
+                old.append(Path(entry.path))
+    waiting = _images_waiting() if old else set()
+    deleted = 0
+    for path in old:
+        # Looked at again just before: a message may have stored (refreshed) it meanwhile.
+        if path.stem not in waiting and _mtime(path) < cutoff:
+            deleted += _unlink(path)
+    result = {"deleted": deleted, "kept_for_messages": sum(p.stem in waiting for p in old),
+              "leftovers": leftovers}
+    if deleted or leftovers:
+        log.info("posters pruned: %s", result)
+    return result
+
+
+def _images_waiting() -> set[str]:
+    """Image keys of the outbound messages not sent yet (pending, or being sent)."""
+    with connection():
+        rows = (OutboundMessage.select(OutboundMessage.payload)
+                .where(OutboundMessage.state.in_(["pending", "sending"])
+                       & OutboundMessage.payload.contains("image_key")).tuples())
+        return {str(key) for (payload,) in rows.iterator()
+                if isinstance(payload, dict) and (key := payload.get("image_key"))}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return 1

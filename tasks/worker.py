@@ -23,6 +23,7 @@ PERIODIC = [
     ("tasks.chat.drain_all", 60),  # outbound messages whose drain job was lost
     ("tasks.chat_updates.process_updates", 60),  # stored updates whose drain job was lost
     ("tasks.wechat_updates.recover_stale", 60),  # WeChat messages a crash left unanswered
+    ("tasks.chat.prune_posters", 86400),  # images unused for POSTER_MAX_AGE_DAYS
 ]
 # Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
 JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600}
