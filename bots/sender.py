@@ -94,8 +94,7 @@ _payload_db = OutboundMessage.payload.db_value
 def store_image(poster_dir: str | Path, key: str, png: bytes) -> Path:
     """Write an image under POSTER_DIR/<key>.png once (atomically; the content decides the key)."""
     path = image_path(poster_dir, key)
-    if path.exists():
-        refresh_image(path)
+    if refresh_image(path):  # stored before: now marked as in use
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

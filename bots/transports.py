@@ -123,14 +123,16 @@ def image_path(poster_dir: str | Path, key: str) -> Path:
 IMAGE_REFRESH_S = 86400  # an image's mtime says when it was last used, to within a day
 
 
-def refresh_image(path: Path) -> None:
+def refresh_image(path: Path) -> bool:
     """Mark a stored image as in use: the pruning job (tasks.chat.prune_posters) deletes images
-    whose modification time is older than POSTER_MAX_AGE_DAYS. Touched at most once a day."""
+    whose modification time is older than POSTER_MAX_AGE_DAYS. Touched at most once a day.
+    False when there is no such image."""
     try:
         if time.time() - path.stat().st_mtime > IMAGE_REFRESH_S:
             os.utime(path)
     except FileNotFoundError:
-        pass
+        return False
+    return True
 
 
 def text_of(payload: dict[str, Any]) -> str:
