@@ -32,7 +32,9 @@ class Voucher(BaseModel):
     sku = pw.ForeignKeyField(Sku, on_delete="RESTRICT", index=False)
     seq = pw.IntegerField()
     kind = pw.CharField(max_length=16)
-    card_key = pw.ForeignKeyField(CardKey, null=True, unique=True, on_delete="RESTRICT")
+    # One LIVE voucher per key (the partial unique index `voucher_live_card_key`, migration
+    # 0007): a refunded voucher keeps its key for the history while the key is sold again.
+    card_key = pw.ForeignKeyField(CardKey, null=True, index=False, on_delete="RESTRICT")
     topup_ref = pw.CharField(max_length=64, null=True)
     created_at = pw.DateTimeField(default=utcnow)
     revealed_at = pw.DateTimeField(null=True)
@@ -76,6 +78,7 @@ class Fulfilment(StrEnum):
     DELIVERED = "delivered"
     NEEDS_TOPUP = "needs_topup"
     NOOP = "noop"
+    FAILED = "failed"  # set aside by the batch job (models/failures.py), retried alone
 
 
 def fulfil_order(order_id: int) -> Fulfilment:
@@ -254,7 +257,8 @@ def reveal(user: User, voucher_id: int) -> VoucherView:
     else:
         secret = v.topup_ref
     if v.revealed_at is None:
-        Voucher.update(revealed_at=utcnow()).where(
+        v.revealed_at = utcnow()  # this answer reveals it: say so
+        Voucher.update(revealed_at=v.revealed_at).where(
             (Voucher.id == v.id) & Voucher.revealed_at.is_null()).execute()
         events.record("voucher.revealed", f"order:{v.order_id}", user.actor, voucher=v.id)
     return _view(v, secret)

@@ -7,6 +7,7 @@ never push twice; a worker that dies mid-send frees the claim when the lease run
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,6 +16,8 @@ import peewee as pw
 from models.db import BaseModel, db, execute, execute_batch, placeholders, utcnow
 from models.errors import DomainError
 from models.users import User
+
+log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60
 
@@ -124,11 +127,17 @@ def send_notices(order_ids: list[int], notifier: Notifier,
                         page=f"pages/vouchers/index?order={oid}")
         try:
             notifier.send(User(id=user_id, openid=openid), notice)
-        except NotifyError as exc:
-            error = exc.message[:200]
+        except Exception as exc:  # noqa: BLE001 - one notice's failure must not stop the batch
+            # A NotifyError says whether it is worth retrying; anything else (a bug that only
+            # this order's data reaches) is retried on the schedule too, and recorded.
+            transient = exc.transient if isinstance(exc, NotifyError) else True
+            error = (exc.message if isinstance(exc, NotifyError) else
+                     f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")[:200]
+            if not isinstance(exc, NotifyError):
+                log.exception("notice for order %s on %s failed", oid, channel)
             attempts.append((note_id, number, False, error, ts(utcnow())))
-            failed.append((note_id, "pending" if exc.transient else "failed", error))
-            result[oid] = ("retry" if exc.transient else "failed", error)
+            failed.append((note_id, "pending" if transient else "failed", error))
+            result[oid] = ("retry" if transient else "failed", error)
             continue
         attempts.append((note_id, number, True, None, ts(utcnow())))
         sent.append(note_id)

@@ -35,13 +35,13 @@ import bisect
 import datetime as dt
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import peewee as pw
 
-from models import events, ledger
+from models import events, failures, ledger
 from models.commission import OrderFacts, seller_rate, split
 from models.db import BaseModel, db, execute, is_postgres, placeholders, utcnow
 from models.levels import Rates
@@ -154,9 +154,15 @@ def unsettled_count(*, live_id: int | None = None) -> int:
 
 
 def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Iterable[int] | None = None,
-           batch: int = 5000, progress: Callable[[int], None] | None = None) -> SettleResult:
+           batch: int = 5000, progress: Callable[[int], None] | None = None,
+           retry_intervals: Sequence[int] = failures.DEFAULT_INTERVALS,
+           retry_set_aside: bool = False) -> SettleResult:
     """Settle every paid, unsettled order (or those of one live session, or the given ids).
-    Safe to run concurrently and repeatedly."""
+    Safe to run concurrently and repeatedly.
+
+    A batch that fails is split until the orders that fail alone are found; those are set
+    aside (models/failures.py, retried after `retry_intervals`) and the rest settle. Orders set
+    aside are skipped unless `retry_set_aside` (their own retry)."""
     rates = Rates.load()
     result = SettleResult()
     wanted = sorted(set(order_ids)) if order_ids is not None else None
@@ -173,12 +179,27 @@ def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Itera
                 break
             extra += f" AND o.id IN ({placeholders(chunk)})"
             params += chunk
-        with db.atomic():
-            _lock()
-            rows = execute(_ORDERS + extra + " ORDER BY o.id LIMIT %s",
-                           (cursor, *SOLD, cursor, *params, batch)).fetchall()
-            if rows:
-                _write_batch(rows, rates, policy, result)
+        rows, todo, set_aside = [], [], []
+        try:
+            with db.atomic():
+                _lock()
+                rows = execute(_ORDERS + extra + " ORDER BY o.id LIMIT %s",
+                               (cursor, *SOLD, cursor, *params, batch)).fetchall()
+                if rows and not retry_set_aside:
+                    skipped = failures.parked(failures.SETTLEMENT, [r[0] for r in rows])
+                    todo = [r for r in rows if r[0] not in skipped]
+                else:
+                    todo = rows
+                if todo:
+                    _write_batch(todo, rates, policy, result)
+        except Exception as exc:
+            if not todo or failures.is_unavailable(exc):
+                raise
+            set_aside = failures.isolate(failures.SETTLEMENT, [r[0] for r in todo],
+                                         lambda ids: _settle_ids(ids, rates, policy, result),
+                                         intervals=retry_intervals, failed=exc)
+        if retry_set_aside and rows:
+            failures.resolve(failures.SETTLEMENT, [r[0] for r in rows if r[0] not in set_aside])
         if wanted is not None and not rows:
             cursor = chunk[-1]
             continue
@@ -188,6 +209,17 @@ def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Itera
         if progress is not None:
             progress(len(rows))
     return result
+
+
+def _settle_ids(order_ids: list[int], rates: Rates, policy: PayoutPolicy, result: SettleResult) -> None:
+    """Settle exactly these orders (those still unsettled) in one transaction: a part of a
+    batch that failed (see `settle`)."""
+    with db.atomic():
+        _lock()
+        rows = execute(_ORDERS + f" AND o.id IN ({placeholders(order_ids)}) ORDER BY o.id",
+                       (0, *SOLD, 0, *order_ids)).fetchall()
+        if rows:
+            _write_batch(rows, rates, policy, result)
 
 
 def _write_batch(rows: list[tuple], rates: Rates, policy: PayoutPolicy, result: SettleResult) -> None:

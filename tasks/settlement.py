@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from models import settlement
+from models import failures, settlement
 from models.db import connection
 from qianxing.wiring import runtime
 
@@ -37,7 +37,8 @@ def settle_all() -> dict[str, int]:
     """Settle every paid, unsettled order; reverse refunded orders' commission."""
     rt = runtime()
     with connection():
-        result = settlement.settle(rt.payout, batch=rt.settings.SETTLE_BATCH)
+        result = settlement.settle(rt.payout, batch=rt.settings.SETTLE_BATCH,
+                                   retry_intervals=rt.settings.intervals("ITEM_RETRY_INTERVALS"))
         reversed_ = settlement.reverse_refunded()
     if result.orders:
         log.info("settled %d orders (%d lines, %d fen) in %d batches", result.orders, result.lines,
@@ -51,11 +52,25 @@ def settle_live(live_id: int) -> dict[str, int]:
     """Settle the paid orders of one live session (the rest wait for `settle_all`)."""
     rt = runtime()
     with connection():
-        result = settlement.settle(rt.payout, live_id=int(live_id), batch=rt.settings.SETTLE_BATCH)
+        result = settlement.settle(rt.payout, live_id=int(live_id), batch=rt.settings.SETTLE_BATCH,
+                                   retry_intervals=rt.settings.intervals("ITEM_RETRY_INTERVALS"))
     if result.orders:
         log.info("live %s: settled %d orders", live_id, result.orders)
         queue_level_evaluation()
     return {"orders": result.orders, "lines": result.lines, "paid_fen": result.paid_fen}
+
+
+def retry_set_aside(limit: int = 100) -> dict[str, int]:
+    """Periodic: settle, one at a time, the orders a settlement batch set aside whose next try
+    is due (models/failures.py); each settles or is set aside again for the next interval."""
+    rt = runtime()
+    with connection():
+        due = failures.due(failures.SETTLEMENT, limit=limit)
+        for order_id in due:
+            settlement.settle(rt.payout, order_ids=[order_id], retry_set_aside=True,
+                              retry_intervals=rt.settings.intervals("ITEM_RETRY_INTERVALS"))
+        still = failures.parked(failures.SETTLEMENT, due)
+    return {"retried": len(due), "recovered": len(due) - len(still), "failed": len(still)}
 
 
 def release_due() -> int:

@@ -9,6 +9,7 @@ from models import ledger
 from models.db import db, utcnow
 from models.live import start_live
 from models.orders import Order
+from models.settlement import Commission
 from tests.models.test_settlement import (
     assert_books_clean,
     bucket,
@@ -127,3 +128,24 @@ def test_hold_and_fraud_refuse_an_unknown_order(cli, rt):
     assert cli("orders", "hold", "999999").exit_code == 1
     result = cli("orders", "fraud", "999999", "--reason", "x")
     assert result.exit_code == 1 and "order 999999 not found" in result.output
+
+
+def test_settle_reports_and_retries_orders_set_aside(cli, rt, shop):
+    # given two paid orders, one of which cannot be settled (a stray commission line)
+    (seller,) = chain(1)
+    sku = make_sku(shop)
+    good, bad = paid_order(seller, sku), paid_order(seller, sku)
+    with db.connection_context():
+        Commission.create(order_id=bad, creator_id=seller.id, kind="sale", amount_fen=1, created_at=utcnow())
+    # when the operator settles, then the good one settles and the bad one is set aside
+    first = cli("settle")
+    assert first.exit_code == 0 and "settled 1 orders" in first.output, first.output
+    assert (state_of(good), state_of(bad)) == ("pending", None)
+    shown = cli("orders", "show", str(bad)).output
+    assert "settlement failed 1x" in shown and "SET ASIDE" in shown
+    # when the operator retries the set-aside orders while the cause is still there
+    again = cli("settle", "--retry-set-aside")
+    # then it says so, and the order is still set aside with a second failure recorded
+    assert again.exit_code == 0, again.output
+    assert "retried 1 set-aside orders: 0 settled, 1 still failing" in again.output
+    assert "settlement failed 2x" in cli("orders", "show", str(bad)).output

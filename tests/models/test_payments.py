@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import peewee as pw
 import pytest
 
 from models import ledger, orders, payments, vault
@@ -286,3 +287,41 @@ def test_only_paid_orders_can_be_refunded(client, login, shop, rt):
         payments.refund_order(order["id"], rt.gateway, actor="operator:test", reason="x")
     with db.connection_context():
         assert Refund.select().count() == 0
+
+
+def test_a_key_a_refund_returned_is_sold_and_delivered_again_with_every_other_order(
+        client, login, shop, fake_pay, run_jobs, rt):
+    # given alice's delivered, never revealed order of the only key of a SKU, refunded
+    sku = shop.card_sku(keys=1, price=800)
+    other = shop.card_sku(keys=3, price=300)
+    alice = login("alice")
+    first = paid_and_delivered(client, alice, sku, fake_pay, run_jobs)
+    alice_voucher = client.get("/api/v1/vouchers", headers=alice).json["vouchers"][0]
+    with db.connection_context():
+        payments.refund_order(first["id"], rt.gateway, actor="operator:test", reason="changed mind")
+        assert CardKey.get(CardKey.sku == sku.id).state == KeyState.AVAILABLE
+    # when bob buys that key again and carol buys another SKU, both paid before delivery runs
+    bob, carol = login("bob"), login("carol")
+    again = api_order(client, bob, sku)
+    beside = api_order(client, carol, other, 2)
+    assert fake_pay.notify_acknowledged(fake_pay.pay(again["no"]))
+    assert fake_pay.notify_acknowledged(fake_pay.pay(beside["no"]))
+    run_jobs()
+    # then both orders are delivered (the returned key no longer blocks the batch)
+    assert get(again["id"]).status == Status.DELIVERED
+    assert get(beside["id"]).status == Status.DELIVERED
+    # and bob reveals the very key alice returned; the reveal says it is revealed now
+    bob_voucher = client.get("/api/v1/vouchers", headers=bob).json["vouchers"][0]
+    revealed = client.get(f"/api/v1/vouchers/{bob_voucher['id']}", headers=bob).json
+    assert revealed["secret"] == f"{sku.code}-KEY-000001-SECRET" and revealed["revealed"] is True
+    # and alice's refunded voucher keeps its history (same key, revoked) and stays hidden
+    with db.connection_context():
+        history = Voucher.get_by_id(alice_voucher["id"])
+        assert history.revoked_at is not None and history.card_key_id == CardKey.get(
+            CardKey.sku == sku.id).id
+        assert CardKey.get(CardKey.sku == sku.id).state == KeyState.SOLD
+    assert client.get(f"/api/v1/vouchers/{alice_voucher['id']}", headers=alice).status_code == 404
+    # and the key can never be in two live vouchers at once
+    with db.connection_context(), pytest.raises(pw.IntegrityError), db.atomic():
+        Voucher.create(order=first["id"], user=history.user_id, sku=sku.id, seq=7,
+                       kind=history.kind, card_key=history.card_key_id)

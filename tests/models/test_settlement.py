@@ -11,9 +11,11 @@ import datetime as dt
 import itertools
 from collections import Counter
 
-from models import ledger, levels, network, settlement, withdrawals
+from models import failures, ledger, levels, network, settlement, withdrawals
 from models.catalog import Sku
 from models.db import db, utcnow
+from models.events import Event
+from models.failures import ItemFailure
 from models.live import end_live, start_live
 from models.network import Creator
 from models.orders import Order
@@ -453,3 +455,58 @@ def test_release_in_small_batches_passes_over_held_orders(rt, shop):
     assert [state_of(i) for i in ids] == ["available", "pending", "available", "pending", "available"]
     assert (bucket(seller, "available"), bucket(seller, "pending")) == (3000, 2000)
     assert_books_clean()
+
+
+# -- one order that cannot be settled never holds back the others ------------------------------
+
+def test_an_order_that_cannot_be_settled_is_set_aside_and_the_rest_settle(rt, shop):
+    # given five paid orders of one seller, the third with a stray commission line (a corrupt
+    # row: its settlement insert will violate the (order, beneficiary, kind) key)
+    _, seller = chain(2, 1)
+    sku = make_sku(shop)
+    orders = [paid_order(seller, sku) for _ in range(5)]
+    bad = orders[2]
+    with db.connection_context():
+        Commission.create(order_id=bad, creator_id=seller.id, kind="sale", amount_fen=1, created_at=utcnow())
+        # when settlement runs
+        result = settlement.settle(rt.payout, retry_intervals=(60,))
+    # then the four others are settled and the bad one is set aside with its reason
+    assert result.orders == 4
+    assert [state_of(o) for o in orders] == ["pending", "pending", None, "pending", "pending"]
+    with db.connection_context():
+        failure = ItemFailure.get((ItemFailure.job == "settlement") & (ItemFailure.item_id == bad))
+        assert failure.resolved_at is None and failure.attempts == 1
+        assert "unique" in failure.error.lower() and "commission" in failure.error
+        assert failure.next_retry_at > utcnow()
+        # and a second run leaves it alone until its retry is due
+        assert settlement.settle(rt.payout).orders == 0
+        assert failures.due("settlement") == []
+        # when its retry comes due (the stray line is still there: commission is append-only)
+        due = failures.due("settlement", now=utcnow() + dt.timedelta(seconds=61))
+        assert due == [bad]
+        settlement.settle(rt.payout, order_ids=due, retry_set_aside=True, retry_intervals=(60, 600))
+        # then it is set aside again for the next interval, and nothing else changed
+        failure = ItemFailure.get_by_id(failure.id)
+        assert failure.attempts == 2 and failure.resolved_at is None
+        assert failure.next_retry_at > utcnow() + dt.timedelta(seconds=500)
+    assert [state_of(o) for o in orders] == ["pending", "pending", None, "pending", "pending"]
+    assert lines_of(orders[0]) == lines_of(orders[4])
+
+
+def test_an_order_failing_every_retry_waits_for_an_operator(rt, shop):
+    # given an order whose settlement fails, with two retries allowed
+    _, seller = chain(2, 1)
+    bad = paid_order(seller, make_sku(shop))
+    with db.connection_context():
+        Commission.create(order_id=bad, creator_id=seller.id, kind="sale", amount_fen=1, created_at=utcnow())
+        settlement.settle(rt.payout, retry_intervals=(1, 1))
+        # when each retry fails too
+        for _ in range(2):
+            settlement.settle(rt.payout, order_ids=[bad], retry_set_aside=True, retry_intervals=(1, 1))
+        # then it has failed three times, has no next try, and stays out of normal batches
+        failure = ItemFailure.get(ItemFailure.item_id == bad)
+        assert failure.attempts == 3 and failure.next_retry_at is None and failure.resolved_at is None
+        assert failures.due("settlement", now=utcnow() + dt.timedelta(days=1)) == []
+        assert settlement.settle(rt.payout).orders == 0
+        assert Event.select().where((Event.topic == "settlement.failed")
+                                    & (Event.subject == f"order:{bad}")).count() == 3

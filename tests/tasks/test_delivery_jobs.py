@@ -9,6 +9,7 @@ from models.catalog import Kind, Sku
 from models.db import db, utcnow
 from models.delivery import TopupRequest, Voucher
 from models.events import Event
+from models.failures import ItemFailure
 from models.notifications import Notification, NotificationAttempt
 from models.orders import Order, OrderPolicy, OrderRequest, Status
 from models.vault import CardKey, KeyState
@@ -296,3 +297,69 @@ def test_reconcile_picks_up_a_payment_whose_notification_never_arrived(client, l
     # and the order without a provider-side payment was left alone; a rerun is a no-op
     assert status(unpaid["id"]) == Status.PENDING
     assert maintenance.reconcile_payments() == {"checked": 0, "paid": 0}
+
+
+# -- one order that cannot be fulfilled never holds back the others ---------------------------
+
+def test_an_order_that_cannot_be_delivered_is_set_aside_and_the_batch_is_delivered(
+        shop, run_jobs, rt, cli):
+    # given a delivered order, and three paid orders waiting for one batch, where the key
+    # reserved for the middle one is already in a live voucher of the delivered order (a
+    # corrupt row: its voucher insert will violate the one-live-voucher-per-key index)
+    sku = shop.card_sku(keys=5)
+    done = paid(sku, "d0")
+    run_jobs()
+    batch = [paid(sku, f"d{i}", dispatch=False) for i in (1, 2, 3)]
+    bad = batch[1]
+    with db.connection_context():
+        stolen = CardKey.get(CardKey.order_id == bad.id)
+        Voucher.create(order=done.id, user=done.user_id, sku=sku.id, seq=9, kind="card_key",
+                       card_key=stolen.id)
+    # when the batch is delivered
+    outcomes = jobs.deliver_orders([o.id for o in batch])
+    # then the two others are delivered and the bad one is set aside with its reason
+    assert [status(o.id) for o in batch] == [Status.DELIVERED, Status.PAID, Status.DELIVERED]
+    assert outcomes[bad.id] == delivery.Fulfilment.FAILED
+    with db.connection_context():
+        failure = ItemFailure.get((ItemFailure.job == "delivery") & (ItemFailure.item_id == bad.id))
+    assert "IntegrityError" in failure.error and failure.resolved_at is None
+    # and the operator sees it in `orders show`, with the event in the history
+    shown = cli("orders", "show", str(bad.id)).output
+    assert "delivery failed 1x" in shown and "SET ASIDE, next try" in shown and "delivery.failed" in shown
+    # and the drain and the sweep skip it until its retry is due
+    assert jobs.deliver_orders([bad.id])[bad.id] == delivery.Fulfilment.NOOP
+    assert jobs.retry_set_aside() == {"retried": 0, "recovered": 0, "failed": 0}
+    # when the operator revokes the stray voucher and the retry comes due
+    with db.connection_context():
+        Voucher.update(revoked_at=utcnow()).where((Voucher.order == done.id) & (Voucher.seq == 9)).execute()
+        ItemFailure.update(next_retry_at=utcnow()).where(ItemFailure.id == failure.id).execute()
+    assert jobs.retry_set_aside() == {"retried": 1, "recovered": 1, "failed": 0}
+    # then it is delivered with its own key, once, and the failure is closed
+    assert status(bad.id) == Status.DELIVERED
+    assert [v.card_key_id for v in vouchers(bad.id)] == [stolen.id]
+    with db.connection_context():
+        assert ItemFailure.get_by_id(failure.id).resolved_at is not None
+    assert "recovered" in cli("orders", "show", str(bad.id)).output
+
+
+def test_redeliver_delivers_an_order_that_was_set_aside(shop, run_jobs, rt, cli):
+    # given a paid order whose delivery failed and was set aside
+    sku = shop.card_sku(keys=2)
+    done = paid(sku, "r0")
+    run_jobs()
+    bad = paid(sku, "r1", dispatch=False)
+    with db.connection_context():
+        key = CardKey.get(CardKey.order_id == bad.id)
+        stray = Voucher.create(order=done.id, user=done.user_id, sku=sku.id, seq=9, kind="card_key",
+                               card_key=key.id)
+    assert jobs.deliver_orders([bad.id])[bad.id] == delivery.Fulfilment.FAILED
+    # when the operator redelivers while the cause is still there, it fails again and says so
+    assert "failed" in cli("orders", "redeliver", str(bad.id)).output
+    # when the cause is fixed and the operator redelivers
+    with db.connection_context():
+        Voucher.update(revoked_at=utcnow()).where(Voucher.id == stray.id).execute()
+    out = cli("orders", "redeliver", str(bad.id)).output
+    # then it is delivered at once, without waiting for the retry schedule
+    assert "delivered" in out and status(bad.id) == Status.DELIVERED
+    with db.connection_context():
+        assert ItemFailure.get(ItemFailure.item_id == bad.id).resolved_at is not None
