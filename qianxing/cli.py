@@ -47,11 +47,14 @@ def seed_demo(keys: int) -> None:
     """Create the demo catalog and vault (skips if present)."""
     _boot()
     from models.db import connection
+    from qianxing.demo import demo_summary
     from qianxing.demo import seed_demo as run
 
     with connection():
         done = run(keys)
+        summary = demo_summary()
     click.echo("\n".join(done) if done else "demo data already present")
+    click.echo("\n".join(summary))
 
 
 @main.command()
@@ -154,11 +157,21 @@ def orders_show(order_id: int) -> None:
     _boot()
     from models import events
     from models.db import connection
+    from models.failures import of_item
     from models.orders import get_order
 
     with connection():
         o = get_order(order_id)
         click.echo(f"{o.id} {o.no} {o.sku.code} x{o.quantity} {o.amount_fen} fen {o.status}")
+        for f in of_item(o.id):
+            if f.resolved_at is not None:
+                state = f"recovered {f.resolved_at:%Y-%m-%d %H:%M:%S}"
+            elif f.next_retry_at is not None:
+                state = f"SET ASIDE, next try {f.next_retry_at:%Y-%m-%d %H:%M:%S} UTC"
+            else:
+                state = "SET ASIDE, retries over: fix the cause, then `qianxing orders redeliver`"
+            click.echo(f"  {f.job} failed {f.attempts}x since {f.first_failed_at:%Y-%m-%d %H:%M:%S}: "
+                       f"{f.error} [{state}]")
         for e in events.events_for(o.subject):
             click.echo(f"  {e.created_at:%Y-%m-%d %H:%M:%S} {e.topic} by {e.actor} {e.payload}")
 
@@ -195,17 +208,19 @@ def orders_redeliver(order_id: int) -> None:
     from models.notifications import Notification
     from models.orders import get_order
     from tasks import queues
+    from tasks.delivery import deliver_order
 
     with connection():
         order = get_order(order_id)
         Notification.update(state="pending").where(
             (Notification.order_id == order.id) & (Notification.state == "failed")).execute()
-    queues.deliver(order_id)
+    # Delivered here and now, also when the order was set aside after failed batches.
+    outcome = deliver_order(order_id) if order.status == "paid" else order.status
     from qianxing.wiring import runtime
 
     for notifier in runtime().notifiers:
         queues.notify(order_id, notifier.channel)
-    click.echo(f"order {order_id}: delivery queued ({order.status})")
+    click.echo(f"order {order_id}: {outcome}; notices queued")
 
 
 @orders.command("refund")
@@ -328,6 +343,7 @@ def _register_subcommands() -> None:
     """The command groups that live in their own modules (imported after `main` and `bench`
     exist: their commands import helpers from this module when they run)."""
     from qianxing.bench.fanout import bench_fanout
+    from qianxing.bench.faults import bench_faults
     from qianxing.bench.webhook import bench_webhook
     from qianxing.cli_chat import register as register_chat
     from qianxing.cli_network import register as register_network
@@ -340,7 +356,7 @@ def _register_subcommands() -> None:
         main.add_command(command)
     register_network(main)
     register_chat(main)
-    for command in (bench_settle, bench_webhook, bench_fanout):
+    for command in (bench_settle, bench_webhook, bench_fanout, bench_faults):
         bench.add_command(command)
 
 

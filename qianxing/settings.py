@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     MAX_QUANTITY: int = Field(default=10, ge=1, le=1000)
     MAX_BODY_BYTES: int = Field(default=16 * 1024, ge=1024)
     TRUSTED_PROXIES: int = Field(default=0, ge=0, le=5)
+    # POST /auth/login attempts per client IP and per wx.login() code in LOGIN_RATE_WINDOW_S
+    # (0: no limit); over it: 429 with Retry-After, before WeChat's jscode2session is called.
+    # Per IP is generous: many shoppers share a carrier's address.
+    LOGIN_RATE_PER_IP: int = Field(default=120, ge=0)
+    LOGIN_RATE_PER_CODE: int = Field(default=5, ge=0)
+    LOGIN_RATE_WINDOW_S: int = Field(default=60, ge=1, le=86_400)
     LOW_STOCK_THRESHOLD: int = Field(default=10, ge=0)
     LOW_STOCK_CHECK_S: int = Field(default=10, ge=1)  # at most one stock count per SKU this often
     REFUND_UNREVEALED_KEYS: Literal["return", "revoke"] = "return"
@@ -88,10 +94,18 @@ class Settings(BaseSettings):
     NOTIFY_CHANNELS: str = "auto"
     DELIVERY_RETRY_INTERVALS: str = "5,30,120,600,1800"
     DELIVERY_LINGER_MS: int = Field(default=100, ge=0, le=5000)  # wait to fill a delivery batch
+    # A drain job (deliveries, chat updates, outbound messages) holds its "scheduled" flag as a
+    # lease this long, renewed while it runs: a killed drain blocks nobody for longer.
+    DRAIN_LEASE_S: int = Field(default=5, ge=1, le=60)
+    # The worker waits for an unreachable Redis with backoff capped at this (never exits).
+    REDIS_RETRY_MAX_S: float = Field(default=5.0, ge=0.1, le=300)
     TOPUP_PROVIDER: Literal["sandbox"] = "sandbox"
     TOPUP_SANDBOX_MODE: Literal["ok", "fail", "slow"] = "ok"
     TOPUP_SANDBOX_DELAY_S: float = Field(default=0.0, ge=0)
     TOPUP_RETRY_INTERVALS: str = "5,30,120"
+    # An order a delivery or settlement batch could not process is set aside and retried alone
+    # after each of these (seconds); after the last it waits for an operator.
+    ITEM_RETRY_INTERVALS: str = "10,60,300,1800,7200"
 
     # Creator network and money (issue 3). Rates are basis points: 100 bp = 1%.
     UPLINE_DEPTH: int = Field(default=2, ge=0, le=2)  # uplines paid per order; never above 2
@@ -135,7 +149,8 @@ class Settings(BaseSettings):
     WEB_THREADS: int = Field(default=8, ge=1)
     WEB_BIND: str = "127.0.0.1:8000"
 
-    @field_validator("DELIVERY_RETRY_INTERVALS", "TOPUP_RETRY_INTERVALS", "SEND_RETRY_INTERVALS")
+    @field_validator("DELIVERY_RETRY_INTERVALS", "TOPUP_RETRY_INTERVALS", "SEND_RETRY_INTERVALS",
+                     "ITEM_RETRY_INTERVALS")
     @classmethod
     def _intervals(cls, value: str) -> str:
         parts = [p.strip() for p in value.split(",") if p.strip()]

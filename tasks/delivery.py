@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from models import delivery, inventory, payments
+from models import delivery, failures, inventory, payments
 from models.db import connection
 from models.delivery import Fulfilment, TopupFailed, TopupUnavailable
 from models.notifications import send_notice, send_notices
@@ -16,47 +16,83 @@ log = logging.getLogger(__name__)
 
 
 def deliver_pending(batch: int = 200) -> int:
-    """Drain the delivery list (tasks.queues.deliver) in batches. If a batch fails its ids go
-    back on the list; ids popped by a run that then dies are found by the sweep."""
+    """Drain the delivery list (tasks.queues.deliver) in batches, holding the drain's lease
+    (tasks.queues: renewed each batch, dropped when the list is empty or the run fails, so a
+    run that dies blocks nobody for more than DRAIN_LEASE_S). If a batch fails its ids go back
+    on the list and the job fails (RQ retries it after 1 s, queues.DRAIN_RETRY); ids popped by a
+    run that is killed are found by the worker's recovery run or the sweep."""
     rt = runtime()
     redis, done, linger = rt.redis, 0, rt.settings.DELIVERY_LINGER_MS / 1000
-    while True:
-        ids = redis.lpop(queues.DELIVERY_LIST, batch)
-        if ids and len(ids) < batch and linger:
-            # A short wait turns a trickle into batches: a batch costs about the same few
-            # statements whatever its size, so this is what keeps up with a flash sale.
-            time.sleep(linger)
-            ids += redis.lpop(queues.DELIVERY_LIST, batch - len(ids)) or []
-        if not ids:
-            # Clear the flag, then look once more: an order pushed in between either sees no
-            # flag and schedules a new run, or is picked up here.
-            redis.delete(queues.DELIVERY_FLAG)
-            if redis.llen(queues.DELIVERY_LIST) and redis.set(queues.DELIVERY_FLAG, 1, nx=True, ex=60):
-                continue
-            return done
-        try:
-            deliver_orders(sorted({int(i) for i in ids}))
-        except Exception:
-            redis.rpush(queues.DELIVERY_LIST, *ids)
-            raise
-        done += len(ids)
+    try:
+        while True:
+            pipe = redis.pipeline(transaction=False)
+            queues.hold(queues.DELIVERY_FLAG, pipe)
+            pipe.lpop(queues.DELIVERY_LIST, batch)
+            ids = pipe.execute()[1]
+            if ids and len(ids) < batch and linger:
+                # A short wait turns a trickle into batches: a batch costs about the same few
+                # statements whatever its size, so this is what keeps up with a flash sale.
+                time.sleep(linger)
+                ids += redis.lpop(queues.DELIVERY_LIST, batch - len(ids)) or []
+            if not ids:
+                if queues.release(queues.DELIVERY_FLAG, queues.DELIVERY_LIST):
+                    continue
+                return done
+            try:
+                deliver_orders(sorted({int(i) for i in ids}))
+            except BaseException:
+                redis.rpush(queues.DELIVERY_LIST, *ids)
+                raise
+            done += len(ids)
+    except BaseException:
+        queues.drop(queues.DELIVERY_FLAG)
+        raise
 
 
 def deliver_order(order_id: int) -> str:
-    """Deliver one order (operators, tests); the normal path is the batched drain."""
-    return deliver_orders([order_id])[order_id].value
+    """Deliver one order now (operators' redeliver, tests), also one that was set aside; the
+    normal path is the batched drain."""
+    return deliver_orders([order_id], retry_set_aside=True)[order_id].value
 
 
-def deliver_orders(order_ids: list[int]) -> dict[int, Fulfilment]:
+def deliver_orders(order_ids: list[int], *, retry_set_aside: bool = False) -> dict[int, Fulfilment]:
     """Turn paid orders into vouchers (once each), send their notices (retries are jobs) and
-    hand top-ups to their job."""
+    hand top-ups to their job.
+
+    One order that cannot be fulfilled never holds back the others: `failures.isolate` finds it
+    by splitting the batch, sets it aside with its reason (FAILED here) and delivers the rest.
+    Orders set aside are skipped by later batches and retried alone by `retry_set_aside`
+    (or with `retry_set_aside=True`: the retry job, an operator's redeliver)."""
+    rt = runtime()
+    ids = sorted(set(order_ids))
+    outcomes = {order_id: Fulfilment.NOOP for order_id in ids}
     with connection():
-        outcomes = delivery.fulfil_orders(order_ids)
+        if not retry_set_aside:
+            skipped = failures.parked(failures.DELIVERY, ids)
+            ids = [i for i in ids if i not in skipped]
+        set_aside = failures.isolate(
+            failures.DELIVERY, ids, lambda batch: outcomes.update(delivery.fulfil_orders(batch)),
+            intervals=rt.settings.intervals("ITEM_RETRY_INTERVALS"))
+        outcomes.update(dict.fromkeys(set_aside, Fulfilment.FAILED))
+        if retry_set_aside:
+            failures.resolve(failures.DELIVERY, [i for i in ids if i not in set_aside])
         for order_id, outcome in outcomes.items():
             if outcome == Fulfilment.NEEDS_TOPUP:
                 queues.topup(order_id)
         _after_delivery([o for o, outcome in outcomes.items() if outcome == Fulfilment.DELIVERED])
     return outcomes
+
+
+def retry_set_aside(limit: int = 100) -> dict[str, int]:
+    """Periodic: retry, one at a time, the orders that delivery set aside and whose next try is
+    due (models/failures.py). Each either delivers, or is set aside again for the next interval."""
+    with connection():
+        due = failures.due(failures.DELIVERY, limit=limit)
+    counts = {"retried": len(due), "recovered": 0, "failed": 0}
+    for order_id in due:
+        outcome = deliver_orders([order_id], retry_set_aside=True)[order_id]
+        counts["failed" if outcome == Fulfilment.FAILED else "recovered"] += 1
+    return counts
 
 
 def _after_delivery(order_ids: list[int]) -> None:

@@ -11,7 +11,7 @@ from models.activity import TrackEvent
 from models.db import db, utcnow
 from models.network import Creator
 from models.notifications import Notification, NotificationAttempt
-from tasks.worker import PERIODIC, _resolve
+from tasks.periodic import PERIODIC, resolve
 from tests.conftest import buyer
 
 _n = itertools.count(1)
@@ -108,5 +108,5 @@ def test_both_jobs_are_periodic():
     periodic = dict(PERIODIC)
     assert periodic["tasks.network.evaluate_levels"] <= 86400
     assert periodic["tasks.network.award_traffic_rewards"] <= 86400
-    assert callable(_resolve("tasks.network.evaluate_levels"))
-    assert callable(_resolve("tasks.network.award_traffic_rewards"))
+    assert callable(resolve("tasks.network.evaluate_levels"))
+    assert callable(resolve("tasks.network.award_traffic_rewards"))

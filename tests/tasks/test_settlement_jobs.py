@@ -28,8 +28,8 @@ from models.network import Creator
 from models.orders import Order
 from qianxing.processes import stop_all
 from tasks import queues
+from tasks.periodic import JOB_TIMEOUTS, PERIODIC, resolve
 from tasks.settlement import LEVELS_JOB, LEVELS_JOB_IDS, queue_level_evaluation
-from tasks.worker import JOB_TIMEOUTS, PERIODIC, _resolve
 from tests.conftest import buyer, settings_is_postgres
 from tests.models.test_settlement import (
     assert_books_clean,
@@ -193,7 +193,7 @@ def test_settlement_jobs_are_periodic_with_long_timeouts():
     assert periodic["tasks.settlement.settle_all"] == 300
     assert periodic["tasks.settlement.release_due"] == 3600
     for func in ("tasks.settlement.settle_all", "tasks.settlement.release_due"):
-        assert callable(_resolve(func)) and JOB_TIMEOUTS[func] >= 600
+        assert callable(resolve(func)) and JOB_TIMEOUTS[func] >= 600
 
 
 # -- a worker killed in the middle of a settlement --------------------------------------------

@@ -15,8 +15,8 @@ from models.network import Creator
 from models.withdrawals import Method, Withdrawal, WithdrawalState, WithdrawPolicy
 from qianxing import wiring
 from qianxing.gateways.payout import WeChatTransferAdapter
+from tasks.periodic import PERIODIC
 from tasks.withdrawals import pay_due_withdrawals
-from tasks.worker import PERIODIC
 from tests.conftest import buyer, make_settings
 
 DUE_NOW = WithdrawPolicy(min_fen=10_000, fee_bp=100, delay_hours=0, review_above_fen=500_000)
