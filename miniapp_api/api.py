@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import requests
 from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 from wechatpy.exceptions import WeChatClientException
 
+from miniapp_api import throttle
 from miniapp_api.auth import current_user, issue_token
 from miniapp_api.errors import ErrorOut
 from miniapp_api.schemas import (
@@ -31,7 +33,9 @@ from miniapp_api.schemas import (
     VoucherOut,
     VoucherPath,
 )
+from miniapp_api.webhooks import process_payment_notification
 from models import catalog, delivery, inventory, orders, payments, users
+from models.db import once_more_if_lost
 from models.errors import DomainError, Forbidden, InvalidInput, NotFound
 from models.orders import Order
 from qianxing.wiring import runtime
@@ -108,16 +112,32 @@ def ping():  # noqa: ANN201
     return {"ok": True}
 
 
-@api.post("/auth/login", tags=[auth_tag], responses={200: LoginOut, **ERRORS})
+RATE_LIMITED = {  # 429 with the seconds to wait (miniapp_api.throttle)
+    "description": "Too Many Requests",
+    "headers": {"Retry-After": {"description": "seconds until the limit lets this request through",
+                                "schema": {"type": "integer", "minimum": 1}, "required": True}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+}
+
+
+@api.post("/auth/login", tags=[auth_tag], responses={200: LoginOut, **ERRORS, 429: RATE_LIMITED})
+@throttle.limit(
+    throttle.Rule("login:ip", throttle.by_client_ip,
+                  lambda s: (s.LOGIN_RATE_PER_IP, s.LOGIN_RATE_WINDOW_S)),
+    throttle.Rule("login:code", lambda body, **_: body.code,
+                  lambda s: (s.LOGIN_RATE_PER_CODE, s.LOGIN_RATE_WINDOW_S)),
+)
 def login(body: LoginIn):  # noqa: ANN201
-    """Exchange a wx.login() code for a session token (jscode2session)."""
+    """Exchange a wx.login() code for a session token (jscode2session). Throttled per client IP
+    and per code (`LOGIN_RATE_*`): 429 `rate_limited` with Retry-After, before WeChat is asked."""
     try:
-        session = runtime().wechat.wxa.code_to_session(body.code)
+        session = runtime().wechat.code_to_session(body.code)
     except WeChatClientException as exc:
         raise LoginFailed(f"WeChat rejected the login code (errcode {exc.errcode})") from None
     except requests.RequestException:
         raise LoginFailed("WeChat could not be reached; try again") from None
-    user = users.get_or_create_by_openid(session["openid"], session.get("unionid"))
+    # the code is spent at WeChat now: a lost database connection must not waste it
+    user = once_more_if_lost(users.get_or_create_by_openid, session["openid"], session.get("unionid"))
     return {"token": issue_token(user), "user": {"id": user.id, "nickname": user.nickname}}
 
 
@@ -197,10 +217,10 @@ def pay_order(path: OrderPath):  # noqa: ANN201
 
 
 @api.post("/orders/<int:order_id>/sandbox-pay", tags=[me_tag], security=BEARER,
-          responses={200: OrderOut, **ERRORS})
+          responses={200: OrderOut, **ERRORS, 403: ErrorOut})
 def sandbox_pay(path: OrderPath):  # noqa: ANN201
-    """Sandbox payments only: pay the order by sending the signed notification WeChat Pay
-    would send, through the real notify endpoint."""
+    """Sandbox payments only: pay the order with the signed notification WeChat Pay would send,
+    run in-process through the notify endpoint's own code (no HTTP call to ourselves)."""
     user = current_user()
     gateway = runtime().gateway
     if gateway.name != "sandbox" or current_app.config["QIANXING_ENV"] == "prod":
@@ -208,7 +228,8 @@ def sandbox_pay(path: OrderPath):  # noqa: ANN201
     order = orders.get_order(path.order_id, user=user)
     if order.status != orders.Status.PENDING:
         raise payments.InvalidState("this order can no longer be paid", code="order_not_payable")
-    gateway.pay(order, user.openid)  # type: ignore[attr-defined]
+    gateway.pay(order, user.openid,  # type: ignore[attr-defined]
+                functools.partial(process_payment_notification, sender="sandbox-pay", source=gateway.name))
     return _order_out(orders.get_order(order.id))
 
 

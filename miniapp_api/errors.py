@@ -8,6 +8,7 @@ from flask import Flask, jsonify
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
+from models.db import is_connection_lost
 from models.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,20 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):  # noqa: ANN202
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        # keep what the exception says beyond its body: Allow on a 405, Retry-After on a 429/503
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # noqa: ANN202
+        if is_connection_lost(exc):  # nothing to fix in the request: ask the client to retry
+            log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            response = error_response(503, "database_unavailable",
+                                      "the database is briefly unavailable; please try again")
+            response.headers["Retry-After"] = "1"
+            return response
         log.exception("unhandled error")
         return error_response(500, "internal_error", "something went wrong; please try again")

@@ -13,6 +13,7 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.pay import WeChatPay, calculate_signature
 from werkzeug.exceptions import HTTPException
 
+from models.db import is_connection_lost, once_more_if_lost
 from models.payments import PaymentRejected, confirm_payment
 from qianxing.wiring import runtime
 from tasks.maintenance import dispatch_payment
@@ -36,6 +37,11 @@ def _http_error(exc: HTTPException) -> Response:
 
 @webhooks.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
+    if is_connection_lost(exc):  # WeChat Pay retries a non-200; this is not our bug
+        log.warning("webhook: database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        response = _answer(False, "database unavailable; retry later", 503)
+        response.headers["Retry-After"] = "1"
+        return response
     log.exception("webhook: unhandled error")
     return _answer(False, "internal error; retry later", 500)
 
@@ -78,33 +84,45 @@ def _payment_result(fields: dict[str, str | None], pay: WeChatPay) -> dict[str, 
 def wechatpay_notify() -> Response:
     """WeChat Pay v2 payment result. Duplicates (WeChat retries for ~24 h, sometimes
     concurrently) are answered SUCCESS again and change nothing."""
+    ok, message, status = process_payment_notification(request.get_data(), request.remote_addr)
+    return _answer(ok, message, status)
+
+
+def process_payment_notification(body: bytes, sender: str | None = None, *,
+                                 source: str = "wechatpay") -> tuple[bool, str, int]:
+    """Everything the notify endpoint does with a body: parse, verify the signature, check the
+    app and merchant, confirm the payment, dispatch its delivery (or refund). Returns
+    (acknowledged, message, HTTP status). The sandbox provider pays through this very function
+    in-process (`SandboxGateway.pay`), so a sandbox payment takes the production path."""
     rt = runtime()
-    body = request.get_data()
     fields = _fields(body)
     if fields is None:
-        log.warning("wechatpay notify: malformed body from %s", request.remote_addr)
-        return _answer(False, "invalid XML", 400)
+        log.warning("wechatpay notify: malformed body from %s", sender)
+        return False, "invalid XML", 400
     try:
         data = _payment_result(fields, rt.wechatpay)
     except InvalidSignatureException:
-        log.warning("wechatpay notify: bad signature from %s", request.remote_addr)
-        return _answer(False, "invalid signature", 400)
+        log.warning("wechatpay notify: bad signature from %s", sender)
+        return False, "invalid signature", 400
     except ValueError:  # signed, but total_fee / cash_fee / coupon_* not integers
-        log.warning("wechatpay notify: non-integer amount from %s", request.remote_addr)
-        return _answer(False, "invalid amount", 400)
+        log.warning("wechatpay notify: non-integer amount from %s", sender)
+        return False, "invalid amount", 400
     settings = rt.settings
     if data.get("appid") != settings.WECHAT_APPID or data.get("mch_id") != settings.WECHATPAY_MCH_ID:
-        return _answer(False, "appid or mch_id mismatch", 400)
+        return False, "appid or mch_id mismatch", 400
     if data.get("return_code") != "SUCCESS" or data.get("result_code") != "SUCCESS":
-        return _answer(True)  # a failed payment: nothing to record, stop the retries
+        return True, "OK", 200  # a failed payment: nothing to record, stop the retries
     order_no, txn = data.get("out_trade_no"), data.get("transaction_id")
     total_fee = data.get("total_fee")
     if not order_no or not txn or not isinstance(total_fee, int) or len(str(txn)) > 64:
-        return _answer(False, "missing out_trade_no, transaction_id or total_fee", 400)
+        return False, "missing out_trade_no, transaction_id or total_fee", 400
     try:
-        order_id, outcome = confirm_payment(order_no, txn, total_fee, source="wechatpay")
+        # idempotent (order row locked, transaction id and ledger key unique): should a lost
+        # first attempt have committed after all, the second answers DUPLICATE and the
+        # delivery sweep queues the order
+        order_id, outcome = once_more_if_lost(confirm_payment, order_no, txn, total_fee, source=source)
     except PaymentRejected as exc:
         log.warning("wechatpay notify rejected for %s: %s", order_no, exc.code)
-        return _answer(False, exc.code, 400)
+        return False, exc.code, 400
     dispatch_payment(order_id, outcome)
-    return _answer(True)
+    return True, "OK", 200

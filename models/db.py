@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
-from collections.abc import Iterator
+import logging
+import select
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee as pw
+import psycopg2
 from playhouse.db_url import connect
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PoolConnection, PooledDatabase, PooledPostgresqlDatabase
+from psycopg2.extensions import TRANSACTION_STATUS_UNKNOWN
 
+log = logging.getLogger(__name__)
 db = pw.DatabaseProxy()
+T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
@@ -59,12 +67,30 @@ def open_database(url: str) -> pw.Database:
 
 
 class FastPooledPostgres(PooledPostgresqlDatabase):
-    """The pool as peewee ships it, with two round trips fewer per transaction.
+    """The pool as peewee ships it, with two round trips fewer per transaction, and dead
+    connections replaced transparently.
 
-    - No `SELECT 1` on every checkout: a connection that died while idle is detected by
-      psycopg2's own status, and one that dies mid-request fails that request cleanly.
+    - No `SELECT 1` on every checkout: a connection that died while idle is detected without a
+      round trip (see below).
     - A lazy BEGIN: it travels with the transaction's first statement, and a transaction that
       ran nothing neither begins nor commits.
+
+    Dead connections (the server restarted, `pg_terminate_backend`, a proxy dropped them):
+    - An idle connection whose server went away has something to read (the server's FATAL
+      message, or end-of-file); a healthy idle one has nothing. Before a statement that opens a
+      transaction (or runs on its own) the socket is polled, a local system call of about a
+      microsecond, and a dead connection is replaced before anything is sent.
+    - The poll can race the server's goodbye. So when the first statement on a connection
+      just taken from the pool fails because the connection is gone, and that statement
+      opened its transaction (or ran outside any), nothing ran on the server: the connection
+      is discarded, a fresh one opened, and the statement runs once more. Idle pooled
+      connections that are dead too are dropped at the same moment, so a server restart costs
+      one reconnect per connection and never an error.
+    - A connection that dies inside an open transaction fails that transaction (the server
+      rolled it back; our ROLLBACK is skipped so the original error surfaces, and the dead
+      connection never goes back to the pool). `is_connection_lost(exc)` tells such an error
+      apart: idempotent work reruns once through `once_more_if_lost` (payment confirmation,
+      the login's user lookup), the web app answers anything else 503 with Retry-After.
     """
 
     def begin(self, isolation_level: Any = None) -> None:
@@ -74,12 +100,38 @@ class FastPooledPostgres(PooledPostgresqlDatabase):
             self.connection()  # check a connection out now, as the eager BEGIN would have
             self._state.pending_begin = True
 
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        opened = super().connect(reuse_if_open)
+        if opened:
+            self._state.untried = self._state.conn  # nothing has run on it since checkout
+        return opened
+
     def execute_sql(self, sql: str, params: Any = None) -> Any:
-        if getattr(self._state, "pending_begin", False):
-            self._state.pending_begin = False
+        state = self._state
+        opens = False
+        if getattr(state, "pending_begin", False):
+            state.pending_begin = False
             if self.in_transaction():  # never open a transaction nobody will commit
                 sql = "BEGIN; " + sql
-        return super().execute_sql(sql, params)
+                opens = True
+        # Nothing uncommitted on the server: this statement opens its transaction or runs alone.
+        outside = opens or not self.in_transaction()
+        conn = self.connection()
+        if outside and _gone(conn):
+            log.warning("database connection found closed by the server; replacing it")
+            conn = self._replace_connection()
+        first = outside and getattr(state, "untried", None) is conn
+        try:
+            cursor = super().execute_sql(sql, params)
+        except (pw.OperationalError, pw.InterfaceError):
+            if not (first and _dead(conn)):
+                raise
+            log.warning("database connection closed by the server before its first statement; "
+                        "running it again on a new connection")
+            self._replace_connection()
+            cursor = super().execute_sql(sql, params)
+        state.untried = None
+        return cursor
 
     def commit(self) -> None:
         if getattr(self._state, "pending_begin", False):
@@ -91,6 +143,9 @@ class FastPooledPostgres(PooledPostgresqlDatabase):
         if getattr(self._state, "pending_begin", False):
             self._state.pending_begin = False
             return
+        conn = self._state.conn
+        if conn is not None and _dead(conn):
+            return  # the server rolled back when the connection died; keep the original error
         super().rollback()
 
     def _is_closed(self, conn: Any) -> bool:
@@ -101,7 +156,76 @@ class FastPooledPostgres(PooledPostgresqlDatabase):
             return True
         if status != self._adapter.txn_idle:
             conn.rollback()
+        if _readable(conn):  # the server said goodbye (or hung up) while it sat in the pool
+            self._close_raw(conn)
+            return True
         return False
+
+    def _replace_connection(self) -> Any:
+        """Swap this thread's connection for a brand-new one (never another pooled one, which
+        may be dead too), keeping peewee's transaction bookkeeping; drop dead idle ones."""
+        dead = self._state.conn
+        with self._pool_lock:
+            self._in_use.pop(self.conn_key(dead), None)
+            idle, self._connections = self._connections, []
+            for entry in idle:
+                if _gone(entry[2]):
+                    self._close_raw(entry[2])
+                else:
+                    self._connections.append(entry)
+            heapq.heapify(self._connections)
+        self._close_raw(dead)
+        conn = super(PooledDatabase, self)._connect()  # the driver's connect, not the pool's
+        now = time.time()
+        with self._pool_lock:
+            self._in_use[self.conn_key(conn)] = PoolConnection(now, conn, now)
+        self._initialize_connection(conn)
+        self._state.conn = conn
+        self._state.untried = None
+        return conn
+
+
+def _dead(conn: Any) -> bool:
+    """psycopg2 marks a connection it lost: closed, or transaction status unknown."""
+    try:
+        return bool(conn.closed) or conn.get_transaction_status() == TRANSACTION_STATUS_UNKNOWN
+    except Exception:  # noqa: BLE001 - a connection that cannot even say is dead
+        return True
+
+
+def _readable(conn: Any) -> bool:
+    """An idle connection has nothing to read; the server's goodbye (or EOF) is readable."""
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, pw.InterfaceError, psycopg2.InterfaceError):
+        return True
+
+
+def _gone(conn: Any) -> bool:
+    return _dead(conn) or _readable(conn)
+
+
+_LOST_WORDS = ("server closed the connection", "connection already closed",
+               "terminating connection", "could not connect", "connection refused",
+               "connection to server", "ssl syscall error", "eof detected",
+               "no connection to the server", "cannot connect now", "the database system is")
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether an error means the database connection was lost or could not be made (as
+    opposed to an error in the statement): the caller may answer "try again" instead of 500."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, pw.OperationalError | pw.InterfaceError | psycopg2.OperationalError
+                      | psycopg2.InterfaceError):
+            text = str(exc).lower()
+            if any(word in text for word in _LOST_WORDS):
+                return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def _pooled_postgres(url: str) -> pw.Database:
@@ -155,6 +279,20 @@ def is_postgres() -> bool:
 def lock_rows(query: pw.ModelSelect) -> pw.ModelSelect:
     """SELECT ... FOR UPDATE on PostgreSQL; SQLite already holds the write lock (IMMEDIATE)."""
     return query.for_update() if is_postgres() else query
+
+
+def once_more_if_lost(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run fn, and once more (on a fresh connection) if the database connection was lost
+    under it, e.g. mid-transaction. Only for idempotent work: the first attempt's transaction
+    may, in the rarest case (a reply lost after COMMIT), have been committed."""
+    try:
+        return fn(*args, **kwargs)
+    except (pw.OperationalError, pw.InterfaceError) as exc:
+        if not is_connection_lost(exc):
+            raise
+        log.warning("database connection lost in %s; running it once more",
+                    getattr(fn, "__qualname__", fn))
+        return fn(*args, **kwargs)
 
 
 @contextmanager

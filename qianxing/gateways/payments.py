@@ -1,10 +1,11 @@
-"""Payment gateways: WeChat Pay v2 through wechatpy, and a sandbox that pays by sending the
-same signed notification WeChat Pay would, through the same endpoint and code path."""
+"""Payment gateways: WeChat Pay v2 through wechatpy, and a sandbox that pays by handing the
+same signed notification WeChat Pay would send to the notify endpoint's code, in-process."""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -74,14 +75,16 @@ class WeChatPayGateway:
 
 
 class SandboxGateway:
-    """Dev and test payments with no outside party. `pay()` posts a WeChat-Pay-shaped, signed
-    notification to our own notify endpoint, so confirmation runs the production path."""
+    """Dev and test payments with no outside party. `pay()` builds a WeChat-Pay-shaped, signed
+    notification and runs it through the notify endpoint's own function in this process
+    (`miniapp_api.webhooks.process_payment_notification`, passed in by the caller): signature,
+    checks, confirmation and dispatch are the production path, with no HTTP call to ourselves,
+    so it neither waits on a busy server nor depends on `PUBLIC_BASE_URL` or `WEB_BIND`."""
 
     name = "sandbox"
 
     def __init__(self, appid: str, mch_id: str, api_key: str, notify_url: str) -> None:
         self.appid, self.mch_id, self.api_key, self.notify_url = appid, mch_id, api_key, notify_url
-        self._paid: dict[str, str] = {}
 
     def prepare(self, order: Order, openid: str, client_ip: str) -> tuple[str, dict[str, Any]]:
         prepay_id = "sandbox_" + secrets.token_hex(12)
@@ -103,11 +106,13 @@ class SandboxGateway:
         }
         return dict_to_xml(data, calculate_signature(data, self.api_key)).encode()
 
-    def pay(self, order: Order, openid: str) -> None:
-        """Send the signed notification; raises InvalidState if our endpoint refuses it."""
-        resp = requests.post(self.notify_url, data=self.notify_xml(order, openid), timeout=10)
-        if b"SUCCESS" not in resp.content:
-            raise InvalidState("the sandbox payment was refused", code="payment_refused")
+    def pay(self, order: Order, openid: str,
+            notify: Callable[[bytes], tuple[bool, str, int]]) -> None:
+        """Pay by handing the signed notification to `notify` (the notify endpoint's function);
+        raises InvalidState if it refuses it."""
+        ok, message, _status = notify(self.notify_xml(order, openid))
+        if not ok:
+            raise InvalidState(f"the sandbox payment was refused ({message})", code="payment_refused")
 
     def query(self, order_no: str) -> QueryResult:
         return QueryResult("NOTPAY")

@@ -33,3 +33,11 @@ class MiniProgramClient(WeChatClient):
             url=self._token_url,
             params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
         )
+
+    def code_to_session(self, js_code: str) -> dict:
+        """jscode2session (a wx.login() code for the openid) through wechatpy, without the
+        access_token wechatpy adds to every call: this endpoint authenticates with the app id
+        and secret, so a login needs neither a token fetch nor Redis (which keeps the token)."""
+        return self.wxa._get("sns/jscode2session", params={
+            "appid": self.appid, "secret": self.secret, "js_code": js_code,
+            "grant_type": "authorization_code", "access_token": None})
