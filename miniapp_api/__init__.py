@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
+from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from miniapp_api import errors
+from miniapp_api import errors, schemas
 from models.db import db
 from qianxing.settings import Settings
 from qianxing.wiring import bootstrap
+
+health_log = logging.getLogger("miniapp_api.health")
+
+
+def _probe_client(redis: Redis) -> Redis:
+    """A client on the same server as `redis` for /healthz: it gives up after a second and
+    never retries, so a hung Redis makes the probe answer 503 instead of hanging it."""
+    pool = redis.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_connect_timeout": 1, "socket_timeout": 1,
+              "retry": Retry(NoBackoff(), 0)}
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -66,6 +81,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(bot_webhooks)
     app.register_blueprint(wechat_webhook)
     errors.register(app)
+    schemas.document(app, settings)
 
     # Connections open lazily on the first query (peewee autoconnect) and go back to the pool
     # at the end of the request.
@@ -74,10 +90,20 @@ def create_app(settings: Settings) -> Flask:
         if not db.is_closed():
             db.close()
 
-    @app.get("/healthz")
+    redis_probe = _probe_client(rt.redis)
+
+    @app.get("/healthz", responses={200: schemas.HealthOut, 503: schemas.HealthOut})
     def healthz():  # noqa: ANN202
-        db.execute_sql("SELECT 1")
-        rt.redis.ping()
-        return jsonify({"ok": True})
+        """Readiness: 200 when the database and Redis answer, else 503 naming what is down (the
+        kind of error only: the body is public, the details go to the log)."""
+        body = {"status": "ok", "database": "ok", "redis": "ok"}
+        for name, check in (("database", lambda: db.execute_sql("SELECT 1")), ("redis", redis_probe.ping)):
+            try:
+                check()
+            except Exception as exc:  # noqa: BLE001 - any failure means "down"
+                health_log.warning("healthz: %s unreachable: %s", name, exc)
+                body[name] = f"unreachable: {type(exc).__name__}"
+                body["status"] = "down"
+        return jsonify(body), 200 if body["status"] == "ok" else 503
 
     return app

@@ -2,8 +2,9 @@
 
 The console chat drives exactly `bots.core.handle` with platform "console": each line read from
 stdin is one message; `#N` presses button N of the last answer; `!join NAME` (with --group)
-makes NAME join the group. Images are written under var/chat/ (or --images) and their path is
-printed. End of input ends the chat with status 0, so it also runs with no stdin at all.
+makes NAME join the group. With --group the chat opens with the account joining the group, so
+the group's welcome is the first thing shown. Images are written under var/chat/ (or --images)
+and their path is printed. End of input ends the chat with status 0, so it also runs with no stdin at all.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def chat(as_user: str, group: str | None, name: str | None, images: Path | None)
     stdin = click.get_text_stream("stdin")
     interactive = stdin.isatty()
     buttons: list[Button] = []
+    if group:  # entering the group: the account joins it and gets its welcome
+        buttons = _render(handle(Incoming("console", chat_id, kind, me, joined=(me,))), images)
     while True:
         if interactive:
             click.echo("> ", nl=False)

@@ -1,4 +1,6 @@
-"""Demo catalog and vault for `qianxing seed-demo` (idempotent: skips what exists)."""
+"""Demo catalog and vault for `qianxing seed-demo` and `qianxing run` (idempotent: skips what
+exists), and `demo_summary()`, which reads back from the database what a newcomer needs to try
+it: the creators' invite codes, the live session, the demo group."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import secrets
 from models import catalog, live, network, vault
 from models.catalog import Kind, Sku
 from models.db import db
-from models.users import get_or_create_by_openid
+from models.users import User, get_or_create_by_openid
 
 
 def _keys(prefix: str, n: int) -> list[tuple[int, str]]:
@@ -16,8 +18,9 @@ def _keys(prefix: str, n: int) -> list[tuple[int, str]]:
 
 
 def seed_demo(keys_per_sku: int = 50) -> list[str]:
+    """Create what is missing; returns what it created, one line each (empty: all present)."""
     if Sku.select().where(Sku.code == "IQY-GOLD-1M").exists():
-        return []
+        return seed_group()  # a database seeded before the demo group existed gets it too
     created = []
     with db.atomic():
         video = catalog.create_product("爱奇艺黄金会员", "官方直充卡密，购买后在“我的卡券”查看")
@@ -43,6 +46,7 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
         report = vault.import_keys(sku, _keys(prefix, keys_per_sku))
         created.append(f"{sku.code}: {report.imported} keys")
     created += seed_creators(iqy)
+    created += seed_group()
     return created
 
 
@@ -63,6 +67,71 @@ def seed_creators(featured: Sku) -> list[str]:
         made.append(network.Creator.get_by_id(creator.id))
     network.set_markup(made[0], featured.code, 200, default_cap_bp=3000)
     session = live.start_live(made[0], "爆款会员专场")
-    return [f"creator {c.name}: code {c.code} (dev-login openid {o})"
-            for c, (o, *_) in zip(made, DEMO_TEAM, strict=True)] + [
-        f"live session {session.id}: buy with ref={made[0].code} and live={session.id}"]
+    return [f"creator team: {len(made)} creators, {made[0].name} marks {featured.code} up, "
+            f"live session {session.id}"]
+
+
+# The console chat's group `demo` (`qianxing chat --as bob --group demo`): its chat key is
+# "console:<name given to --group>" (bots.types.Incoming.chat_key).
+DEMO_GROUP = "console:demo"
+DEMO_WELCOME = ("欢迎 {name} 加入千星演示群！试试发送“价格”“发货”“优惠”看自动回复，"
+                "发送 /help 查看机器人命令。")
+DEMO_RULES = (  # (pattern, reply); {prices} is filled from the catalog
+    ("价格", "{prices}。通过欢迎语里的链接进店下单。"),
+    ("发货", "付款后几秒内自动发货：卡密在小程序“我的卡券”里查看，礼包会收到两张卡密。"),
+    ("优惠", "群友福利：通过欢迎语里的链接进店，由星主小千为你服务，付款后几秒到账。"),
+)
+
+
+def _leader() -> network.Creator | None:
+    user = User.get_or_none(User.openid == DEMO_TEAM[0][0])
+    return network.Creator.get_or_none(network.Creator.user == user.id) if user else None
+
+
+def seed_group() -> list[str]:
+    """Keyword rules and a welcome for the console group `demo` (skipped when it has rules)."""
+    from bots.groups import configure, save_rule
+    from models.chat import GroupRule
+    from models.money import rmb
+
+    if GroupRule.select().where(GroupRule.scope == DEMO_GROUP).exists():
+        return []
+    leader = _leader()
+    prices = "，".join(f"{s.name} {rmb(s.retail_price_fen)}" for s in Sku.select().where(
+        Sku.code.in_(["IQY-GOLD-1M", "QQM-GREEN-1M", "AV-BUNDLE-1M"])).order_by(Sku.id))
+    with db.atomic():
+        for priority, (pattern, reply) in enumerate(reversed(DEMO_RULES)):
+            save_rule(DEMO_GROUP, "contains", pattern, reply.replace("{prices}", prices or "见商品列表"),
+                      priority)
+        configure(DEMO_GROUP, title="千星演示群", welcome_text=DEMO_WELCOME,
+                  coupon_text="发送“优惠”查看群友福利", promo_ref=leader.code if leader else None)
+    return [f"group {DEMO_GROUP}: {len(DEMO_RULES)} keyword rules and a welcome"]
+
+
+def demo_summary() -> list[str]:
+    """What a newcomer needs to try the demo, read back from the database (so it is the same
+    on every run): the creators' invite codes, the live session to buy in, the demo group."""
+    lines = []
+    made = []
+    for openid, *_ in DEMO_TEAM:
+        user = User.get_or_none(User.openid == openid)
+        creator = network.Creator.get_or_none(network.Creator.user == user.id) if user else None
+        if creator is not None:
+            made.append(creator)
+            lines.append(f"creator {creator.name}: invite code {creator.code} "
+                         f"(dev-login openid {openid})")
+    if not made:
+        return ["no demo creators (run `qianxing seed-demo` on this database)"]
+    leader = made[0]
+    session = (live.LiveSession.select()
+               .where((live.LiveSession.creator == leader.id) & (live.LiveSession.state == "live"))
+               .order_by(live.LiveSession.id.desc()).first())
+    if session is not None:
+        lines.append(f"live session {session.id} ({session.title}) of {leader.name}: "
+                     f'buy with "ref": "{leader.code}", "live": {session.id}')
+    else:
+        lines.append(f"no live session of {leader.name} is live: start one with POST "
+                     f"/api/v1/creator/live as demo-creator-1")
+    lines.append(f"group chat: .venv/bin/qianxing chat --as bob --group demo "
+                 f"(rules: {', '.join(p for p, _ in DEMO_RULES)})")
+    return lines

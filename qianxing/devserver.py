@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,30 +18,19 @@ from qianxing.settings import Settings
 def run_all(settings: Settings, *, seed: bool = True) -> None:
     from models.db import connection
     from models.migrations import migrate
-    from qianxing.demo import seed_demo
+    from qianxing.demo import demo_summary, seed_demo
     from qianxing.wiring import bootstrap
 
     rt = bootstrap(settings)
     migrate()
-    if seed:
-        with connection():
-            seed_demo()
+    with connection():
+        created = seed_demo() if seed else []
+        summary = demo_summary()
     env = dict(os.environ)
     if rt.embedded is not None:
         env["REDIS_URL"] = rt.embedded.url  # children share this process's embedded Redis
     exe = [sys.executable, "-m", "qianxing.cli"]
-    procs = [subprocess.Popen([*exe, "web"], env=env), subprocess.Popen([*exe, "worker"], env=env)]
-    base = f"http://{settings.WEB_BIND}"
-    click.echo(f"""
-千星 Qianxing is running ({settings.QIANXING_ENV}, {settings.DATABASE_URL.split('://')[0]},
-redis {'embedded' if rt.embedded else settings.REDIS_URL}).
-  API docs      {base}/api/swagger
-  OpenAPI       {base}/api/openapi.json
-  Products      {base}/api/v1/products
-  Health        {base}/healthz
-Try: curl -s -X POST {base}/api/v1/auth/dev-login -H 'Content-Type: application/json' \\
-       -d '{{"openid":"demo-buyer"}}'
-Ctrl-C stops everything.""")
+    procs: list[subprocess.Popen] = []
 
     def stop(*_: object) -> None:
         stop_all(procs)
@@ -48,7 +38,34 @@ Ctrl-C stops everything.""")
             rt.embedded.stop()
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop)  # before any child starts: a TERM never orphans them
+    try:
+        for name in ("web", "worker"):
+            procs.append(subprocess.Popen([*exe, name], env=env))
+    except KeyboardInterrupt:
+        stop()
+    base = f"http://{settings.WEB_BIND}"
+    if rt.embedded is None:
+        redis = re.sub(r"//[^/@]*@", "//***@", settings.REDIS_URL or "")  # no password on screen
+    elif rt.embedded.owner:
+        redis = "embedded, var/redis; `qianxing` commands in other terminals share it"
+    else:
+        redis = "embedded, var/redis, started by another process: it stops when that one exits"
+    demo = "\n".join(f"  {line}" for line in summary)
+    click.echo(f"""
+千星 Qianxing is running ({settings.QIANXING_ENV}, {settings.DATABASE_URL.split('://')[0]},
+redis {redis}).
+  API docs      {base}/api/swagger
+  OpenAPI       {base}/api/openapi.json
+  Products      {base}/api/v1/products
+  Health        {base}/healthz
+Demo data ({'seeded now' if created else 'already present' if seed else 'not seeded: --no-seed'}):
+{demo}
+Try: curl -s -X POST {base}/api/v1/auth/dev-login -H 'Content-Type: application/json' \\
+       -d '{{"openid":"demo-buyer"}}'
+Operator (another terminal): .venv/bin/qianxing orders show ID, qianxing settle,
+  qianxing ledger verify, qianxing chat --as alice; qianxing --help lists them all.
+Ctrl-C stops everything.""")
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

@@ -6,7 +6,6 @@ reach the result through `runtime()`.
 
 from __future__ import annotations
 
-import atexit
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from models.orders import OrderPolicy
 from models.payments import PaymentGateway
 from models.settlement import PayoutPolicy
 from models.withdrawals import PayoutAdapter, WithdrawPolicy
-from qianxing.embedded_redis import EmbeddedRedis
+from qianxing.embedded_redis import EmbeddedRedis, start_or_join
 from qianxing.gateways.payments import SandboxGateway, WeChatPayGateway, make_wechatpay
 from qianxing.gateways.payout import SandboxPayoutAdapter, WeChatTransferAdapter
 from qianxing.gateways.topup import SandboxTopupProvider
@@ -58,8 +57,9 @@ _runtime: Runtime | None = None
 def redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     if settings.REDIS_URL:
         return settings.REDIS_URL, None
-    embedded = EmbeddedRedis(VAR_DIR / "redis")
-    atexit.register(embedded.stop)
+    # Joins the server another process (`qianxing run`) started, or starts one this process
+    # stops on exit: a command run beside `qianxing run` never stops the service's Redis.
+    embedded = start_or_join(VAR_DIR / "redis")
     return embedded.url, embedded
 
 

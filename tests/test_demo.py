@@ -1,12 +1,24 @@
-"""The demo data `make run` seeds: a catalog with keys and a creator team to try commissions."""
+"""The demo data `make run` seeds: a catalog with keys, a creator team to try commissions, a
+live session and a console group with keyword rules and a welcome; and what `make run` and
+`seed-demo` print about it, the same on every run."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from models import network
+from models.chat import GroupConfig, GroupRule
 from models.db import db
 from models.live import LiveSession
 from models.network import Creator, CreatorPrice
-from qianxing.demo import DEMO_TEAM, seed_demo
+from qianxing.demo import DEMO_GROUP, DEMO_TEAM, demo_summary, seed_demo
+from tests.conftest import free_port
 
 
 def test_seed_demo_builds_a_shop_and_a_two_level_team_once(rt):
@@ -24,5 +36,83 @@ def test_seed_demo_builds_a_shop_and_a_two_level_team_once(rt):
         assert {m.name for m in team.direct} == {DEMO_TEAM[1][1], DEMO_TEAM[2][1]}
         # and the leader sells the featured SKU with a markup in a live session
         assert CreatorPrice.get(CreatorPrice.creator == leader.id).markup_fen == 200
-        assert LiveSession.get(LiveSession.creator == leader.id).state == "live"
-        assert any(f"ref={leader.code}" in line for line in first)
+        session = LiveSession.get(LiveSession.creator == leader.id)
+        assert session.state == "live"
+        # and the summary read back names the leader's code and the live session to buy in
+        summary = demo_summary()
+        assert f'buy with "ref": "{leader.code}", "live": {session.id}' in "\n".join(summary)
+        # and the console group `demo` has its keyword rules and welcome
+        assert GroupRule.select().where(GroupRule.scope == DEMO_GROUP).count() == 3
+        assert "{name}" in GroupConfig.get(GroupConfig.chat_key == DEMO_GROUP).welcome_text
+
+
+def codes_in(output: str) -> list[str]:
+    return re.findall(r"invite code (\S+) \(dev-login openid demo-creator-\d\)", output)
+
+
+def test_seed_demo_prints_the_invite_codes_and_live_session_every_time(cli):
+    # when the demo is seeded, then seeded again
+    first = cli("seed-demo", "--keys", "2")
+    second = cli("seed-demo", "--keys", "2")
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    # then both runs print the same six invite codes and the live session
+    assert len(codes_in(first.output)) == len(DEMO_TEAM)
+    assert codes_in(second.output) == codes_in(first.output)
+    assert "demo data already present" in second.output
+    live = re.search(r'"live": (\d+)', second.output)
+    assert live and live.group(0) in first.output
+    with db.connection_context():
+        assert LiveSession.get_by_id(int(live.group(1))).state == "live"
+
+
+def test_the_demo_group_welcomes_and_answers_keywords_in_the_console(cli):
+    # given the demo seeded
+    assert cli("seed-demo", "--keys", "2").exit_code == 0
+    # when bob opens the demo group in the console chat and asks about prices and delivery
+    result = cli("chat", "--as", "bob", "--group", "demo", input="价格多少？\n什么时候发货\n有优惠吗\n")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    # then the group's welcome comes first, with the coupon and the leader's shop link
+    welcome = out.index("bot> 欢迎 bob 加入千星演示群")
+    assert "🎁 发送“优惠”查看群友福利" in out
+    with db.connection_context():
+        leader = Creator.get(Creator.name == DEMO_TEAM[0][1])
+    assert f"ref={leader.code}" in out[welcome:out.index("bot>", welcome + 4)]
+    # and each keyword gets its rule's answer, prices taken from the catalog
+    assert "爱奇艺黄金会员 月卡 ¥19.90" in out and "影音礼包 月卡 ¥32.90" in out
+    assert "付款后几秒内自动发货" in out
+    assert "群友福利：" in out
+    assert "（机器人没有回复）" not in out
+
+
+def test_make_run_prints_the_demo_codes_live_session_and_operator_hint(settings, tmp_path):
+    # given `qianxing run` on an empty database (a free port, the session's Redis)
+    port = free_port()
+    env = {**os.environ, **{k: str(v) for k, v in settings.model_dump().items() if v is not None},
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}", "WEB_BIND": f"127.0.0.1:{port}",
+           "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "QIANXING_ENV": "dev", "WEB_WORKERS": "1"}
+    outputs = []
+    for _ in range(2):  # when it starts, stops, and starts again on the same database
+        proc = subprocess.Popen([sys.executable, "-m", "qianxing.cli", "run"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                cwd=Path(__file__).resolve().parents[1], start_new_session=True)
+        lines = []
+        deadline = time.monotonic() + 90
+        try:
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+                if "Ctrl-C stops everything" in line:
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        outputs.append("".join(lines))
+    first, second = outputs
+    # then each time it prints the six invite codes, the live session and an operator hint
+    assert "Demo data (seeded now)" in first and "Demo data (already present)" in second
+    assert len(codes_in(first)) == len(DEMO_TEAM) and codes_in(second) == codes_in(first)
+    assert re.search(r'"live": \d+', second) and "qianxing chat --as bob --group demo" in second
+    assert "Operator (another terminal)" in second and f"http://127.0.0.1:{port}/api/swagger" in second
