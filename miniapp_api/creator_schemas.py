@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from miniapp_api.schemas import CachedSchema, _strict
+from miniapp_api.schemas import NO_NUL, Absent, CachedSchema, Id, JsonInt, _no_default, _strict
 from models.activity import EVENT_ID_PATTERN, MAX_COUNT, REF_PATTERN
 from models.network import CODE_PATTERN
 
@@ -17,7 +17,8 @@ MAX_FEN = 10**12  # ten billion yuan: far above any real amount, far below 64-bi
 
 class JoinIn(BaseModel):
     model_config = _strict
-    name: str | None = Field(default=None, max_length=64, description="display name; the nickname by default")
+    name: str | None = Field(default=None, max_length=64, pattern=NO_NUL,
+                             description="display name; the nickname by default")
     invite_code: str | None = Field(default=None, pattern=CODE,
                                     description="the inviter's code; the first binding wins")
     via: Literal["miniapp", "typed"] = Field(default="miniapp",
@@ -107,7 +108,7 @@ class SkuPath(BaseModel):
 
 class PriceIn(BaseModel):
     model_config = _strict
-    markup_fen: int = Field(ge=0, le=MAX_FEN, description="added to retail; 0 removes the markup")
+    markup_fen: JsonInt = Field(ge=0, le=MAX_FEN, description="added to retail; 0 removes the markup")
 
 
 class PriceOut(BaseModel):
@@ -135,7 +136,7 @@ class CreatorProductList(BaseModel):
 
 class LiveIn(BaseModel):
     model_config = _strict
-    title: str = Field(default="", max_length=120)
+    title: str = Field(default="", max_length=120, pattern=NO_NUL)
 
 
 class LivePath(BaseModel):
@@ -153,12 +154,12 @@ class LiveOut(BaseModel):
 
 class CreatorListQuery(CachedSchema):
     limit: int = Field(default=50, ge=1, le=500)
-    before_id: int | None = Field(default=None, ge=1, le=2**62)
+    before_id: Id | Absent = Field(default=None, json_schema_extra=_no_default)
 
 
 class WithdrawIn(BaseModel):
     model_config = _strict
-    amount_fen: int = Field(ge=1, le=MAX_FEN, description="taken from the available balance (fee included)")
+    amount_fen: JsonInt = Field(ge=1, le=MAX_FEN, description="taken from the available balance (fee included)")
     method: Literal["wallet", "credit"] = Field(description="WeChat wallet at T+1, or shopping credit at once")
 
 
@@ -182,7 +183,7 @@ class WithdrawalList(BaseModel):
 
 class WithdrawalListQuery(CachedSchema):
     limit: int = Field(default=20, ge=1, le=100)
-    before_id: int | None = Field(default=None, ge=1, le=2**62)
+    before_id: Id | Absent = Field(default=None, json_schema_extra=_no_default)
 
 
 class TrackEventIn(BaseModel):
@@ -191,7 +192,7 @@ class TrackEventIn(BaseModel):
     creator: str = Field(pattern=CODE_PATTERN.pattern, description="the creator's code")
     type: Literal["video_play", "live_entry"]
     ref: str = Field(pattern=REF_PATTERN.pattern, description="video id or live session id")
-    count: int = Field(default=1, ge=1, le=MAX_COUNT["api"])
+    count: JsonInt = Field(default=1, ge=1, le=MAX_COUNT["api"])
     at: dt.datetime = Field(strict=False, description="when it happened (ISO 8601; UTC unless an offset is given)")
 
 

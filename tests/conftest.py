@@ -27,6 +27,7 @@ from models.migrations.m0001_initial import up as install_schema
 from models.migrations.m0004_creator_network import TABLES as TABLES_0004
 from models.migrations.m0004_creator_network import install_append_only
 from models.migrations.m0005_chat import TABLES as TABLES_0005
+from models.migrations.m0007_isolated_failures import TABLES as TABLES_0007
 from models.orders import forget_cached_skus
 from models.users import User
 from qianxing import wiring
@@ -171,7 +172,7 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
     wechat_oa.drain()
 
 
-TABLES = TABLES_0001 + TABLES_0004 + TABLES_0005
+TABLES = TABLES_0001 + TABLES_0004 + TABLES_0005 + TABLES_0007
 
 
 @pytest.fixture
@@ -235,6 +236,17 @@ def client(app):  # noqa: ANN001, ANN201
     return app.test_client()
 
 
+class BurstWorker(SimpleWorker):
+    """A burst worker without the pubsub command channel (nobody sends it commands): with rq 3
+    and redis-py 8, stopping that channel's thread sometimes waits its full 60 s poll."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
 @pytest.fixture
 def run_jobs(rt: wiring.Runtime) -> Callable[..., int]:
     """Run queued jobs in-process until none are left; scheduled ones (retries, delays) are
@@ -251,7 +263,7 @@ def run_jobs(rt: wiring.Runtime) -> Callable[..., int]:
             if rt.queue.count == 0:
                 return done
             done += rt.queue.count
-            SimpleWorker([rt.queue], connection=rt.redis).work(burst=True)
+            BurstWorker([rt.queue], connection=rt.redis).work(burst=True)
         return done
 
     return run
