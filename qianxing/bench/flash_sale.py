@@ -93,14 +93,14 @@ def _redis_bench_url(url: str) -> str:
     return urlunsplit(parts._replace(path=f"/{BENCH_REDIS_DB}"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 @dataclass
-class _Scratch:
+class Scratch:
     """Everything the run creates, so `close()` can take it all down again."""
 
     settings: Settings
@@ -217,7 +217,7 @@ class _Scratch:
             Path(f"{self.sqlite_path}{suffix}").unlink(missing_ok=True)
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
+def child_env(settings: Settings) -> dict[str, str]:
     """The environment for `qianxing migrate|web|worker`: every setting spelled out, so the
     children see exactly the bench configuration whatever .env or the caller's env holds."""
     fields = set(Settings.model_fields)
@@ -230,7 +230,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _wait_healthy(scratch: _Scratch, base_url: str) -> None:
+def wait_healthy(scratch: Scratch, base_url: str) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         scratch.check_alive()
@@ -245,7 +245,7 @@ def _wait_healthy(scratch: _Scratch, base_url: str) -> None:
         time.sleep(0.2)
 
 
-def _seed(keys: int) -> int:
+def seed(keys: int) -> int:
     from models import catalog, vault
     from models.catalog import Kind
     from models.db import connection, db
@@ -346,7 +346,7 @@ def _baseline_window(base_url: str, clients: int, duration: float) -> _Stats:
     return stats
 
 
-def _notifier(settings: Settings) -> Callable[[str, int, str], bytes]:
+def notifier(settings: Settings) -> Callable[[str, int, str], bytes]:
     appid, mch_id, api_key = settings.WECHAT_APPID, settings.WECHATPAY_MCH_ID, settings.WECHATPAY_API_KEY or ""
 
     def notify_xml(order_no: str, amount_fen: int, openid: str) -> bytes:
@@ -428,7 +428,7 @@ def _json(body: bytes) -> dict[str, Any]:
 # ---- verification -------------------------------------------------------------------------
 
 
-def _wait_delivered(scratch: _Scratch, timeout: float) -> float:
+def _wait_delivered(scratch: Scratch, timeout: float) -> float:
     from models.db import connection
     from models.orders import Order, Status
 
@@ -445,7 +445,7 @@ def _wait_delivered(scratch: _Scratch, timeout: float) -> float:
         time.sleep(0.5)
 
 
-def _verify(pool: int) -> dict[str, int]:
+def verify(pool: int) -> dict[str, int]:
     import peewee as pw
 
     from models.catalog import Sku
@@ -471,10 +471,12 @@ def _verify(pool: int) -> dict[str, int]:
         short = sum(1 for item in OrderItem.select() if claimed_by.get(item.order_id, 0) != item.quantity)
         # Vouchers holding a key that belongs to another order.
         foreign = (Voucher.select().join(CardKey)
-                   .where(CardKey.order_id.is_null() | (CardKey.order_id != Voucher.order)).count())
-        with_key = Voucher.select().where(Voucher.card_key.is_null(False)).count()
-        distinct_keys = Voucher.select(pw.fn.COUNT(Voucher.card_key.distinct())).where(
-            Voucher.card_key.is_null(False)).scalar() or 0
+                   .where((CardKey.order_id.is_null() | (CardKey.order_id != Voucher.order))
+                          & Voucher.revoked_at.is_null()).count())
+        # Live vouchers only: a refunded (revoked) voucher keeps its key while the key is sold again.
+        live = Voucher.card_key.is_null(False) & Voucher.revoked_at.is_null()
+        with_key = Voucher.select().where(live).count()
+        distinct_keys = Voucher.select(pw.fn.COUNT(Voucher.card_key.distinct())).where(live).scalar() or 0
         per_order = (Voucher.select(Voucher.order, pw.fn.COUNT(Voucher.id).alias("n"))
                      .group_by(Voucher.order))
         vouchers_of = {row.order_id: row.n for row in per_order}
@@ -499,11 +501,11 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
 
     began = time.monotonic()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    scratch = _Scratch(settings)
+    scratch = Scratch(settings)
     try:
         database_url = scratch.open_database()
         redis_url = scratch.open_redis()
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         bench = load_settings(**{
             **settings.model_dump(),
@@ -516,14 +518,14 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
         database = "postgresql" if scratch.pg_admin_url else "sqlite"
         _log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
              f"gunicorn {bench.WEB_WORKERS} workers x {bench.WEB_THREADS} threads on {base_url}")
-        env = _child_env(bench)
+        env = child_env(bench)
         migrate_child(env)
         bootstrap(bench)
-        pool = _seed(keys)
+        pool = seed(keys)
         _log(f"seeded {SKU_CODE} with {pool} keys")
         scratch.start("web", ["web"], env)
         scratch.start("worker", ["worker", "--no-cron"], env)
-        _wait_healthy(scratch, base_url)
+        wait_healthy(scratch, base_url)
         _log(f"server up after {time.monotonic() - began:.1f} s; baseline: {clients} clients "
              f"x GET /api/v1/ping for {duration:g} s")
 
@@ -531,7 +533,7 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
         scratch.check_alive()
 
         _log(f"flash sale: {clients} buyers, {pool} keys, up to {duration:g} s")
-        sale = asyncio.run(_flash_sale(base_url, clients, duration, _notifier(bench)))
+        sale = asyncio.run(_flash_sale(base_url, clients, duration, notifier(bench)))
         requests_per_s = (sale.creates + sale.notifies) / sale.elapsed
         _log(f"flash sale {requests_per_s:.0f} req/s, {sale.paid / sale.elapsed:.0f} orders/s over "
              f"{sale.elapsed:.1f} s; paid {sale.paid}, refused {sale.refused}, errors {sale.errors}")
@@ -547,7 +549,7 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
 
         waited = _wait_delivered(scratch, max(DELIVERY_WAIT_S, TIME_BUDGET_S - (time.monotonic() - began)))
         _log(f"deliveries done {waited:.1f} s after the sale")
-        checks = _verify(pool)
+        checks = verify(pool)
         result: dict[str, Any] = {
             "orders_per_s": round(sale.paid / sale.elapsed, 1),
             "requests_per_s": round(requests_per_s, 1),

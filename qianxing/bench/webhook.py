@@ -58,14 +58,14 @@ import click
 from qianxing.bench.flash_sale import (
     BENCH_DIR,
     REQUEST_TIMEOUT_S,
-    _child_env,
-    _free_port,
+    Scratch,
     _log,
     _pg_admin,
-    _Scratch,
-    _wait_healthy,
     _with_database,
+    child_env,
+    free_port,
     migrate_child,
+    wait_healthy,
 )
 from qianxing.settings import PROJECT_ROOT, Settings, load_settings
 
@@ -98,7 +98,7 @@ def _pg_drop_database(url: str, name: str) -> None:
 
 
 @dataclass
-class _RunScratch(_Scratch):
+class _RunScratch(Scratch):
     """flash-sale's scratch resources, but all of this run's own: a PostgreSQL database
     `qianxing_bench_webhook_<pid>`, and logs and the embedded Redis under var/bench/webhook-<pid>/.
     A benchmark or smoke test running at the same time (they share `qianxing_bench` and
@@ -417,7 +417,7 @@ def _restart_web(scratch: _RunScratch, env: dict[str, str], base_url: str) -> No
     stop_all(p for _, p in web)
     scratch.procs[:] = [(n, p) for n, p in scratch.procs if n != "web"]
     scratch.start("web", ["web"], env)
-    _wait_healthy(scratch, base_url)
+    wait_healthy(scratch, base_url)
     _log(f"web restarted in AES mode in {time.monotonic() - started:.1f} s")
 
 
@@ -439,7 +439,7 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         database_url = scratch.open_database()
         redis_url = scratch.open_redis()
         fakes = _start_fakes(scratch)
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         tg_secret = secrets.token_urlsafe(24)
         oa_token = secrets.token_hex(16)
@@ -459,12 +459,12 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         database = "postgresql" if scratch.sqlite_path is None else "sqlite"
         _log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
              f"gunicorn {bench.WEB_WORKERS} workers x {bench.WEB_THREADS} threads on {base_url}")
-        env = _child_env(bench)
+        env = child_env(bench)
         migrate_child(env)
         bootstrap(bench)
         scratch.start("web", ["web"], env)
         scratch.start("worker", ["worker", "--no-cron"], env)
-        _wait_healthy(scratch, base_url)
+        wait_healthy(scratch, base_url)
         _log(f"server up after {time.monotonic() - began:.1f} s")
 
         count = max(1, round(rate * duration))
@@ -477,7 +477,7 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         phases.append(_run_phase("wechat", rate, _wechat_requests(base_url, oa_token, None, total, first), warm))
         scratch.check_alive()
         if aes:
-            env = _child_env(load_settings(**{**values, "WECHAT_OA_AES_KEY": aes_key}))
+            env = child_env(load_settings(**{**values, "WECHAT_OA_AES_KEY": aes_key}))
             _restart_web(scratch, env, base_url)
             # New MsgIds, and new senders: the same share of first contacts as the plain phase.
             phases.append(_run_phase("wechat_aes", rate, _wechat_requests(
