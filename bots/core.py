@@ -3,10 +3,12 @@ the platform. Adapters (Telegram, the WeChat official account, the console) call
 synchronous code or a worker thread and render the replies; the command set lives in
 bots.commands, the group behaviour in bots.groups.
 
-`handle` never raises for anything a user can send: a domain error becomes a polite Chinese
-reply naming the problem, and an unexpected exception is logged (the exception type and the
-traceback's frames only: never the message text, the exception's own text or any local value,
-so no card key or secret can reach the log) and answered with a polite "稍后再试".
+Replies are translated into `Incoming.locale` (bots/commands/i18n.py: Chinese by default,
+English for a Telegram user whose language_code says so). `handle` never raises for anything a
+user can send: a domain error becomes a polite reply naming the problem, and an unexpected
+exception is logged (the exception type and the traceback's frames only: never the message
+text, the exception's own text or any local value, so no card key or secret can reach the log)
+and answered with a polite "稍后再试".
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from bots import commands, groups, identity
-from bots.commands import Command, Context
+from bots import commands, groups
+from bots.commands import N_, Command, Context, _, use_locale
 from bots.types import Incoming, Reply
+from models import identities
 from models.db import db
 from models.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-SORRY = "抱歉，系统开小差了，请稍后再试。"
+SORRY = N_("抱歉，系统开小差了，请稍后再试。")
 
 
 @contextmanager
@@ -40,16 +43,17 @@ def _connection() -> Iterator[None]:
 
 def handle(incoming: Incoming) -> list[Reply]:
     """Everything the bot answers to one update, in order (possibly nothing, in a group)."""
-    try:
-        with _connection():
-            return _handle(_clean(incoming))
-    except DomainError as exc:
-        return [Reply(text=commands.polite(exc))]
-    except Exception as exc:
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        log.error("chat update failed (platform %s, %s chat): %s\n%s", str(incoming.platform)[:16],
-                  str(incoming.chat_kind)[:8], type(exc).__name__, frames)
-        return [Reply(text=SORRY)]
+    with use_locale(incoming.locale):
+        try:
+            with _connection():
+                return _handle(_clean(incoming))
+        except DomainError as exc:
+            return [Reply(text=commands.polite(exc))]
+        except Exception as exc:
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("chat update failed (platform %s, %s chat): %s\n%s", str(incoming.platform)[:16],
+                      str(incoming.chat_kind)[:8], type(exc).__name__, frames)
+            return [Reply(text=_(SORRY))]
 
 
 def _strip(value: str) -> str:
@@ -77,7 +81,7 @@ def context_for(incoming: Incoming) -> Context:
     sender = incoming.sender
     if not (sender.external_id or "").strip() and incoming.joined:
         sender = incoming.joined[0]  # a join event without a sender: the newcomer
-    user = identity.resolve(incoming.platform, sender, incoming.chat_id, incoming.chat_kind)
+    user = identities.resolve(incoming.platform, sender, incoming.chat_id, incoming.chat_kind)
     return Context(incoming=incoming, user=user, settings=rt.settings, redis=rt.redis,
                    withdraw_policy=rt.withdraw)
 

@@ -7,6 +7,10 @@ messages, commands (with /start deep-link payloads), button presses and group jo
 `Incoming`. The handlers only convert (and answer a button press, which Telegram expects at
 once); the conversation core and the sender run afterwards in plain sync code.
 
+Replies are translated for the user's `language_code` (`Incoming.locale`; Chinese when
+Telegram sends none or one we have no catalog for). `set_commands` publishes the command menu
+(setMyCommands) from the command registry, per language.
+
 aiogram is async and our jobs are sync: a `TelegramSession` owns one event loop, one `Bot` (its
 aiohttp session) and one `Dispatcher` for a run of sync code (a drain job, the polling
 process) and closes them at the end.
@@ -25,10 +29,22 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import JOIN_TRANSITION, ChatMemberUpdatedFilter, Command, CommandObject, CommandStart
-from aiogram.types import CallbackQuery, Chat, ChatMemberUpdated, Message, Update, User
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    CallbackQuery,
+    Chat,
+    ChatMemberUpdated,
+    Message,
+    Update,
+    User,
+)
 from aiogram.types.update import UpdateTypeLookupError
 from pydantic import ValidationError
 
+from bots.commands.i18n import DEFAULT_LOCALE, LOCALES, locale_for, use_locale
+from bots.commands.registry import telegram_commands
 from bots.types import ChatKind, Incoming, Member
 from models.chat import Platform
 from qianxing.settings import Settings
@@ -80,11 +96,16 @@ def _sender(message: Message) -> Member | None:
     return None
 
 
+def _locale(user: User | None) -> str:
+    return locale_for(user.language_code if user is not None else None)
+
+
 def _incoming(message: Message, **fields: Any) -> Incoming | None:
     kind, sender = _kind(message.chat), _sender(message)
     if kind is None or sender is None:
         return None
-    return Incoming(platform=PLATFORM, chat_id=str(message.chat.id), chat_kind=kind, sender=sender, **fields)
+    return Incoming(platform=PLATFORM, chat_id=str(message.chat.id), chat_kind=kind, sender=sender,
+                    locale=_locale(message.from_user), **fields)
 
 
 async def on_start_link(message: Message, command: CommandObject) -> Incoming | None:
@@ -126,12 +147,12 @@ async def on_callback(query: CallbackQuery) -> Incoming | None:
     chat = query.message.chat if query.message is not None else None
     if chat is None:  # an inline-mode message: answer in the user's private chat
         return Incoming(platform=PLATFORM, chat_id=str(query.from_user.id), chat_kind="private",
-                        sender=_member(query.from_user), callback=query.data)
+                        sender=_member(query.from_user), callback=query.data, locale=_locale(query.from_user))
     kind = _kind(chat)
     if kind is None:
         return None
     return Incoming(platform=PLATFORM, chat_id=str(chat.id), chat_kind=kind,
-                    sender=_member(query.from_user), callback=query.data)
+                    sender=_member(query.from_user), callback=query.data, locale=_locale(query.from_user))
 
 
 async def on_member_joined(event: ChatMemberUpdated) -> Incoming | None:
@@ -140,7 +161,7 @@ async def on_member_joined(event: ChatMemberUpdated) -> Incoming | None:
     if user.is_bot or _kind(event.chat) != "group":
         return None
     return Incoming(platform=PLATFORM, chat_id=str(event.chat.id), chat_kind="group",
-                    sender=_member(event.from_user), joined=(_member(user),))
+                    sender=_member(event.from_user), joined=(_member(user),), locale=_locale(user))
 
 
 def build_dispatcher() -> Dispatcher:
@@ -237,6 +258,22 @@ class TelegramSession:
     def set_webhook(self, url: str, secret: str) -> bool:
         return self.run(self.bot.set_webhook(url, secret_token=secret, drop_pending_updates=False,
                                              allowed_updates=ALLOWED_UPDATES))
+
+    def set_commands(self) -> int:
+        """Publish the command menu (setMyCommands) from the registry: for private chats every
+        command, for groups those answered there; in each catalog's language (language_code
+        "zh", "en") and, for users whose language has no catalog, the default's. How many
+        menus were set."""
+        count = 0
+        for language in (None, *LOCALES):
+            with use_locale(language or DEFAULT_LOCALE):
+                for scope, private in ((BotCommandScopeAllPrivateChats(), True),
+                                       (BotCommandScopeAllGroupChats(), False)):
+                    menu = [BotCommand(command=name, description=text)
+                            for name, text in telegram_commands(private=private)]
+                    self.run(self.bot.set_my_commands(menu, scope=scope, language_code=language))
+                    count += 1
+        return count
 
     def webhook_info(self) -> dict[str, Any]:
         info = self.run(self.bot.get_webhook_info())

@@ -7,8 +7,8 @@ never sees a platform object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 ChatKind = Literal["private", "group"]
 
@@ -46,7 +46,20 @@ class Incoming:
     callback: str | None = None  # data of a pressed button
     start_payload: str | None = None  # Telegram deep-link payload or WeChat QR scene
     joined: tuple[Member, ...] = field(default_factory=tuple)  # new group members
+    locale: str = "zh"  # the message catalog of the replies (Telegram: the user's language_code)
 
     @property
     def chat_key(self) -> str:
         return f"{self.platform}:{self.chat_id}"
+
+    def as_payload(self) -> dict[str, Any]:
+        """As kept in the inbox (models.inbox.store_wechat_message); `from_payload` reads it."""
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Incoming:
+        return cls(
+            platform=data["platform"], chat_id=data["chat_id"], chat_kind=data["chat_kind"],
+            sender=Member(**data["sender"]), text=data.get("text", ""), callback=data.get("callback"),
+            start_payload=data.get("start_payload"),
+            joined=tuple(Member(**m) for m in data.get("joined", ())), locale=data.get("locale", "zh"))

@@ -1,6 +1,9 @@
 """`qianxing tgbot`: the Telegram bot by long polling (the `tgbot` line of the Procfile), and
 the webhook switch.
 
+Both publish the command menu first (setMyCommands, per language, from the command registry:
+`TelegramSession.set_commands`); a refusal there is logged and does not stop the bot.
+
 Polling: delete any webhook (Telegram refuses getUpdates while one is set), then loop
 getUpdates (offset = last update_id + 1). Each batch is stored in bot_update exactly as the
 webhook stores it (duplicates skipped) BEFORE the next getUpdates confirms it to Telegram, and
@@ -40,13 +43,15 @@ def run_polling(settings: Settings, stop: threading.Event, timeout: int = 25,
 
     from bots.telegram import Interrupted, TelegramSession
     from models.db import connection
-    from tasks.chat_updates import process_pending, store_telegram_updates
+    from models.inbox import store_telegram_updates
+    from tasks.chat_updates import process_pending
 
     stored, offset, backoff = 0, None, 1.0
     with TelegramSession(settings) as session:
         if on_session is not None:
             on_session(session)
         session.delete_webhook()
+        publish_commands(session)
         log.info("tgbot: polling (timeout %ss)", timeout)
         # updates stored but not processed before the last stop (or by a dead drain job)
         process_pending(session, schedule_retry=False)
@@ -117,6 +122,18 @@ def tgbot(webhook_url: str | None, delete_webhook: bool, timeout: int) -> None:
     click.echo(f"tgbot stopped; {stored} new updates stored")
 
 
+def publish_commands(session: TelegramSession) -> bool:
+    """Set the bot's command menu; False (logged) when Telegram refused or was unreachable."""
+    from aiogram.exceptions import TelegramAPIError
+
+    try:
+        log.info("tgbot: command menu set (%d scopes and languages)", session.set_commands())
+        return True
+    except (TelegramAPIError, OSError, TimeoutError) as exc:
+        log.warning("tgbot: setMyCommands failed (%s); the command menu is unchanged", exc)
+        return False
+
+
 def _switch_webhook(settings: Settings, url: str | None) -> None:
     from aiogram.exceptions import TelegramAPIError
 
@@ -131,6 +148,7 @@ def _switch_webhook(settings: Settings, url: str | None) -> None:
         try:
             if url:
                 session.set_webhook(url, settings.TELEGRAM_WEBHOOK_SECRET or "")
+                publish_commands(session)
             else:
                 session.delete_webhook()
             info = session.webhook_info()

@@ -15,7 +15,8 @@ def wechat() -> None:
 @wechat.command("menu")
 @click.option("--dry-run", is_flag=True, help="print the menu JSON without creating it")
 def wechat_menu(dry_run: bool) -> None:
-    """Create the account's menu: each button sends a command key (CMD_POSTER, CMD_TEAM,
+    """Create the account's menu, generated from the chat command registry (the `wechat` menu
+    places of bots/commands/): each button sends a command key (CMD_POSTER, CMD_TEAM,
     CMD_EARNINGS, CMD_PRODUCTS, CMD_VOUCHERS, ...) that runs the same command as its keyword."""
     from bots.wechat_oa import MENU, menu_keys
 

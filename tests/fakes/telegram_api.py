@@ -6,7 +6,8 @@ requests are `POST /bot{token}/{method}` with form or multipart bodies; answers 
 "parameters": {"retry_after": N}}`.
 
 Served methods: getMe, sendMessage, sendPhoto, answerCallbackQuery, getUpdates (from a queue
-the test fills), setWebhook, deleteWebhook, getWebhookInfo. Every delivered message is recorded
+the test fills), setWebhook, deleteWebhook, getWebhookInfo, setMyCommands and getMyCommands (the
+command menus are kept per scope type and language code, as Telegram keeps them). Every delivered message is recorded
 with its arrival time (for rate checks); failures (429 with retry_after, 5xx, 400/403) can be
 injected for the next N calls, or for a chat, or as a rate limit the fake enforces itself.
 """
@@ -92,13 +93,15 @@ class FakeTelegramAPI(FakeServer):
         self.sent: list[Sent] = []
         self.callback_answers: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {}
+        # (scope type, language code or "") -> [{"command": ..., "description": ...}]
+        self.my_commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self._updates: deque[dict[str, Any]] = deque()
         self._injected: list[_Injected] = []
         self._rate: _RateLimit | None = None
         self._next_message_id = 1
         self._update_event = threading.Event()
         for method in ("getMe", *SEND_METHODS, "answerCallbackQuery", "getUpdates", "setWebhook",
-                       "deleteWebhook", "getWebhookInfo"):
+                       "deleteWebhook", "getWebhookInfo", "setMyCommands", "getMyCommands"):
             self.route("POST", f"/bot{token}/{method}", self._handler(method))
             self.route("GET", f"/bot{token}/{method}", self._handler(method))
 
@@ -156,6 +159,7 @@ class FakeTelegramAPI(FakeServer):
             self._injected.clear()
             self._rate = None
             self.webhook = {}
+            self.my_commands.clear()
             self.clear_requests()
 
     # -- handlers --------------------------------------------------------------------------
@@ -179,6 +183,8 @@ class FakeTelegramAPI(FakeServer):
             if method == "deleteWebhook":
                 self.webhook = {}
                 return _ok(True)
+            if method in ("setMyCommands", "getMyCommands"):
+                return self._my_commands(method, params)
             return _ok({"url": self.webhook.get("url", ""), "has_custom_certificate": False,
                         "pending_update_count": len(self._updates)})
         return handle
@@ -217,6 +223,24 @@ class FakeTelegramAPI(FakeServer):
             result["text"] = text
         return _ok(result)
 
+    def _my_commands(self, method: str, params: dict[str, Any]) -> FakeResponse:
+        scope = _json_param(params.get("scope")) or {"type": "default"}
+        key = (str(scope.get("type", "default")), str(params.get("language_code") or ""))
+        if method == "getMyCommands":
+            with self._lock:
+                return _ok(list(self.my_commands.get(key, [])))
+        commands = _json_param(params.get("commands"))
+        if not isinstance(commands, list) or len(commands) > 100:
+            return _error(400, "Bad Request: commands must be a list of at most 100 BotCommand")
+        for c in commands:
+            name, desc = str(c.get("command", "")), str(c.get("description", ""))
+            if not (1 <= len(name) <= 32 and name == name.lower() and name.replace("_", "").isalnum()
+                    and name.isascii() and 1 <= len(desc) <= 256):
+                return _error(400, f"Bad Request: BOT_COMMAND_INVALID {name!r}")
+        with self._lock:
+            self.my_commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
+        return _ok(True)
+
     def _get_updates(self, params: dict[str, Any]) -> FakeResponse:
         offset = int(params.get("offset") or 0)
         while self._updates and self._updates[0].get("update_id", 0) < offset:
@@ -231,6 +255,16 @@ class FakeTelegramAPI(FakeServer):
                 self._lock.acquire()
         batch = [u for u in self._updates if u.get("update_id", 0) >= offset][:100]
         return _ok(batch)
+
+
+def _json_param(value: Any) -> Any:
+    """A form field holding JSON (aiogram sends objects and lists as JSON strings)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
 
 
 def _ok(result: Any) -> FakeResponse:

@@ -1,0 +1,205 @@
+"""The command registry: each command declared once, and everything else generated from it:
+the parser's tables, the chat menus, the help text, the WeChat official account's menu and the
+Telegram command menu (setMyCommands, checked against the fake Bot API)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bots import commands, wechat_oa
+from bots.commands import Command, MenuPlace, command, menu_key, use_locale
+from bots.telegram import TelegramSession
+from bots.types import Button
+from qianxing.cli_tgbot import publish_commands
+from qianxing.settings import Settings
+from tests.fakes.telegram_api import FakeTelegramAPI
+
+# The texts and tables as they were written by hand before the registry (Chinese users must
+# see exactly the same).
+HELP_ZH = """千星机器人命令（英文命令与中文关键词效果相同）：
+/start 开始 · /join 加入 — 加入千星计划
+/bind 邀请码 · 绑定 邀请码 — 绑定邀请人
+/poster · 海报 — 我的邀请海报
+/team · 团队 — 我的团队与业绩
+/progress · 进度 — 升级进度
+/level · 等级 — 我的等级与佣金比例
+/earnings · 收益 — 我的收益
+/statement · 明细 — 收益明细
+/withdraw 金额 · 提现 100 — 提现到微信零钱（需确认）
+/products · 商品 — 选品库
+/markup 商品编码 金额 · 加价 SKU 5 — 设置我的加价
+/promo 商品编码 · 推广 SKU — 推广链接与海报
+/script [主题] · 文案 [主题] — 带货文案
+/vouchers · 我的卡券 — 查看卡密（仅私聊）
+/resend 订单号 · 补发 订单号 — 重新发送发货通知
+/help · 帮助 — 本说明"""
+
+KEYWORDS_ZH = {
+    "开始": "start", "加入": "join", "加入千星": "join", "绑定": "bind", "绑定邀请码": "bind",
+    "海报": "poster", "邀请海报": "poster", "团队": "team", "我的团队": "team", "进度": "progress",
+    "升级进度": "progress", "等级": "level", "我的等级": "level", "收益": "earnings", "我的收益": "earnings",
+    "明细": "statement", "收益明细": "statement", "提现": "withdraw", "商品": "products", "选品": "products",
+    "货架": "products", "加价": "markup", "推广": "promo", "文案": "script", "话术": "script",
+    "我的卡券": "vouchers", "卡券": "vouchers", "卡密": "vouchers", "补发": "resend", "帮助": "help", "菜单": "help",
+}
+
+
+def _click(label: str, name: str) -> dict[str, str]:
+    return {"type": "click", "name": label, "key": menu_key(name)}
+
+
+WECHAT_MENU_ZH = {"button": [
+    {"name": "推广", "sub_button": [_click("邀请海报", "poster"), _click("选品推广", "products"),
+                                   _click("带货文案", "script")]},
+    {"name": "团队", "sub_button": [_click("我的团队", "team"), _click("升级进度", "progress"),
+                                   _click("我的等级", "level")]},
+    {"name": "我的", "sub_button": [_click("我的收益", "earnings"), _click("收益明细", "statement"),
+                                   _click("提现", "withdraw"), _click("我的卡券", "vouchers"),
+                                   _click("帮助", "help")]},
+]}
+
+
+def labels(rows: tuple[tuple[Button, ...], ...]) -> list[list[tuple[str, str | None]]]:
+    return [[(b.text, b.data) for b in row] for row in rows]
+
+
+def test_the_help_text_is_generated_in_the_order_of_declaration():
+    assert commands.help_text() == HELP_ZH == commands.HELP
+    with use_locale("en"):
+        english = commands.help_text()
+    assert english.splitlines()[0] == "Qianxing bot commands:"
+    assert "/withdraw AMOUNT — withdraw to your WeChat wallet (asks to confirm)" in english
+    assert len(english.splitlines()) == len(HELP_ZH.splitlines())
+
+
+def test_the_chat_menus_are_generated():
+    assert labels(commands.menu("main")) == [
+        [("邀请海报", "CMD_POSTER"), ("我的团队", "CMD_TEAM"), ("升级进度", "CMD_PROGRESS")],
+        [("我的收益", "CMD_EARNINGS"), ("选品", "CMD_PRODUCTS"), ("我的卡券", "CMD_VOUCHERS")]]
+    assert labels(commands.menu("join")) == [[("加入千星计划", "CMD_JOIN"), ("我的卡券", "CMD_VOUCHERS"),
+                                              ("帮助", "CMD_HELP")]]
+    assert commands.MAIN_MENU == commands.menu("main") and commands.JOIN_MENU == commands.menu("join")
+    with use_locale("en"):
+        assert labels(commands.menu("join")) == [[("Join Qianxing", "CMD_JOIN"), ("My vouchers", "CMD_VOUCHERS"),
+                                                  ("Help", "CMD_HELP")]]
+
+
+def test_the_keyword_and_slash_tables_are_generated():
+    assert commands.KEYWORDS == KEYWORDS_ZH
+    assert commands.SLASH == {**{name: name for name in commands.COMMANDS}, "menu": "help"}
+    takes_args = {name for name, (_, _, args) in commands.COMMANDS.items() if args}
+    assert takes_args == {"start", "bind", "withdraw", "markup", "promo", "script", "resend"}
+    assert commands.PRIVATE_ONLY == {"withdraw", "vouchers", "statement", "earnings", "resend",
+                                     "withdraw_confirm", "withdraw_cancel"}
+    # button-only commands have no slash name or keyword, and their menu key is refused as stale
+    assert "withdraw_confirm" in commands.HANDLERS and "withdraw_confirm" not in commands.COMMANDS
+    assert commands.parse(_incoming(callback="CMD_WITHDRAW_CONFIRM")) == Command("stale_button")
+
+
+def _incoming(text: str = "", callback: str | None = None):  # noqa: ANN202
+    from bots.types import Incoming, Member
+
+    return Incoming("console", "c", "private", Member("c"), text=text, callback=callback)
+
+
+def test_the_wechat_menu_is_generated_within_wechats_limits():
+    menu = commands.wechat_menu()
+    assert menu == WECHAT_MENU_ZH == wechat_oa.MENU
+    assert len(menu["button"]) <= 3
+    for top in menu["button"]:
+        assert len(top["name"].encode()) <= 16 and 1 <= len(top["sub_button"]) <= 5
+        for sub in top["sub_button"]:
+            assert len(sub["name"].encode()) <= 60
+            assert commands.parse(_incoming(callback=sub["key"])).name != "stale_button"
+    # the WeChat menu is Chinese whatever the locale in force
+    with use_locale("en"):
+        assert commands.wechat_menu() == WECHAT_MENU_ZH
+
+
+def test_qianxing_wechat_menu_prints_the_generated_menu(cli: Callable[..., Any]):
+    result = cli("wechat", "menu", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == commands.wechat_menu()
+
+
+def test_a_command_cannot_be_declared_twice():
+    def handler(ctx, cmd):  # noqa: ANN001, ANN202
+        return []
+
+    before = (dict(commands.REGISTRY), dict(commands.SLASH), dict(commands.KEYWORDS))
+    with pytest.raises(ValueError, match="declared twice"):
+        command("withdraw")(handler)
+    with pytest.raises(ValueError, match="already the command 'withdraw'"):
+        command("payout", slash=("/withdraw",))(handler)
+    with pytest.raises(ValueError, match="already the command 'withdraw'"):
+        command("payout", keywords=("提现",))(handler)
+    with pytest.raises(ValueError, match="unknown menu"):
+        command("payout", menu=MenuPlace("sidebar", 0, 0, "x"))(handler)
+    assert (commands.REGISTRY, commands.SLASH, commands.KEYWORDS) == before
+
+
+def test_telegram_commands_come_from_the_help_lines():
+    private = dict(commands.telegram_commands(private=True))
+    group = dict(commands.telegram_commands(private=False))
+    assert private["withdraw"] == "提现到微信零钱（需确认）" and private["help"] == "本说明"
+    assert "start" not in private  # /start is what Telegram's own start button sends
+    assert set(private) - set(group) == {"earnings", "statement", "withdraw", "vouchers", "resend"}
+    with use_locale("en"):
+        assert dict(commands.telegram_commands(private=True))["withdraw"] == \
+            "withdraw to your WeChat wallet (asks to confirm)"
+
+
+@pytest.fixture
+def session(settings: Settings, telegram: FakeTelegramAPI) -> Iterator[TelegramSession]:
+    telegram.my_commands.clear()
+    with TelegramSession(settings) as s:
+        yield s
+
+
+def test_set_my_commands_reaches_the_bot_api_per_scope_and_language(session: TelegramSession,
+                                                                     telegram: FakeTelegramAPI):
+    assert session.set_commands() == 6
+    menus = telegram.my_commands
+    assert set(menus) == {(scope, lang) for scope in ("all_private_chats", "all_group_chats")
+                          for lang in ("", "zh", "en")}
+    private_zh = {c["command"]: c["description"] for c in menus[("all_private_chats", "zh")]}
+    assert private_zh == dict(commands.telegram_commands(private=True))
+    assert menus[("all_private_chats", "")] == menus[("all_private_chats", "zh")]  # the default is Chinese
+    english = {c["command"]: c["description"] for c in menus[("all_private_chats", "en")]}
+    assert english["poster"] == "my invite poster" and list(english) == list(private_zh)
+    assert "withdraw" not in {c["command"] for c in menus[("all_group_chats", "en")]}
+
+
+def test_the_webhook_switch_publishes_the_command_menu(cli: Callable[..., Any], telegram: FakeTelegramAPI):
+    telegram.my_commands.clear()
+    result = cli("tgbot", "--set-webhook", "https://shop.example.com/webhooks/telegram")
+    assert result.exit_code == 0, result.output
+    assert {c["command"] for c in telegram.my_commands[("all_private_chats", "en")]} >= {"withdraw", "help"}
+
+
+def test_a_refused_command_menu_does_not_stop_the_bot(session: TelegramSession, telegram: FakeTelegramAPI,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    assert publish_commands(session) is True and telegram.my_commands
+
+    def unreachable() -> int:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(session, "set_commands", unreachable)
+    assert publish_commands(session) is False
+
+
+def test_the_polling_process_publishes_the_command_menu_when_it_starts(settings: Settings, telegram: FakeTelegramAPI,
+                                                                        rt: Any):
+    import threading
+
+    from qianxing.cli_tgbot import run_polling
+
+    telegram.my_commands.clear()
+    stop = threading.Event()
+    stop.set()  # start, publish, finish what is pending, stop
+    assert run_polling(settings, stop, timeout=0) == 0
+    assert ("all_group_chats", "zh") in telegram.my_commands
