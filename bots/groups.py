@@ -1,4 +1,4 @@
-"""Community groups: what the bot does with a group message, and the rules it follows, kept as
+r"""Community groups: what the bot does with a group message, and the rules it follows, kept as
 data (`GroupRule`, `GroupConfig` in models.chat).
 
 For one group update, in order:
@@ -16,12 +16,15 @@ Every reply counts against the group's limit, `GroupConfig.replies_per_minute` o
 TELEGRAM_RATE_PER_GROUP_PER_MIN setting, in a fixed one-minute window in Redis; beyond it the
 bot stays silent. A group whose config is inactive is ignored altogether.
 
-Regex rules cannot hang the bot: `save_rule` refuses patterns that do not compile, are longer
-than REGEX_MAX, use backreferences, nest repeats (`(a+)+`) or repeat alternations (`(a|aa)*`),
-or have more than REGEX_MAX_REPEATS unbounded repeats; the same check runs again when a rule
-is read (rows written some other way are skipped, never run), and a regex only ever sees the
-first REGEX_TEXT_MAX characters of a message. No timeout is needed: what is left matches in
-polynomial time of a bounded input.
+Regex rules cannot hang the bot: they run on RE2 (google-re2, `import re2`), which matches in
+time linear in the text for every pattern it accepts, so no pattern can backtrack
+catastrophically (`(a+)+$` is as fast as `a+$`). `save_rule` refuses, with a clear message,
+patterns RE2 cannot compile (syntax errors, backreferences, lookarounds, repeat counts above
+1000), longer than REGEX_MAX characters or compiling to more than REGEX_MAX_PROGRAM
+instructions; the same check runs again when a rule is read (rows written some other way are
+skipped, never run), and a regex only ever sees the first REGEX_TEXT_MAX characters of a
+message. No timeout is needed. Matching is case-insensitive on NFKC-normalised text; as in
+RE2, `\d`, `\w` and `\s` are ASCII classes (use `\p{Han}` and the like for others).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import time
 import unicodedata
 from typing import Any
 
+import re2
+
 import content_ai
 from bots import commands
 from bots.commands import Command, Context
@@ -41,15 +46,10 @@ from models.chat import GroupConfig, GroupRule, MatchType, Platform
 from models.db import db
 from models.errors import InvalidInput, NotFound
 
-try:  # Python 3.11+
-    import re._parser as sre_parse  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
-    import sre_parse  # type: ignore[no-redef]
-
 log = logging.getLogger(__name__)
 
 REGEX_MAX = 200
-REGEX_MAX_REPEATS = 2
+REGEX_MAX_PROGRAM = 10_000  # RE2 instructions: bounds the (linear) cost per character
 REGEX_TEXT_MAX = 500
 REPLY_MAX = 2000
 BANNED_MAX = 200
@@ -65,60 +65,55 @@ def _norm(text: str) -> str:
     return unicodedata.normalize("NFKC", text or "").casefold()
 
 
-def _walk(items: Any) -> Any:
-    """Every (op, av) node of a parsed pattern, depth first."""
-    for op, av in items:
-        yield op, av
-        for part in (av if isinstance(av, (list, tuple)) else (av,)):
-            if isinstance(part, sre_parse.SubPattern):
-                yield from _walk(part)
-            elif isinstance(part, (list, tuple)):
-                for sub in part:
-                    if isinstance(sub, sre_parse.SubPattern):
-                        yield from _walk(sub)
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False  # a refused pattern is answered to the operator, not logged by RE2
+    return options
 
 
-_REPEATS = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT}
-if hasattr(sre_parse, "POSSESSIVE_REPEAT"):
-    _REPEATS.add(sre_parse.POSSESSIVE_REPEAT)
+_OPTIONS = _re2_options()
+_BACKREF = re.compile(r"invalid escape sequence: \\[1-9]")
+_LOOKAROUND = re.compile(r"invalid perl operator: \(\?<?[=!]")
+
+
+def _re2_problem(error: re2.error) -> str:
+    """RE2's compile error as a sentence for the operator."""
+    detail = error.args[0] if error.args else ""
+    detail = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    if _BACKREF.search(detail):
+        return "正则不支持反向引用（如 \\1）"
+    if _LOOKAROUND.search(detail):
+        return "正则不支持环视（如 (?=...)、(?<=...)）"
+    return f"正则无法解析：{detail}"
+
+
+def _compile(pattern: str) -> tuple[re2._Regexp | None, str | None]:
+    """(compiled, None), or (None, why the pattern may not be a rule)."""
+    if not pattern:
+        return None, "正则不能为空"
+    if len(pattern) > REGEX_MAX:
+        return None, f"正则最长 {REGEX_MAX} 个字符"
+    try:
+        compiled = re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        return None, _re2_problem(exc)
+    if compiled.programsize > REGEX_MAX_PROGRAM:
+        return None, "正则太复杂，请写得简单些或拆成多条规则"
+    return compiled, None
 
 
 def regex_problem(pattern: str) -> str | None:
     """Why a pattern may not be a rule (None: it may)."""
-    if not pattern:
-        return "正则不能为空"
-    if len(pattern) > REGEX_MAX:
-        return f"正则最长 {REGEX_MAX} 个字符"
-    try:
-        re.compile(pattern)
-        parsed = sre_parse.parse(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
-        return f"正则无法解析：{exc}"
-    unbounded = 0
-    for op, av in _walk(parsed):
-        if op in (sre_parse.GROUPREF, sre_parse.GROUPREF_EXISTS):
-            return "正则不支持反向引用"
-        if op in _REPEATS:
-            _min, high, sub = av
-            if high > 1:
-                if high == sre_parse.MAXREPEAT or high > 100:
-                    unbounded += 1
-                for inner, inner_av in _walk(sub):
-                    if inner in _REPEATS and inner_av[1] > 1:
-                        return "正则不支持嵌套的重复（如 (a+)+），它可能让匹配极慢"
-                    if inner == sre_parse.BRANCH:
-                        return "正则不支持重复的分支（如 (a|b)+），请拆成多条规则"
-    if unbounded > REGEX_MAX_REPEATS:
-        return f"正则最多 {REGEX_MAX_REPEATS} 处不限次数的重复"
-    return None
+    return _compile(pattern)[1]
 
 
 @functools.lru_cache(maxsize=512)
-def _compiled(pattern: str) -> re.Pattern[str] | None:
-    if regex_problem(pattern) is not None:
-        log.warning("group rule regex skipped: it fails the safety check")
-        return None
-    return re.compile(pattern, re.IGNORECASE)
+def _compiled(pattern: str) -> re2._Regexp | None:
+    compiled, problem = _compile(pattern)
+    if problem is not None:
+        log.warning("group rule regex skipped: %s", problem)
+    return compiled
 
 
 def _check_scope(scope: str) -> str:

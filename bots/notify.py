@@ -29,6 +29,7 @@ from bots.types import Button, Reply
 from models.chat import ChatIdentity, Platform
 from models.db import utcnow
 from models.levels import LEVEL_UP
+from models.money import rmb, yuan
 from models.notifications import Notice, Notifier, NotifyError
 from models.users import User
 from qianxing.gateways.wechat import MiniProgramClient
@@ -72,7 +73,7 @@ class MiniProgramSubscribeNotifier:
             return self.template_id, {
                 "character_string1": {"value": notice.order_no},
                 "thing2": {"value": notice.product[:THING_MAX]},
-                "amount3": {"value": f"{notice.amount_fen / 100:.2f}"},
+                "amount3": {"value": yuan(notice.amount_fen)},
                 "time4": {"value": notice.when},
                 "thing5": {"value": "已发货，点击查看卡密"},
             }
@@ -139,7 +140,7 @@ def notice_reply(notice: Notice) -> Reply:
     if not notice.about_order:
         return Reply(text=notice.text or notice.kind)
     text = (f"发货通知：订单 {notice.order_no} 已发货\n商品：{notice.product}\n"
-            f"金额：¥{notice.amount_fen / 100:.2f}\n时间：{notice.when}\n卡密请在私聊里点「我的卡券」查看。")
+            f"金额：{rmb(notice.amount_fen)}\n时间：{notice.when}\n卡密请在私聊里点「我的卡券」查看。")
     return Reply(text=text, buttons=((Button("我的卡券", menu_key("vouchers")),),))
 
 

@@ -40,6 +40,8 @@ from PIL import Image, ImageDraw, ImageFont
 from qrcode.constants import ERROR_CORRECT_M
 
 from bots.transports import refresh_image
+from models.money import rmb
+from models.network import price_through
 
 if TYPE_CHECKING:
     from models.catalog import Sku
@@ -160,10 +162,6 @@ def poster_key(card: Card) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 
-def yuan(fen: int) -> str:
-    return f"¥{fen // 100}.{fen % 100:02d}"
-
-
 # ---- drawing --------------------------------------------------------------------------------
 
 
@@ -258,7 +256,7 @@ def _draw_product(card: ProductCard) -> Image.Image:
     if card.subtitle:
         draw.text((WIDTH // 2, y + 4), _fit(card.subtitle, 24, 470), font=_font(24), fill=_GREY, anchor="mt")
         y += 36
-    draw.text((WIDTH // 2, y + 14), yuan(card.price_fen), font=_font(60), fill=_RED, anchor="mt")
+    draw.text((WIDTH // 2, y + 14), rmb(card.price_fen), font=_font(60), fill=_RED, anchor="mt")
     bottom = _paste_qr(image, card.link, y + 100, 270)
     draw.text((WIDTH // 2, bottom + 24), "扫码购买", font=_font(28), fill=_INK, anchor="mt")
     draw.text((WIDTH // 2, bottom + 66), f"推荐码 {card.code}", font=_font(20), fill=_GREY, anchor="mt")
@@ -347,20 +345,12 @@ def invite_card(creator: Creator, *, settings: Settings | None = None) -> Invite
                       code=creator.code, link=deep_link(creator, s), bot=s.TELEGRAM_BOT_USERNAME)
 
 
-def selling_price_fen(creator: Creator, sku: Sku) -> int:
-    """What a buyer pays through the creator's link: retail + the creator's markup."""
-    from models.network import CreatorPrice
-
-    row = CreatorPrice.get_or_none((CreatorPrice.creator == creator.id) & (CreatorPrice.sku_id == sku.id))
-    return sku.retail_price_fen + (row.markup_fen if row is not None else 0)
-
-
 def product_card(creator: Creator, sku: Sku, *, settings: Settings | None = None) -> ProductCard:
     s = _settings(settings)
     title = drawable(sku.product.title) or drawable(sku.name) or sku.code
     subtitle = drawable(sku.name)
     return ProductCard(title=title, subtitle="" if subtitle == title else subtitle,
-                       price_fen=selling_price_fen(creator, sku), link=promo_link(creator, sku, s),
+                       price_fen=price_through(creator, sku), link=promo_link(creator, sku, s),
                        creator=_display_name(creator), code=creator.code)
 
 

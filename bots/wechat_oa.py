@@ -40,13 +40,13 @@ from xml.parsers.expat import ExpatError
 
 import xmltodict
 from wechatpy import parse_message
-from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import BaseMessage
 from wechatpy.replies import TextReply
 from wechatpy.utils import WeChatSigner
 
-from bots.commands import menu_key
+from bots.commands import wechat_menu
 from bots.types import Incoming, Member, Reply
 
 log = logging.getLogger(__name__)
@@ -64,25 +64,11 @@ _NONCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SIGNATURE = re.compile(r"^[0-9a-f]{40}$")
 
 
-# The official account's menu: every CLICK key is a command key the core also takes as a
-# button press (Incoming.callback), so a menu click and the matching keyword or Telegram button
-# run the same command. WeChat allows 3 top buttons with up to 5 entries each.
-def _click(label: str, command: str) -> dict[str, str]:
-    return {"type": "click", "name": label, "key": menu_key(command)}
-
-
-MENU: dict[str, Any] = {"button": [
-    {"name": "推广", "sub_button": [
-        _click("邀请海报", "poster"), _click("选品推广", "products"), _click("带货文案", "script"),
-    ]},
-    {"name": "团队", "sub_button": [
-        _click("我的团队", "team"), _click("升级进度", "progress"), _click("我的等级", "level"),
-    ]},
-    {"name": "我的", "sub_button": [
-        _click("我的收益", "earnings"), _click("收益明细", "statement"), _click("提现", "withdraw"),
-        _click("我的卡券", "vouchers"), _click("帮助", "help"),
-    ]},
-]}
+# The official account's menu, generated from the command registry (bots/commands/registry.py:
+# `wechat_menu`): every CLICK key is a command key the core also takes as a button press
+# (Incoming.callback), so a menu click and the matching keyword or Telegram button run the same
+# command. WeChat allows 3 top buttons with up to 5 entries each.
+MENU: dict[str, Any] = wechat_menu()
 
 
 def menu_keys(menu: Mapping[str, Any] = MENU) -> list[str]:
@@ -176,14 +162,13 @@ def verify_server_url(cfg: OAConfig, args: Mapping[str, str], now: float | None 
 
 def _check_and_decrypt(cfg: OAConfig, signature: str, timestamp: str, nonce: str, encrypt: str,
                        envelope: dict[str, Any] | None = None) -> str:
-    """wechatpy's own check and decryption: `decrypt_message` for a message envelope, the
-    same check over an encrypted echostr otherwise (WeChatCrypto has no public method for it)."""
-    crypto = cfg.crypto()
+    """wechatpy's own check and decryption through its public `decrypt_message`: the message
+    envelope, or an encrypted echostr wrapped as one (the same signature over token, timestamp,
+    nonce and the ciphertext; the same AES decryption and appid check). Callers have checked
+    the signature in constant time (`_same`) before this runs."""
     try:
-        if envelope is not None:
-            text = crypto.decrypt_message(envelope, signature, timestamp, nonce)
-        else:
-            text = crypto._check_signature(signature, timestamp, nonce, encrypt, PrpCrypto)  # noqa: SLF001
+        text = cfg.crypto().decrypt_message(envelope if envelope is not None else {"Encrypt": encrypt},
+                                            signature, timestamp, nonce)
     except InvalidSignatureException:
         raise Refused(403, "bad msg_signature") from None
     except InvalidAppIdException:

@@ -19,6 +19,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from models.money import rmb
+
 TOPIC_MAX = 40
 QUESTION_MAX = 500
 AD_LABEL = "【广告】"
@@ -47,12 +49,6 @@ class Facts:
     payout_delay_h: int = 24
     refund_window_days: int = 7
     levels: list[tuple[str, int]] = field(default_factory=list)  # (name, own-sale rate bp)
-
-
-def yuan(fen: int) -> str:
-    whole, cents = divmod(abs(int(fen)), 100)
-    text = f"{whole}.{cents:02d}"
-    return ("-" if fen < 0 else "") + text
 
 
 def percent(bp: int) -> str:
@@ -105,7 +101,7 @@ def generate_script(topic: str, *, creator_name: str, product: ProductInfo | Non
     kind = _kind(topic)
     if product is not None:
         item = _clean(product.label, 60) or "这款好物"
-        price = f"¥{yuan(product.price_fen)}"
+        price = rmb(product.price_fen)
         where = f"下单入口：{product.link}" if product.link else "下单入口：点我主页链接或私聊我"
         pitch = (f"今天推荐的是「{item}」，到手价只要 {price}，付款后自动发货，"
                  "卡券直接发到你的账户，随时查看。")
@@ -182,7 +178,7 @@ def answer(question: str, *, facts: Facts | None = None) -> str | None:
         facts = load_facts()
     matched = _match_products(text, facts.products)
     if matched:
-        lines = [f"「{p.label}」现价 ¥{yuan(p.price_fen)}" for p in matched[:3]]
+        lines = [f"「{p.label}」现价 {rmb(p.price_fen)}" for p in matched[:3]]
         return "；".join(lines) + "。在小程序搜索商品名即可下单，付款后自动发货，私聊机器人发送「我的卡券」查看。"
     if _has(text, _DELIVERY):
         return ("付款成功后系统自动发货。私聊机器人发送「我的卡券」查看卡密；"
@@ -192,7 +188,7 @@ def answer(question: str, *, facts: Facts | None = None) -> str | None:
                 "有问题请在小程序「我的订单」联系客服，我们会尽快处理。")
     if _has(text, _WITHDRAW):
         return (f"佣金在订单完成 {facts.refund_window_days} 天后转为可提现，"
-                f"满 ¥{yuan(facts.withdraw_min_fen)} 可提现，手续费 {percent(facts.withdraw_fee_bp)}，"
+                f"满 {rmb(facts.withdraw_min_fen)} 可提现，手续费 {percent(facts.withdraw_fee_bp)}，"
                 f"约 {max(facts.payout_delay_h, 1)} 小时内到账（T+1）。私聊机器人发送「提现 金额」即可申请。")
     if _has(text, _PLAN):
         rates = "、".join(f"{name}{percent(bp)}" for name, bp in facts.levels[:6])
@@ -201,7 +197,7 @@ def answer(question: str, *, facts: Facts | None = None) -> str | None:
                 + "。私聊机器人发送「/join」或点击好友的邀请链接即可加入。")
     if _has(text, _BUY):
         if facts.products:
-            sample = "；".join(f"{p.label} ¥{yuan(p.price_fen)}" for p in facts.products[:3])
+            sample = "；".join(f"{p.label} {rmb(p.price_fen)}" for p in facts.products[:3])
             return f"在小程序里搜索商品即可下单，付款后自动发货。热门商品：{sample}。"
         return "在小程序里搜索商品即可下单，付款后自动发货。"
     if _has(text, _HUMAN):

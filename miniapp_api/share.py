@@ -9,7 +9,9 @@ from flask import Blueprint, Response, request
 
 from models.catalog import get_sku
 from models.errors import NotFound
+from models.money import rmb
 from models.network import CODE_PATTERN, attribute
+from models.pricing import selling_price
 
 share = Blueprint("share", __name__)
 
@@ -26,9 +28,9 @@ def product_page(sku_code: str) -> Response:
     except NotFound:
         return Response(_page("商品已下架", "这个商品暂时买不到了。"), status=404, mimetype="text/html")
     who = attribute(ref, sku.id, None)
-    price = sku.retail_price_fen + who.markup_per_unit_fen
+    price = selling_price(sku, who.markup_per_unit_fen)
     path = f"{PRODUCT_PAGE}?sku={sku.code}" + (f"&ref={ref}" if who.seller_id else "")
-    body = (f"<p class=price>¥{price // 100}.{price % 100:02d}</p>"
+    body = (f"<p class=price>{rmb(price)}</p>"
             f"<p>{escape(sku.product.description)}</p>"
             f"<p>在微信中打开小程序「千星」，进入页面：<code>{escape(path)}</code></p>")
     return Response(_page(f"{sku.product.title} · {sku.name}", body, raw=True), mimetype="text/html")

@@ -23,8 +23,10 @@ from models.db import db
 from models.errors import NotFound
 from models.ledger import LedgerTransaction, Posting
 from models.levels import StarLevel
+from models.money import yuan
 from models.network import BindVia, Creator, CreatorPrice
 from models.orders import Order
+from models.pricing import markup_cap, selling_price
 from models.settlement import Commission, Settlement
 from models.users import User
 
@@ -96,13 +98,6 @@ def _safe_text(value: str) -> str:
     """Spreadsheets run a cell that starts with = + - @ (or a tab / CR) as a formula: prefix
     such text with a quote so it stays text (OWASP's CSV-injection advice)."""
     return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def yuan(fen: int) -> str:
-    """Integer fen as yuan with two decimals, exactly (no floats): -1234 -> '-12.34'."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 def statement_csv(creator: Creator | int) -> str:
@@ -231,14 +226,14 @@ def products(creator: Creator, *, default_cap_bp: int) -> list[CreatorProduct]:
             .join(CreatorPrice, join_type=pw.JOIN.LEFT_OUTER,
                   on=(CreatorPrice.sku_id == Sku.id) & (CreatorPrice.creator == creator.id))
             .where(Sku.active & Product.active)
-            .order_by(Sku.id).tuples())
+            .order_by(Sku.id).objects())
     found = []
-    for code, name, title, retail, cap_bp, sku_bp, min_rank, markup in rows:
-        markup = int(markup or 0)
-        cap = retail * (cap_bp if cap_bp is not None else default_cap_bp) // 10_000
+    for sku in rows:  # Sku rows carrying the product's title and the creator's markup_fen
+        markup = int(sku.markup_fen or 0)
         found.append(CreatorProduct(
-            sku=code, name=name, product=title, retail_price_fen=retail, markup_fen=markup,
-            max_markup_fen=cap, selling_price_fen=retail + markup,
-            commission_bp=seller_rate(sku_bp, level_rate), min_rank=min_rank,
-            locked=min_rank > creator.rank, ref=creator.code))
+            sku=sku.code, name=sku.name, product=sku.title, retail_price_fen=sku.retail_price_fen,
+            markup_fen=markup, max_markup_fen=markup_cap(sku, default_cap_bp),
+            selling_price_fen=selling_price(sku, markup),
+            commission_bp=seller_rate(sku.commission_bp, level_rate), min_rank=sku.min_rank,
+            locked=sku.min_rank > creator.rank, ref=creator.code))
     return found

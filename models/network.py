@@ -15,13 +15,18 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import peewee as pw
 
 from models import events
 from models.db import BaseModel, db, execute, is_postgres, lock_rows, utcnow
 from models.errors import Conflict, InvalidInput, NotFound
+from models.pricing import markup_cap, selling_price
 from models.users import User
+
+if TYPE_CHECKING:
+    from models.catalog import Sku
 
 NETWORK_LOCK = 742020  # pg_advisory_xact_lock id: one binding change at a time
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
@@ -250,8 +255,7 @@ def set_markup(creator: Creator, sku_code: str, markup_fen: int, *, default_cap_
     if not isinstance(markup_fen, int) or isinstance(markup_fen, bool) or markup_fen < 0:
         raise InvalidInput("markup_fen must be a whole number of fen, 0 or more",
                            code="invalid_markup")
-    cap_bp = sku.max_markup_bp if sku.max_markup_bp is not None else default_cap_bp
-    cap = sku.retail_price_fen * cap_bp // 10_000
+    cap = markup_cap(sku, default_cap_bp)
     if markup_fen > cap:
         raise InvalidInput(f"the markup on {sku.code} may be at most {cap} fen",
                            code="markup_too_high")
@@ -267,6 +271,18 @@ def set_markup(creator: Creator, sku_code: str, markup_fen: int, *, default_cap_
         events.record("creator.markup_set", f"creator:{creator.id}", creator.actor,
                       sku=sku.code, markup_fen=markup_fen)
     return markup_fen
+
+
+def markup_on(creator: Creator, sku: Sku) -> int:
+    """The creator's markup on the SKU, in fen (0 when none is set)."""
+    row = CreatorPrice.get_or_none((CreatorPrice.creator == creator.id) & (CreatorPrice.sku_id == sku.id))
+    return row.markup_fen if row is not None else 0
+
+
+def price_through(creator: Creator | None, sku: Sku) -> int:
+    """What one unit of the SKU costs a buyer through the creator's link (`pricing.selling_price`
+    with the creator's markup); retail without a creator."""
+    return selling_price(sku, markup_on(creator, sku) if creator is not None else 0)
 
 
 @dataclass(frozen=True)

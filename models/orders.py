@@ -25,6 +25,7 @@ from models.errors import (
     Unauthenticated,
 )
 from models.network import attribute
+from models.pricing import selling_price
 from models.users import User
 
 REF_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -179,7 +180,7 @@ def place_order(
     _validate(req, sku, policy)
     who = attribute(req.ref, sku.id, req.live)
     now = utcnow()
-    unit = sku.retail_price_fen + who.markup_per_unit_fen
+    unit = selling_price(sku, who.markup_per_unit_fen)  # qx_place_order computes the same in SQL
     order = Order(
         no=new_order_no(), user=user, sku=sku, quantity=req.quantity,
         unit_price_fen=unit, amount_fen=unit * req.quantity,

@@ -162,11 +162,33 @@ def _available_owed(creator_id: int) -> int:
     return ledger.owed_to_creator(creator_id, (ledger.AVAILABLE,))[ledger.AVAILABLE]
 
 
-def fee_bp_for(rank: int, policy: WithdrawPolicy) -> int:
+@dataclass(frozen=True)
+class Quote:
+    amount: int  # what leaves the available balance, fen
+    fee: int  # what the platform keeps
+    net: int  # what arrives: amount - fee
+
+
+def quote(amount_fen: int, fee_bp: int) -> Quote:
+    """What a withdrawal of `amount_fen` at `fee_bp` costs and pays: the only place the rule
+    lives. fee = floor(amount x fee_bp / 10000), rounded down so the fee never exceeds the rate;
+    net = amount - fee, so fee + net == amount to the fen. A credit withdrawal is quoted at 0 bp
+    (no fee); a wallet one at `fee_bp_of` the creator's level."""
+    fee = amount_fen * fee_bp // 10_000
+    return Quote(amount=amount_fen, fee=fee, net=amount_fen - fee)
+
+
+def fee_bp_of(level_fee_bp: int | None, policy: WithdrawPolicy) -> int:
+    """The wallet fee rate: the star level's withdraw_fee_bp perk when it has one, else the policy's."""
+    return int(level_fee_bp) if level_fee_bp is not None else policy.fee_bp
+
+
+def fee_bp_for(rank: int, policy: WithdrawPolicy, method: Method | str = "wallet") -> int:
+    """The fee rate of a withdrawal by a creator of star level `rank`: 0 for credit, else `fee_bp_of`."""
+    if Method(method) == Method.CREDIT:
+        return 0
     level = StarLevel.get_or_none(StarLevel.rank == rank)
-    if level is not None and level.withdraw_fee_bp is not None:
-        return int(level.withdraw_fee_bp)
-    return policy.fee_bp
+    return fee_bp_of(level.withdraw_fee_bp if level is not None else None, policy)
 
 
 def _creator_id(creator: Creator | int) -> int:
@@ -178,7 +200,7 @@ def request_withdrawal(creator: Creator | int, amount_fen: int, method: Method |
                        actor: str | None = None) -> Withdrawal:
     """Take `amount_fen` out of the creator's available balance.
 
-    Wallet: fee = amount x fee_bp // 10000 (the star level's perk, else the setting); the money
+    Wallet: the fee is `quote(amount, fee_bp_for(rank, policy))` (the level's perk, else the setting); the money
     moves to `withdrawing` and is paid out at T+1, after an operator's approval above the
     review threshold. Credit: no fee; it becomes shopping credit at once. The same
     `request_key` twice returns the same withdrawal.
@@ -216,10 +238,10 @@ def request_withdrawal(creator: Creator | int, amount_fen: int, method: Method |
         if amount_fen > owed:
             raise Conflict(f"only {owed} fen is available", code="insufficient_balance")
         now = utcnow()
+        fee = quote(amount_fen, fee_bp_for(row.rank, policy, method)).fee  # 0 for credit
         if method == Method.CREDIT:
-            fee, state, target, due = 0, WithdrawalState.PAID, ledger.CREDIT, now
+            state, target, due = WithdrawalState.PAID, ledger.CREDIT, now
         else:
-            fee = amount_fen * fee_bp_for(row.rank, policy) // 10_000
             review = amount_fen > policy.review_above_fen
             state = WithdrawalState.REVIEW if review else WithdrawalState.APPROVED
             target, due = ledger.WITHDRAWING, now + dt.timedelta(hours=policy.delay_hours)

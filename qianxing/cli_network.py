@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from models.money import yuan
+
 if TYPE_CHECKING:
     from models.network import Creator
 
@@ -42,11 +44,6 @@ def _creator(code: str) -> Creator:
     if found is None:
         raise NotFound(f"no creator has the code {code!r}", code="unknown_creator")
     return found
-
-
-def _yuan(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 # ---- activity -----------------------------------------------------------------------------------
@@ -99,11 +96,11 @@ def levels_show() -> None:
         plays, team = (f"{s.ENTRY_VIDEOS} vid", str(s.ENTRY_INVITES)) if r.rank == 1 else (
             str(r.min_video_plays), str(r.min_team_size))
         fee = "-" if r.withdraw_fee_bp is None else f"{r.withdraw_fee_bp / 100:.2f}"
-        click.echo(f"{r.rank:>4} {r.name:<4} {plays:>9} {_yuan(r.min_live_gmv_fen):>12} "
-                   f"{_yuan(r.min_own_gmv_fen):>12} {team:>4} {r.own_rate_bp / 100:>6.2f} "
+        click.echo(f"{r.rank:>4} {r.name:<4} {plays:>9} {yuan(r.min_live_gmv_fen):>12} "
+                   f"{yuan(r.min_own_gmv_fen):>12} {team:>4} {r.own_rate_bp / 100:>6.2f} "
                    f"{r.team1_rate_bp / 100:>6.2f} {r.team2_rate_bp / 100:>6.2f} {fee:>6} {r.supply_tier:>6}")
     click.echo(f"entry (一星): {s.ENTRY_VIDEOS} video(s) AND {s.ENTRY_INVITES} invite(s); "
-               f"thousand-star bonus {_yuan(s.THOUSAND_STAR_BONUS_FEN)} yuan")
+               f"thousand-star bonus {yuan(s.THOUSAND_STAR_BONUS_FEN)} yuan")
 
 
 @levels.command("evaluate")
@@ -119,7 +116,7 @@ def levels_evaluate() -> None:
                                      bonus_fen=s.THOUSAND_STAR_BONUS_FEN, notifiers=rt.notifiers,
                                      actor=OPERATOR)
     for c in changes:
-        bonus = f", bonus {_yuan(c.bonus_fen)} yuan" if c.bonus_fen else ""
+        bonus = f", bonus {yuan(c.bonus_fen)} yuan" if c.bonus_fen else ""
         click.echo(f"creator {c.creator_id}: {c.from_rank} -> {c.to_rank} {c.name}{bonus}")
     click.echo(f"promoted {len(changes)} creators")
 
@@ -157,15 +154,15 @@ def creators_show(code: str) -> None:
                f"rank {c.rank} {prog.name}{cap}")
     click.echo(f"  upline: {parents.get(c.parent_id, '-')} / {parents.get(c.grandparent_id, '-')}")
     click.echo(f"  videos {m.videos}, plays {m.video_plays}, live entries {m.live_entries}, "
-               f"orders {f.orders}, GMV {_yuan(m.own_gmv_fen)} (live {_yuan(m.live_gmv_fen)}), "
+               f"orders {f.orders}, GMV {yuan(m.own_gmv_fen)} (live {yuan(m.live_gmv_fen)}), "
                f"orders per 1,000 plays {f.orders_per_1000_plays}")
     if prog.next_rank is not None:
         needs = ", ".join(f"{t.metric} {t.have}/{t.need}" for t in prog.thresholds) or "nothing"
         click.echo(f"  next: {prog.next_name} needs {needs}{' (ready)' if prog.ready else ''}")
     click.echo(f"  {prog.invite_line}")
-    click.echo("  balances: " + ", ".join(f"{b} {_yuan(v)}" for b, v in owed.items()))
-    click.echo(f"  team: {len(t.direct)} direct (GMV {_yuan(t.direct_gmv_fen)}), "
-               f"{t.second} second level (GMV {_yuan(t.second_gmv_fen)})")
+    click.echo("  balances: " + ", ".join(f"{b} {yuan(v)}" for b, v in owed.items()))
+    click.echo(f"  team: {len(t.direct)} direct (GMV {yuan(t.direct_gmv_fen)}), "
+               f"{t.second} second level (GMV {yuan(t.second_gmv_fen)})")
     for e in history:
         click.echo(f"  {e.created_at:%Y-%m-%d %H:%M:%S} {e.topic} by {e.actor} {e.payload}")
 

@@ -17,6 +17,7 @@ from bots import poster
 from models import network
 from models.db import db
 from models.levels import DEFAULT_LEVELS, UNRANKED_NAME, StarLevel
+from models.money import rmb
 from models.network import Creator
 from qianxing.settings import Settings
 from tests.conftest import buyer
@@ -107,7 +108,7 @@ def test_product_poster_prices_retail_plus_the_creators_markup_and_links_the_pro
         card = poster.product_card(creator, sku, settings=cfg)
 
     # then the selling price is retail + markup and the QR is the promo link with the ref
-    assert card.price_fen == 2290 and poster.yuan(card.price_fen) == "¥22.90"
+    assert card.price_fen == 2290 and rmb(card.price_fen) == "¥22.90"
     link = f"{cfg.PUBLIC_BASE_URL}/p/TXVIP-1M?ref={creator.code}"
     assert card.link == link
     assert read_qr(png) == poster.qr_matrix(link)
