@@ -4,7 +4,7 @@ Order of checks: the secret token (header `X-Telegram-Bot-Api-Secret-Token`, com
 constant time) before the body is read; then the body (a JSON object with an integer
 update_id, at most MAX_UPDATE_BYTES); then the update is stored (a duplicate update_id is
 answered 200 and ignored) and the 200 goes out only after that commit, so Telegram resends
-anything we did not durably keep. Processing happens in the drain job
+anything we did not durably keep (models.inbox). Processing happens in the drain job
 (tasks.chat_updates.process_updates), signalled after the commit.
 """
 
@@ -18,8 +18,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from miniapp_api.errors import error_response
+from models import inbox
 from qianxing.wiring import runtime
-from tasks import chat_updates, queues
+from tasks import queues
 
 log = logging.getLogger(__name__)
 bot_webhooks = Blueprint("bot_webhooks", __name__, url_prefix="/webhooks")
@@ -63,7 +64,7 @@ def telegram_webhook() -> Response:
     if payload is None:
         return error_response(400, "invalid_update", "the body must be a JSON object with an integer update_id")
     try:
-        row_id = chat_updates.store_telegram_update(payload)
+        row_id = inbox.store_telegram_update(payload)
     except ValueError:  # text the database cannot hold (lone surrogates)
         return error_response(400, "invalid_update", "the update contains invalid text")
     if row_id is not None:

@@ -16,9 +16,9 @@ from werkzeug.exceptions import HTTPException
 
 from bots import wechat_oa
 from bots.types import Incoming, Member, Reply
-from models.db import db
+from models import identities, inbox
+from models.db import connection, db
 from qianxing.wiring import runtime
-from tasks import wechat_updates
 
 log = logging.getLogger(__name__)
 wechat_webhook = Blueprint("wechat_webhook", __name__)
@@ -97,7 +97,8 @@ def receive() -> Response:
                 wechat_oa.release(rt.redis, key)  # a retry may record it
                 raise
         return _text(wechat_oa.SUCCESS)
-    wechat_updates.store(key, incoming)  # answered later by recover_stale if we die now
+    with connection():  # answered later by tasks.wechat_updates.recover_stale if we die now
+        inbox.store_wechat_message(key, incoming.as_payload())
     errors: list[BaseException] = []
     outcome = wechat_oa.run_within(
         cfg.budget_ms / 1000,
@@ -140,10 +141,8 @@ def _failed(redis: object, key: str, exc: BaseException) -> None:
 
 def _touch(openid: str) -> None:
     """A user action the core does not answer still opens the 48-hour window."""
-    from bots.identity import resolve
-
     with db.connection_context():
-        resolve(wechat_oa.PLATFORM, Member(openid), openid)
+        identities.resolve(wechat_oa.PLATFORM, Member(openid), openid)
 
 
 def _answered(key: str, *, ok: bool) -> None:
@@ -152,7 +151,8 @@ def _answered(key: str, *, ok: bool) -> None:
     the thread's connection."""
     try:
         if ok:
-            wechat_updates.mark_done(key)
+            with connection():
+                inbox.mark_wechat_done(key)
     except Exception:  # noqa: BLE001 - the recovery job answers it again at worst
         log.exception("wechat webhook: could not mark %s answered", key)
     finally:

@@ -1,10 +1,13 @@
-"""Chat platforms as the domain sees them: who a platform account is, which updates arrived,
-every outbound message with its attempts, and community-group rules kept as data.
+"""Chat platforms as the domain sees them, the tables: who a platform account is, which updates
+arrived, every outbound message with its attempts, and community-group rules kept as data.
 
 The conversation logic lives in bots/ (it formats replies); these tables are what makes it
 safe: an update is stored under a unique (platform, update_key) before it is acknowledged, and
 an outbound message under a unique idempotency key before it is sent, so a retry or a crash
-neither loses nor repeats anything.
+neither loses nor repeats anything. Their service functions: models/identities.py
+(`ChatIdentity`), models/inbox.py (`BotUpdate`: store, claim, finish, retry, recover) and
+models/outbox.py (`OutboundMessage`, `OutboundAttempt`: write, claim, record); group rules and
+settings are read and written by bots/groups.py.
 """
 
 from __future__ import annotations

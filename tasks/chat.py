@@ -1,8 +1,9 @@
 """The outbound sender's jobs: drain a platform's due messages, and the periodic safety net.
 
 `drain_outbound(platform)` is queued once per burst of writes (tasks.queues.drain_outbound: a
-flag, cleared here when the run starts), sends for at most `DRAIN_DEADLINE_S` and then either
-queues its own continuation (more is due), wakes up when the next retry is due, or stops.
+short lease, dropped here when the run starts; a failed run is retried), sends for at most
+`DRAIN_DEADLINE_S` and then either queues its own continuation (more is due), wakes up when
+the next retry is due, or stops.
 Update processing (the inbound side) lives in tasks/chat_updates.py.
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bots.sender import sender
-from models.chat import OutboundMessage, Platform
+from models import outbox
+from models.chat import Platform
 from models.db import connection, utcnow
 from qianxing.wiring import runtime
 from tasks import queues
@@ -44,7 +46,7 @@ def drain_all() -> list[str]:
     """Every minute: queue a drain for each platform with a due row (a message whose job was
     lost with Redis, or whose drain died holding it: its lease has run out)."""
     with connection():
-        due = sender().due_platforms()
+        due = outbox.due_platforms()
     for platform in due:
         if platform in {p.value for p in Platform}:
             queues.drain_outbound(platform)
@@ -93,11 +95,7 @@ def prune_posters() -> dict[str, int]:
 def _images_waiting() -> set[str]:
     """Image keys of the outbound messages not sent yet (pending, or being sent)."""
     with connection():
-        rows = (OutboundMessage.select(OutboundMessage.payload)
-                .where(OutboundMessage.state.in_(["pending", "sending"])
-                       & OutboundMessage.payload.contains("image_key")).tuples())
-        return {str(key) for (payload,) in rows.iterator()
-                if isinstance(payload, dict) and (key := payload.get("image_key"))}
+        return outbox.unsent_image_keys()
 
 
 def _mtime(path: Path) -> float:

@@ -1,12 +1,12 @@
-"""bots.identity.resolve: a platform account becomes a user on first contact, once, even when
+"""models.identities.resolve: a platform account becomes a user on first contact, once, even when
 first messages race; every message refreshes the name and the 48-hour window's clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from bots import identity
 from bots.types import Member
+from models import identities
 from models.chat import ChatIdentity
 from models.db import db, utcnow
 from models.errors import InvalidInput
@@ -17,7 +17,7 @@ from tests.concurrently import at_once
 
 def resolve(*args, **kw) -> User:  # noqa: ANN002, ANN003
     with db.connection_context():
-        return identity.resolve(*args, **kw)
+        return identities.resolve(*args, **kw)
 
 
 def ident(platform: str, external_id: str) -> ChatIdentity:

@@ -20,10 +20,11 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 
 from bots.buckets import Limits
-from bots.sender import LEASE_S, Sender
+from bots.sender import Sender
 from bots.types import Button, Reply
 from models.chat import OutboundAttempt, OutboundMessage
 from models.db import db, utcnow
+from models.outbox import LEASE_S
 from tests.fakes.telegram_api import FakeTelegramAPI
 
 TG = "telegram"

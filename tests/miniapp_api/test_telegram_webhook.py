@@ -14,14 +14,14 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from bots.identity import identity_of
-from models import network
+from models import inbox, network
 from models.chat import BotUpdate
 from models.db import connection, utcnow
+from models.identities import identity_of
 from models.network import Creator
 from qianxing import wiring
 from qianxing.settings import Settings
-from tasks import chat_updates, queues
+from tasks import queues
 from tests.conftest import TG_SECRET, buyer
 
 URL = "/webhooks/telegram"
@@ -268,14 +268,14 @@ def test_an_update_claimed_by_a_processor_that_was_killed_is_processed_after_the
     rt.queue.empty()
     # given a processor claimed the update and was killed before handling it
     with connection():
-        assert [c.update_key for c in chat_updates.claim()] == ["1"]
+        assert [c.update_key for c in inbox.claim()] == ["1"]
     run_jobs()  # nothing to do: the row is leased
     queues.drain_chat_updates()
     run_jobs()
     assert states() == {"1": "queued"} and telegram.sent == []
     # when the lease has run out (time passes) and a drain runs
     with connection():
-        BotUpdate.update(processed_at=utcnow() - dt.timedelta(seconds=chat_updates.LEASE_S + 1)).execute()
+        BotUpdate.update(processed_at=utcnow() - dt.timedelta(seconds=inbox.LEASE_S + 1)).execute()
     queues.drain_chat_updates()
     run_jobs()
     # then it was processed, on its second attempt, and answered once

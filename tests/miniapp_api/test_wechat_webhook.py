@@ -25,9 +25,9 @@ from wechatpy.crypto import WeChatCrypto
 
 from bots import core, wechat_oa
 from bots.types import Incoming, Member
-from models import network
+from models import inbox, network
 from models.chat import BotUpdate, ChatIdentity, OutboundMessage
-from models.db import db, utcnow
+from models.db import connection, db, utcnow
 from qianxing import wiring
 from tasks import wechat_updates
 from tests.conftest import OA_AES_KEY, OA_APPID, OA_TOKEN
@@ -520,7 +520,8 @@ def test_a_message_a_crash_left_unanswered_is_answered_later_through_customer_se
     openid = new_openid()
     incoming = Incoming(platform="wechat", chat_id=openid, chat_kind="private", sender=Member(openid, "阿青"),
                         text="加入")
-    wechat_updates.store("msg:7100000002", incoming)
+    with connection():
+        inbox.store_wechat_message("msg:7100000002", incoming.as_payload())
     # when the recovery job runs before WeChat's retries are over, nothing happens yet
     assert wechat_updates.recover_stale() == 0
     # and a minute later it answers through the customer-service API, once

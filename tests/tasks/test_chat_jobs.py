@@ -12,7 +12,7 @@ from bots.sender import enqueue, store_image
 from models.chat import OutboundMessage
 from models.db import db
 from tasks.chat import prune_posters
-from tasks.worker import PERIODIC, _resolve
+from tasks.periodic import PERIODIC, resolve
 
 DAY = 86400
 PNG = b"\x89PNG\r\n\x1a\n fake image bytes"
@@ -87,4 +87,4 @@ def test_no_poster_folder_yet_is_nothing_to_prune(rt, tmp_path: Path, monkeypatc
 
 def test_pruning_is_a_daily_job():
     assert dict(PERIODIC)["tasks.chat.prune_posters"] == 86400
-    assert _resolve("tasks.chat.prune_posters") is prune_posters
+    assert resolve("tasks.chat.prune_posters") is prune_posters

@@ -1,4 +1,4 @@
-"""tasks.chat_updates: stored Telegram updates are claimed with a lease, retried after a crash,
+"""models.inbox and tasks.chat_updates: stored Telegram updates are claimed with a lease, retried after a crash,
 given up after MAX_ATTEMPTS without blocking the rows behind them."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from models.chat import BotUpdate
 from models.db import connection, utcnow
+from models.inbox import LEASE_S, MAX_ATTEMPTS, RETRY_DELAYS_S, claim, store_telegram_update, store_telegram_updates
 from tasks import chat_updates
-from tasks.chat_updates import LEASE_S, MAX_ATTEMPTS, claim, store_telegram_update, store_telegram_updates
 
 
 def update(update_id: int, text: str = "你好") -> dict[str, Any]:
@@ -128,7 +128,7 @@ def test_a_failing_update_is_retried_with_backoff_then_failed(rt, settings, monk
     assert chat_updates.process_updates() == 0  # not yet due: the backoff holds it
     # when every retry fails too
     for _ in range(MAX_ATTEMPTS - 1):
-        _rewind(max(chat_updates.RETRY_DELAYS_S) + 1)
+        _rewind(max(RETRY_DELAYS_S) + 1)
         assert chat_updates.process_updates() == 1
     # then it is failed for good, with the last error kept
     with connection():
@@ -143,7 +143,7 @@ def test_a_retried_update_succeeds_once_the_api_is_back(rt, settings, monkeypatc
     chat_updates.process_updates()
     # when the API is back and the backoff has passed
     monkeypatch.setattr(rt, "settings", settings)
-    _rewind(max(chat_updates.RETRY_DELAYS_S) + 1)
+    _rewind(max(RETRY_DELAYS_S) + 1)
     run_jobs()  # the scheduled retry drain
     # then the command was answered in the group, once
     with connection():

@@ -1,5 +1,5 @@
-"""Who is talking: a platform account (Telegram user id, WeChat official-account openid, a
-console name) resolved to a `User`.
+"""Chat identities, who is talking: a platform account (Telegram user id, WeChat official-account
+openid, a console name) resolved to a `User`.
 
 A person first seen through a bot has no mini-program openid yet, so the `User` row created for
 them carries the placeholder openid `{platform}:{external_id}` (e.g. `telegram:123456`,
@@ -16,9 +16,10 @@ private chat has the user's id; a WeChat or console chat is the account).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import peewee as pw
 
-from bots.types import ChatKind, Member
 from models.chat import ChatIdentity, Platform
 from models.db import db, utcnow
 from models.errors import InvalidInput
@@ -27,11 +28,21 @@ from models.users import User, get_or_create_by_openid
 NAME_MAX = 64
 
 
+class Account(Protocol):
+    """A platform account as an adapter reports it (bots.types.Member)."""
+
+    @property
+    def external_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
 def placeholder_openid(platform: str, external_id: str) -> str:
     return f"{platform}:{external_id}"
 
 
-def _validate(platform: str, member: Member) -> tuple[str, str]:
+def _validate(platform: str, member: Account) -> tuple[str, str]:
     try:
         platform = Platform(platform).value
     except ValueError:
@@ -48,7 +59,7 @@ def _clean_name(name: str) -> str:
     return "".join(ch for ch in (name or "") if ch.isprintable()).strip()[:NAME_MAX]
 
 
-def resolve(platform: str, member: Member, chat_id: str, chat_kind: ChatKind = "private") -> User:
+def resolve(platform: str, member: Account, chat_id: str, chat_kind: str = "private") -> User:
     """The user behind a platform account, created on first contact (safe when two first
     messages arrive at once: both end with the same identity and user)."""
     platform, external_id = _validate(platform, member)
