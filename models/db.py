@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import peewee as pw
 import psycopg2
-from playhouse.db_url import connect
+from playhouse.db_url import connect, parse
 from playhouse.pool import PoolConnection, PooledDatabase, PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_UNKNOWN
 
@@ -40,10 +40,17 @@ def open_database(url: str) -> pw.Database:
 
     SQLite runs in WAL mode with a long busy timeout, and every transaction starts IMMEDIATE:
     SQLite has no SELECT ... FOR UPDATE, so taking the write lock up front is what serialises
-    stock reservations between processes.
+    stock reservations between processes. Its pragmas are fixed, so a SQLite URL takes no query
+    parameters (ValueError). A PostgreSQL URL's query parameters (sslmode, connect_timeout,
+    application_name, ...) go to psycopg2 as they are.
     """
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
+        params = parse(url)
+        extra = sorted(set(params) - {"database"})
+        if extra:
+            raise ValueError(f"a SQLite DATABASE_URL takes no query parameters (got {', '.join(extra)}): "
+                             "its pragmas are fixed (WAL, busy_timeout 30 s, foreign keys)")
+        path = Path(params["database"])
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
         database: pw.Database = pw.SqliteDatabase(
@@ -229,14 +236,10 @@ def is_connection_lost(exc: BaseException) -> bool:
 
 
 def _pooled_postgres(url: str) -> pw.Database:
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(url)
-    return FastPooledPostgres(
-        parsed.path.lstrip("/"), user=unquote(parsed.username or "") or None,
-        password=unquote(parsed.password or "") or None, host=parsed.hostname,
-        port=parsed.port, max_connections=64, stale_timeout=300,
-    )
+    """The pool for a postgres:// URL: user and password unquoted, the query parameters passed
+    to psycopg2.connect (the pool's own max_connections and stale_timeout may be given too)."""
+    params = parse(url, unquote_password=True, unquote_user=True)
+    return FastPooledPostgres(**{"max_connections": 64, "stale_timeout": 300, **params})
 
 
 def execute(sql: str, params: tuple | list = ()) -> Any:

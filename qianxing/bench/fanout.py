@@ -33,9 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import click
-
-from qianxing.bench.scratch import BENCH_DIR, ScratchDatabase
+from qianxing.bench.harness import BENCH_DIR, ScratchDatabase
 from qianxing.settings import Settings
 
 TOKEN = "424242:BENCH-fanout_token_abcdefghijklmnopqrstu"  # noqa: S105 - the fake's, not a secret
@@ -212,24 +210,3 @@ def run(settings: Settings, *, recipients: int, rate: float, paid: bool = False,
         "setup_s": round(setup_s, 3),
         "backend": "postgresql" if scratch.postgres else "sqlite",
     }
-
-
-@click.command("fanout")
-@click.option("--recipients", default=600, show_default=True, help="chats that get the message")
-@click.option("--rate", default=30.0, show_default=True, help="configured messages per second")
-@click.option("--paid", is_flag=True, help="a paid broadcast (allow_paid_broadcast, its own bucket)")
-@click.option("--inject-429", default=5, show_default=True, help="single 429s (retry_after=1) during the run")
-@click.option("--fake-limit", default=1.1, show_default=True,
-              help="the fake Bot API refuses sends beyond this many times the rate in any second (0: off)")
-@click.option("--concurrency", default=16, show_default=True, help="sends in flight")
-def bench_fanout(recipients: int, rate: float, paid: bool, inject_429: int, fake_limit: float,
-                 concurrency: int) -> None:
-    """One message to N chats through the outbound sender against the fake Bot API."""
-    import json
-
-    from qianxing.cli import _settings
-
-    if recipients < 1 or rate <= 0 or inject_429 < 0 or fake_limit < 0 or concurrency < 1:
-        raise click.BadParameter("--recipients, --rate and --concurrency must be positive")
-    click.echo(json.dumps(run(_settings(), recipients=recipients, rate=rate, paid=paid, inject_429=inject_429,
-                              fake_limit=fake_limit, concurrency=concurrency)))

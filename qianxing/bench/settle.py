@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from qianxing.bench.scratch import ScratchDatabase
+from qianxing.bench.harness import ScratchDatabase
 from qianxing.settings import Settings
 
 if TYPE_CHECKING:

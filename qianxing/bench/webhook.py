@@ -1,9 +1,10 @@
 """`qianxing bench webhook`: Telegram and WeChat webhook latency at a fixed request rate, and the
 median uncached poster render.
 
-It runs the real service on loopback, as `qianxing bench flash-sale` does (and with its
-helpers): a scratch database (a temp SQLite file, or `qianxing_bench_webhook_<pid>` created next
-to the PostgreSQL in DATABASE_URL and dropped afterwards), Redis (REDIS_URL, or an embedded
+It runs the real service on loopback, as `qianxing bench flash-sale` does (with the same
+harness, qianxing/bench/harness.py; this run's own resources are in webhook_service.py): a
+scratch database (a temp SQLite file, or `qianxing_bench_webhook_<pid>` created next to the
+PostgreSQL in DATABASE_URL and dropped afterwards), Redis (REDIS_URL, or an embedded
 redis-server), `qianxing web` (gunicorn) and `qianxing worker`.
 The bots' replies go to the fake Telegram Bot API and fake WeChat API from
 tests/fakes, served by a child process of their own: the benchmark runs from a checkout.
@@ -35,39 +36,39 @@ the same two cores shows up in the tail latencies. The last line printed is one 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
 import os
 import secrets
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
-import click
 
-from qianxing.bench.flash_sale import (
+from qianxing.bench.harness import (
     BENCH_DIR,
     REQUEST_TIMEOUT_S,
-    Scratch,
-    _log,
-    _pg_admin,
-    _with_database,
     child_env,
     free_port,
+    log,
     migrate_child,
     wait_healthy,
 )
-from qianxing.settings import PROJECT_ROOT, Settings, load_settings
+from qianxing.bench.webhook_service import (
+    OA_APPID,
+    OA_SECRET,
+    TG_TOKEN,
+    TG_USERNAME,
+    RunScratch,
+    restart_web,
+    start_fakes,
+    stop_quickly,
+)
+from qianxing.settings import Settings, load_settings
 
 RATE = 200.0
 DURATION_S = 12.0
@@ -75,119 +76,8 @@ MAX_DURATION_S = 240.0  # WeChat refuses timestamps older than 300 s; requests a
 POSTERS = 30
 WARMUP_S = 2.0  # each phase starts with this much load at the same rate, not measured
 NEW_USER_EVERY = 10  # one request in ten comes from a sender the service has never seen
-TG_TOKEN = "7000000001:BenchToken_qianxing_webhook_bench"  # noqa: S105 - the fake's, loopback only
-TG_USERNAME = "qianxing_bench_bot"
-OA_APPID = "wxbenchoaappid0001"
-OA_SECRET = "bench-oa-secret"  # noqa: S105 - the fake's, loopback only
 TELEGRAM_TEXTS = ("/start", "/help", "/level", "/progress", "你好")
 WECHAT_TEXTS = ("帮助", "等级", "进度", "你好", "help")
-
-
-# ---- scratch resources of this run -----------------------------------------------------------
-
-
-def _pg_drop_database(url: str, name: str) -> None:
-    import psycopg2
-
-    try:
-        _pg_admin(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    except psycopg2.errors.SyntaxError:  # PostgreSQL < 13
-        _pg_admin(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
-                  f"DROP DATABASE IF EXISTS {name}")
-
-
-@dataclass
-class _RunScratch(Scratch):
-    """flash-sale's scratch resources, but all of this run's own: a PostgreSQL database
-    `qianxing_bench_webhook_<pid>`, and logs and the embedded Redis under var/bench/webhook-<pid>/.
-    A benchmark or smoke test running at the same time (they share `qianxing_bench` and
-    var/bench/redis) can then neither drop the database nor delete the Redis data under it."""
-
-    root: Path = field(default_factory=lambda: BENCH_DIR / f"webhook-{os.getpid()}")
-    pg_name: str = field(default_factory=lambda: f"qianxing_bench_webhook_{os.getpid()}")
-    _pg_owned: str | None = None  # the admin URL while our database exists
-
-    def open_database(self) -> str:
-        url = self.settings.DATABASE_URL
-        if not url.startswith(("postgres://", "postgresql://")):
-            return super().open_database()  # SQLite: a file named after this process
-        if urlsplit(url).path.strip("/") == self.pg_name:
-            raise RuntimeError(f"DATABASE_URL must not point at the scratch database {self.pg_name}")
-        _pg_drop_database(url, self.pg_name)
-        _pg_admin(url, f"CREATE DATABASE {self.pg_name}")
-        self._pg_owned = url
-        self.database_url = _with_database(url, self.pg_name)
-        return self.database_url
-
-    def _close_database(self) -> None:
-        super()._close_database()  # closes this process's connections; pg_admin_url stays None
-        owned, self._pg_owned = self._pg_owned, None
-        if owned:
-            try:
-                _pg_drop_database(owned, self.pg_name)
-            except Exception as exc:  # noqa: BLE001 - reported, never masks the real outcome
-                _log(f"could not drop database {self.pg_name}: {exc}")
-
-    def open_redis(self) -> str:
-        if self.settings.REDIS_URL:
-            return super().open_redis()
-        from qianxing.embedded_redis import EmbeddedRedis
-
-        data_dir = self.root / "redis"
-        shutil.rmtree(data_dir, ignore_errors=True)
-        data_dir.mkdir(parents=True)
-        self.embedded = EmbeddedRedis(data_dir)
-        self.redis_url = self.embedded.url
-        return self.redis_url
-
-    def log_dir(self) -> Path:
-        return self.root
-
-    def close(self) -> None:
-        embedded, self.embedded = self.embedded, None  # stopped here, not in BENCH_DIR/redis
-        try:
-            super().close()
-        finally:
-            if embedded is not None:
-                with contextlib.suppress(Exception):
-                    embedded.stop()
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-# ---- fakes in a child process ----------------------------------------------------------------
-
-
-def serve_fakes() -> None:
-    """Child-process entry: serve the fake Telegram Bot API and WeChat API on 127.0.0.1, print
-    their base URLs as one JSON line, and stop when standard input closes."""
-    from tests.fakes.telegram_api import FakeTelegramAPI
-    from tests.fakes.wechat_api import FakeWeChatAPI
-
-    with FakeTelegramAPI(TG_TOKEN, username=TG_USERNAME) as telegram, FakeWeChatAPI(OA_APPID, OA_SECRET) as wechat:
-        print(json.dumps({"telegram": telegram.base_url.rstrip("/"), "wechat": wechat.base_url}), flush=True)
-        sys.stdin.read()
-
-
-def _start_fakes(scratch: _RunScratch) -> dict[str, str]:
-    scratch.root.mkdir(parents=True, exist_ok=True)
-    log_path = scratch.root / "fakes.log"
-    scratch.logs["fakes"] = log_path
-    err = open(log_path, "wb")  # noqa: SIM115 - the child keeps it; closed below
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from qianxing.bench.webhook import serve_fakes; serve_fakes()"],
-            cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-            start_new_session=True, text=True,
-        )
-    finally:
-        err.close()
-    scratch.procs.append(("fakes", proc))
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # one line as soon as both servers listen; EOF if it died
-    if not line:
-        raise RuntimeError(f"the fake platform servers did not start:\n{scratch.tail('fakes')}")
-    return json.loads(line)
 
 
 # ---- requests -------------------------------------------------------------------------------
@@ -340,9 +230,9 @@ async def _open_loop(phase: _Phase, requests: list[_Request], warmup: int) -> No
 
 def _run_phase(name: str, rate: float, requests: list[_Request], warmup: int) -> _Phase:
     phase = _Phase(name, rate)
-    _log(f"{name}: {warmup} warm-up and {len(requests) - warmup} measured requests at {rate:g}/s")
+    log(f"{name}: {warmup} warm-up and {len(requests) - warmup} measured requests at {rate:g}/s")
     asyncio.run(_open_loop(phase, requests, warmup))
-    _log(f"{name}: p50 {percentile_ms(phase.latencies, 50)} ms, p99 {percentile_ms(phase.latencies, 99)} ms, "
+    log(f"{name}: p50 {percentile_ms(phase.latencies, 50)} ms, p99 {percentile_ms(phase.latencies, 99)} ms, "
          f"errors {phase.errors}, {phase.requests / phase.elapsed:.1f} req/s")
     return phase
 
@@ -395,32 +285,6 @@ def _telegram_stored(first_id: int, count: int) -> tuple[int, int]:
 # ---- entry point ----------------------------------------------------------------------------
 
 
-def _stop_quickly(scratch: _RunScratch) -> None:
-    """The worker may be in the middle of a long drain of the Telegram backlog (a warm RQ
-    shutdown would wait for it): the measurements are taken, so it gets two seconds. The fakes
-    stop when their standard input closes."""
-    from qianxing.processes import stop_all
-
-    for name, proc in scratch.procs:
-        if name == "fakes" and proc.stdin is not None and not proc.stdin.closed:
-            proc.stdin.close()
-    workers = [proc for name, proc in scratch.procs if name == "worker"]
-    stop_all(workers, timeout=2.0)
-    scratch.procs[:] = [(n, p) for n, p in scratch.procs if n != "worker"]
-
-
-def _restart_web(scratch: _RunScratch, env: dict[str, str], base_url: str) -> None:
-    from qianxing.processes import stop_all
-
-    web = [(n, p) for n, p in scratch.procs if n == "web"]
-    started = time.monotonic()
-    stop_all(p for _, p in web)
-    scratch.procs[:] = [(n, p) for n, p in scratch.procs if n != "web"]
-    scratch.start("web", ["web"], env)
-    wait_healthy(scratch, base_url)
-    _log(f"web restarted in AES mode in {time.monotonic() - started:.1f} s")
-
-
 def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S, posters: int = POSTERS,
         aes: bool = True) -> dict[str, Any]:
     """Run the benchmark and return its results (the CLI prints them as one JSON line)."""
@@ -431,14 +295,14 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    scratch = _RunScratch(settings)
+    scratch = RunScratch(settings)
     poster_dir = scratch.root / "posters"
     try:
         poster_median = poster_ms(posters)
-        _log(f"poster: median uncached render {poster_median} ms over {posters}")
+        log(f"poster: median uncached render {poster_median} ms over {posters}")
         database_url = scratch.open_database()
         redis_url = scratch.open_redis()
-        fakes = _start_fakes(scratch)
+        fakes = start_fakes(scratch)
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         tg_secret = secrets.token_urlsafe(24)
@@ -457,7 +321,7 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         }
         bench = load_settings(**values)
         database = "postgresql" if scratch.sqlite_path is None else "sqlite"
-        _log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
+        log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
              f"gunicorn {bench.WEB_WORKERS} workers x {bench.WEB_THREADS} threads on {base_url}")
         env = child_env(bench)
         migrate_child(env)
@@ -465,7 +329,7 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         scratch.start("web", ["web"], env)
         scratch.start("worker", ["worker", "--no-cron"], env)
         wait_healthy(scratch, base_url)
-        _log(f"server up after {time.monotonic() - began:.1f} s")
+        log(f"server up after {time.monotonic() - began:.1f} s")
 
         count = max(1, round(rate * duration))
         warm = max(1, round(rate * WARMUP_S))
@@ -478,7 +342,7 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         scratch.check_alive()
         if aes:
             env = child_env(load_settings(**{**values, "WECHAT_OA_AES_KEY": aes_key}))
-            _restart_web(scratch, env, base_url)
+            restart_web(scratch, env, base_url)
             # New MsgIds, and new senders: the same share of first contacts as the plain phase.
             phases.append(_run_phase("wechat_aes", rate, _wechat_requests(
                 base_url, oa_token, aes_key, total, first + total, users=total), warm))
@@ -514,23 +378,9 @@ def run(settings: Settings, *, rate: float = RATE, duration: float = DURATION_S,
         })
     finally:
         try:
-            _stop_quickly(scratch)
+            stop_quickly(scratch)
         finally:
             scratch.close()  # removes scratch.root: logs, embedded Redis, posters
     result["total_s"] = round(time.monotonic() - began, 1)
-    _log(f"done in {result['total_s']} s")
+    log(f"done in {result['total_s']} s")
     return result
-
-
-@click.command("webhook")
-@click.option("--rate", default=RATE, show_default=True, help="requests per second, fixed (open loop)")
-@click.option("--duration", default=DURATION_S, show_default=True, help="seconds per phase")
-@click.option("--posters", default=POSTERS, show_default=True, help="uncached poster renders to time")
-@click.option("--aes/--no-aes", default=True, show_default=True, help="also time the AES-encrypted WeChat mode")
-def bench_webhook(rate: float, duration: float, posters: int, aes: bool) -> None:
-    """Telegram and WeChat webhook latency at a fixed rate, and the poster render time."""
-    from qianxing.cli import _settings
-
-    if rate <= 0 or not 0 < duration <= MAX_DURATION_S or posters < 1:
-        raise click.BadParameter(f"--rate must be positive, --duration 0-{MAX_DURATION_S:g} s, --posters at least 1")
-    click.echo(json.dumps(run(_settings(), rate=rate, duration=duration, posters=posters, aes=aes)))

@@ -50,7 +50,9 @@ def test_faults_bench_smoke() -> None:
 def test_recovery_is_counted_from_the_end_of_the_fault_until_the_backlog_stays_normal() -> None:
     from types import SimpleNamespace
 
-    from qianxing.bench.faults import RECOVERED_AGE_S, SAMPLE_S, STABLE_S, _Sample, _Service
+    from qianxing.bench.fault_service import RECOVERED_AGE_S, SAMPLE_S, STABLE_S
+    from qianxing.bench.fault_service import Sample as _Sample
+    from qianxing.bench.fault_service import Service as _Service
 
     def recovery(ages: list[float], fault_end: float) -> tuple[float, bool]:
         """Samples every SAMPLE_S from t = 0 with these oldest ages."""

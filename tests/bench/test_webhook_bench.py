@@ -50,17 +50,17 @@ def test_webhook_bench_prints_its_json_line() -> None:
 def test_the_wechat_requests_are_signed_as_the_adapter_checks(aes_key: str | None) -> None:
     from urllib.parse import parse_qsl, urlsplit
 
-    from bots import wechat_oa
+    from bots import wechat_oa, wechat_oa_auth
     from qianxing.bench import webhook
 
     # given the bench's requests for an account in plain or AES mode
-    cfg = wechat_oa.OAConfig(webhook.OA_APPID, "bench-token", aes_key, 3000)
+    cfg = wechat_oa_auth.OAConfig(webhook.OA_APPID, "bench-token", aes_key, 3000)
     requests = webhook._wechat_requests("http://127.0.0.1:9", "bench-token", aes_key, 6, 5000)
 
     for i, req in enumerate(requests):
         # when the adapter authenticates and parses one
         args = dict(parse_qsl(urlsplit(req.url).query))
-        auth = wechat_oa.authenticate(cfg, args, lambda limit, body=req.body: body[:limit])
+        auth = wechat_oa_auth.authenticate(cfg, args, lambda limit, body=req.body: body[:limit])
         message, fields = wechat_oa.parse(auth.xml)
 
         # then the signature holds, and it is a text message with its own MsgId
@@ -68,10 +68,10 @@ def test_the_wechat_requests_are_signed_as_the_adapter_checks(aes_key: str | Non
         assert message.type == "text" and fields["MsgId"] == str(5000 + i)
         assert message.content == webhook.WECHAT_TEXTS[i % len(webhook.WECHAT_TEXTS)]
     # and a wrong token is refused
-    other = wechat_oa.OAConfig(webhook.OA_APPID, "other-token", aes_key, 3000)
+    other = wechat_oa_auth.OAConfig(webhook.OA_APPID, "other-token", aes_key, 3000)
     args = dict(parse_qsl(urlsplit(requests[0].url).query))
-    with pytest.raises(wechat_oa.Refused):
-        wechat_oa.authenticate(other, args, lambda limit: requests[0].body[:limit])
+    with pytest.raises(wechat_oa_auth.Refused):
+        wechat_oa_auth.authenticate(other, args, lambda limit: requests[0].body[:limit])
 
 
 def test_the_telegram_requests_are_updates_with_unique_ids() -> None:

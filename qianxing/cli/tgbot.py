@@ -10,7 +10,7 @@ webhook stores it (duplicates skipped) BEFORE the next getUpdates confirms it to
 processed by the same code as the drain job (tasks.chat_updates). SIGTERM/SIGINT cancel the
 long poll; the batch in hand is finished and the process exits 0.
 
-Registered on the `qianxing` command in qianxing/cli.py.
+Registered on the `qianxing` command in qianxing/cli/__init__.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from qianxing.cli.boot import boot
 from qianxing.settings import Settings
 
 if TYPE_CHECKING:
@@ -95,9 +96,7 @@ def run_polling(settings: Settings, stop: threading.Event, timeout: int = 25,
               help="long-poll timeout in seconds")
 def tgbot(webhook_url: str | None, delete_webhook: bool, timeout: int) -> None:
     """Run the Telegram bot by long polling, or switch it to the webhook."""
-    from qianxing.cli import _boot
-
-    settings = _boot()
+    settings = boot()
     if not settings.TELEGRAM_BOT_TOKEN:
         raise click.ClickException("TELEGRAM_BOT_TOKEN is not set")
     if webhook_url and delete_webhook:

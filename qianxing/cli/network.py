@@ -1,6 +1,6 @@
 """Operator commands for the creator network: activity import, star levels, creators, rewards.
 
-Registered on the `qianxing` command in qianxing/cli.py (`register(main)`).
+Registered on the `qianxing` command in qianxing/cli/__init__.py (`COMMANDS`).
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ from typing import TYPE_CHECKING
 import click
 
 from models.money import yuan
+from qianxing.cli.boot import OPERATOR, boot
 
 if TYPE_CHECKING:
     from models.network import Creator
 
-OPERATOR = "operator:cli"
-
-
 @contextmanager
 def _session() -> Iterator[None]:
     """Boot, open a connection, and turn domain errors into a clean CLI error."""
-    from qianxing.cli import _boot
-
-    _boot()
+    boot()
     from models.db import connection
     from models.errors import DomainError
 
@@ -106,7 +102,7 @@ def levels_show() -> None:
 @levels.command("evaluate")
 def levels_evaluate() -> None:
     """Promote every creator to the level it has earned now (the worker also runs this)."""
-    from models import levels as lv
+    from models import level_evaluation as lv
     from qianxing.wiring import runtime
 
     with _session():
@@ -190,7 +186,7 @@ def creators_rebind(code: str, to_code: str | None, detach: bool, reason: str) -
 @click.option("--reason", required=True)
 def creators_penalize(code: str, to_rank: int, reason: str) -> None:
     """A risk penalty: lower the creator to a rank and cap it there (audited)."""
-    from models.levels import penalize
+    from models.level_evaluation import penalize
 
     with _session():
         before = _creator(code)
@@ -203,7 +199,7 @@ def creators_penalize(code: str, to_rank: int, reason: str) -> None:
 @click.option("--reason", default="")
 def creators_lift_penalty(code: str, reason: str) -> None:
     """Remove a creator's rank cap; the next evaluation promotes as earned."""
-    from models.levels import lift_penalty
+    from models.level_evaluation import lift_penalty
 
     with _session():
         lift_penalty(_creator(code), OPERATOR, reason)
@@ -228,6 +224,4 @@ def rewards_traffic() -> None:
     click.echo(f"paid {paid} traffic rewards")
 
 
-def register(main: click.Group) -> None:
-    for command in (activity, levels, creators, rewards):
-        main.add_command(command)
+COMMANDS = (activity, levels, creators, rewards)

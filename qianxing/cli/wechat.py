@@ -6,6 +6,8 @@ import json
 
 import click
 
+from qianxing.cli.boot import boot
+
 
 @click.group()
 def wechat() -> None:
@@ -23,9 +25,7 @@ def wechat_menu(dry_run: bool) -> None:
     if dry_run:
         click.echo(json.dumps(MENU, ensure_ascii=False, indent=2))
         return
-    from qianxing.cli import _boot
-
-    settings = _boot()
+    settings = boot()
     if not settings.WECHAT_OA_SECRET:
         raise click.ClickException("WECHAT_OA_SECRET is not set: no official account to configure")
     from wechatpy.exceptions import WeChatClientException

@@ -1,10 +1,10 @@
-"""`qianxing settle` and `qianxing bench settle`: commission settlement from the operator shell."""
+"""`qianxing settle`: commission settlement from the operator shell."""
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from qianxing.cli.boot import boot
 
 
 @click.command()
@@ -15,10 +15,8 @@ import click
               help="also retry now the orders a failed batch set aside (after fixing their cause)")
 def settle(live_id: int | None, release: bool, reverse_refunds: bool, retry_set_aside: bool) -> None:
     """Settle every paid, unsettled order (safe to run again, and beside the worker's jobs)."""
-    from qianxing.cli import _boot
-
-    s = _boot()
-    from models import settlement
+    s = boot()
+    from models import reversals, settlement
     from models.db import connection
     from qianxing.wiring import runtime
 
@@ -42,21 +40,5 @@ def settle(live_id: int | None, release: bool, reverse_refunds: bool, retry_set_
         if release:
             parts.append(f"released {settlement.release_due(policy, batch=s.SETTLE_BATCH)} orders")
         if reverse_refunds:
-            parts.append(f"reversed {settlement.reverse_refunded()} refunded orders")
+            parts.append(f"reversed {reversals.reverse_refunded()} refunded orders")
     click.echo("; ".join(parts))
-
-
-@click.command("settle")
-@click.option("--orders", default=200_000, show_default=True, help="paid orders to settle")
-@click.option("--creators", default=10_000, show_default=True, help="creators in the tree")
-@click.option("--sample", default=1000, show_default=True, help="orders in the naive baseline")
-@click.option("--batch", type=int, default=None, help="orders per batch (default: SETTLE_BATCH)")
-def bench_settle(orders: int, creators: int, sample: int, batch: int | None) -> None:
-    """Batch settlement of N orders against a naive per-order loop (scratch database)."""
-    from qianxing.bench.settle import run as run_bench
-    from qianxing.cli import _settings
-
-    if orders < 1 or creators < 1 or sample < 1:
-        raise click.BadParameter("--orders, --creators and --sample must be at least 1")
-    click.echo(json.dumps(run_bench(_settings(), orders=orders, creators=creators, sample=sample,
-                                    batch=batch)))

@@ -7,14 +7,7 @@ import json
 import click
 
 from models.withdrawals import WithdrawalState
-
-OPERATOR = "operator:cli"
-
-
-def _boot() -> None:
-    from qianxing.cli import _boot as boot
-
-    boot()
+from qianxing.cli.boot import OPERATOR, boot
 
 
 @click.group()
@@ -28,7 +21,7 @@ def withdrawals() -> None:
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
 def withdrawals_list(state: str | None, limit: int) -> None:
     """Withdrawals, newest first: id, no, creator, method, amount, fee, state, due."""
-    _boot()
+    boot()
     from models.db import connection
     from models.withdrawals import find_withdrawals
 
@@ -46,10 +39,10 @@ def withdrawals_list(state: str | None, limit: int) -> None:
 @click.argument("withdrawal_id", type=int)
 def withdrawals_approve(withdrawal_id: int) -> None:
     """Let a withdrawal under review be paid at its payout time."""
-    _boot()
+    boot()
     from models.db import connection
     from models.errors import DomainError
-    from models.withdrawals import approve
+    from models.payouts import approve
 
     with connection():
         try:
@@ -64,10 +57,10 @@ def withdrawals_approve(withdrawal_id: int) -> None:
 @click.option("--reason", required=True, help="told to the creator and kept in the audit event")
 def withdrawals_reject(withdrawal_id: int, reason: str) -> None:
     """Refuse a withdrawal not yet paid; the money returns to the creator's available balance."""
-    _boot()
+    boot()
     from models.db import connection
     from models.errors import DomainError
-    from models.withdrawals import reject
+    from models.payouts import reject
 
     with connection():
         try:
@@ -80,7 +73,7 @@ def withdrawals_reject(withdrawal_id: int, reason: str) -> None:
 @withdrawals.command("pay-due")
 def withdrawals_pay_due() -> None:
     """Pay due wallet withdrawals now (the worker also does this every 10 minutes)."""
-    _boot()
+    boot()
     from tasks.withdrawals import pay_due_withdrawals
 
     click.echo(json.dumps(pay_due_withdrawals()))

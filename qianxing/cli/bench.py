@@ -1,0 +1,78 @@
+"""`qianxing bench ...`: the benchmarks (their runs live in qianxing/bench/)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from qianxing.bench import fanout, faults, flash_sale, settle, webhook
+from qianxing.cli.boot import settings
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks; the last line printed is one JSON object."""
+
+
+@bench.command("flash-sale")
+@click.option("--clients", default=64, show_default=True)
+@click.option("--keys", default=20000, show_default=True)
+@click.option("--duration", default=20.0, show_default=True, help="seconds per phase")
+def bench_flash_sale(clients: int, keys: int, duration: float) -> None:
+    """Concurrent buyers create and pay orders against a pool of keys."""
+    result = flash_sale.run(settings(), clients=clients, keys=keys, duration=duration)
+    click.echo(json.dumps(result))
+
+
+@bench.command("settle")
+@click.option("--orders", default=200_000, show_default=True, help="paid orders to settle")
+@click.option("--creators", default=10_000, show_default=True, help="creators in the tree")
+@click.option("--sample", default=1000, show_default=True, help="orders in the naive baseline")
+@click.option("--batch", type=int, default=None, help="orders per batch (default: SETTLE_BATCH)")
+def bench_settle(orders: int, creators: int, sample: int, batch: int | None) -> None:
+    """Batch settlement of N orders against a naive per-order loop (scratch database)."""
+    if orders < 1 or creators < 1 or sample < 1:
+        raise click.BadParameter("--orders, --creators and --sample must be at least 1")
+    click.echo(json.dumps(settle.run(settings(), orders=orders, creators=creators, sample=sample,
+                                      batch=batch)))
+
+
+@bench.command("webhook")
+@click.option("--rate", default=webhook.RATE, show_default=True, help="requests per second, fixed (open loop)")
+@click.option("--duration", default=webhook.DURATION_S, show_default=True, help="seconds per phase")
+@click.option("--posters", default=webhook.POSTERS, show_default=True, help="uncached poster renders to time")
+@click.option("--aes/--no-aes", default=True, show_default=True, help="also time the AES-encrypted WeChat mode")
+def bench_webhook(rate: float, duration: float, posters: int, aes: bool) -> None:
+    """Telegram and WeChat webhook latency at a fixed rate, and the poster render time."""
+    if rate <= 0 or not 0 < duration <= webhook.MAX_DURATION_S or posters < 1:
+        raise click.BadParameter(f"--rate must be positive, --duration 0-{webhook.MAX_DURATION_S:g} s, "
+                                 "--posters at least 1")
+    click.echo(json.dumps(webhook.run(settings(), rate=rate, duration=duration, posters=posters, aes=aes)))
+
+
+@bench.command("fanout")
+@click.option("--recipients", default=600, show_default=True, help="chats that get the message")
+@click.option("--rate", default=30.0, show_default=True, help="configured messages per second")
+@click.option("--paid", is_flag=True, help="a paid broadcast (allow_paid_broadcast, its own bucket)")
+@click.option("--inject-429", default=5, show_default=True, help="single 429s (retry_after=1) during the run")
+@click.option("--fake-limit", default=1.1, show_default=True,
+              help="the fake Bot API refuses sends beyond this many times the rate in any second (0: off)")
+@click.option("--concurrency", default=16, show_default=True, help="sends in flight")
+def bench_fanout(recipients: int, rate: float, paid: bool, inject_429: int, fake_limit: float,
+                 concurrency: int) -> None:
+    """One message to N chats through the outbound sender against the fake Bot API."""
+    if recipients < 1 or rate <= 0 or inject_429 < 0 or fake_limit < 0 or concurrency < 1:
+        raise click.BadParameter("--recipients, --rate and --concurrency must be positive")
+    click.echo(json.dumps(fanout.run(settings(), recipients=recipients, rate=rate, paid=paid, inject_429=inject_429,
+                                     fake_limit=fake_limit, concurrency=concurrency)))
+
+
+@bench.command("faults")
+@click.option("--clients", default=faults.CLIENTS, show_default=True, help="concurrent buyers")
+@click.option("--duration-per-fault", "duration", default=faults.DURATION_S, show_default=True,
+              help="seconds of load per fault")
+@click.option("--keys", default=faults.KEYS, show_default=True, help="card keys in the pool")
+def bench_faults(clients: int, duration: float, keys: int) -> None:
+    """Purchase load while the worker, Redis and the database connections are killed in turn."""
+    click.echo(json.dumps(faults.run(settings(), clients=clients, duration=duration, keys=keys)))

@@ -1,0 +1,66 @@
+"""`qianxing vault ...`: the card-key vault (import, key rotation, counts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from qianxing.cli.boot import boot
+
+
+@click.group()
+def vault() -> None:
+    """Card-key vault."""
+
+
+@vault.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--sku", required=True, help="SKU code")
+def vault_import(file: Path, sku: str) -> None:
+    """Import card keys from a CSV file (first column)."""
+    s = boot()
+    from models import catalog, inventory
+    from models import vault as v
+    from models.db import connection
+    from models.errors import DomainError
+
+    with connection():
+        try:
+            target = catalog.get_sku(sku, active_only=False)
+            report = v.import_keys(target, v.parse_csv(file.read_text(encoding="utf-8-sig")))
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        inventory.check_low_stock(target.id, s.LOW_STOCK_THRESHOLD)
+    click.echo(f"imported {report.imported} keys into {sku}; rejected {report.rejected}")
+    for label, lines in (("duplicate in file", report.duplicate_in_file),
+                         ("already in pool", report.duplicate_in_pool), ("invalid", report.invalid)):
+        if lines:
+            click.echo(f"  {label}: lines {', '.join(map(str, lines[:50]))}"
+                       + (" ..." if len(lines) > 50 else ""))
+
+
+@vault.command("rotate-key")
+def vault_rotate() -> None:
+    """Re-encrypt every stored key with the first VOUCHER_KEY entry."""
+    boot()
+    from models import vault as v
+    from models.db import connection
+
+    with connection():
+        n = v.rotate_key()
+    click.echo(f"re-encrypted {n} secrets with key {v.cipher().current_id}")
+
+
+@vault.command("status")
+@click.option("--sku", required=True)
+def vault_status(sku: str) -> None:
+    """Key counts by state for a SKU."""
+    boot()
+    from models import catalog
+    from models import vault as v
+    from models.db import connection
+
+    with connection():
+        click.echo(json.dumps(v.key_counts(catalog.get_sku(sku, active_only=False))))
