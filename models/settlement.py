@@ -9,6 +9,9 @@ Life cycle of an order's commission (the `settlement.state` of the order):
     clawed_back refunded or fraudulent after availability: taken back from `available`, which
                 may go below zero (a debt netted against future earnings, never capped)
 
+Reversal (refunds, fraud) and the risk hold are in models/reversals.py; `verify` here
+cross-checks the lines, the settlement states and the ledger.
+
 How it stays exact and fast:
 - one batch = one database transaction under one lock: read up to SETTLE_BATCH unsettled orders
   with their seller and two uplines (one query, one row per order), compute every payout with
@@ -41,7 +44,7 @@ from enum import StrEnum
 
 import peewee as pw
 
-from models import events, failures, ledger
+from models import failures, ledger
 from models.commission import OrderFacts, seller_rate, split
 from models.db import BaseModel, db, execute, is_postgres, placeholders, utcnow
 from models.levels import Rates
@@ -120,7 +123,7 @@ _ORDERS = (
 )
 
 
-def _lock() -> None:
+def lock() -> None:
     """Serialise settlement writers (SQLite transactions are IMMEDIATE already)."""
     if is_postgres():
         execute("SELECT pg_advisory_xact_lock(%s)", (SETTLE_LOCK,))
@@ -182,7 +185,7 @@ def settle(policy: PayoutPolicy, *, live_id: int | None = None, order_ids: Itera
         rows, todo, set_aside = [], [], []
         try:
             with db.atomic():
-                _lock()
+                lock()
                 rows = execute(_ORDERS + extra + " ORDER BY o.id LIMIT %s",
                                (cursor, *SOLD, cursor, *params, batch)).fetchall()
                 if rows and not retry_set_aside:
@@ -215,7 +218,7 @@ def _settle_ids(order_ids: list[int], rates: Rates, policy: PayoutPolicy, result
     """Settle exactly these orders (those still unsettled) in one transaction: a part of a
     batch that failed (see `settle`)."""
     with db.atomic():
-        _lock()
+        lock()
         rows = execute(_ORDERS + f" AND o.id IN ({placeholders(order_ids)}) ORDER BY o.id",
                        (0, *SOLD, 0, *order_ids)).fetchall()
         if rows:
@@ -280,7 +283,8 @@ def _insert(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
 _COPY_NULL = "\\N"
 
 
-def _sums(order_ids: list[int]) -> dict[int, int]:
+def sums_by_creator(order_ids: list[int]) -> dict[int, int]:
+    """creator -> the sum of their commission lines on these orders."""
     rows = execute(f"SELECT creator_id, SUM(amount_fen) FROM commission "
                    f"WHERE order_id IN ({placeholders(order_ids)}) GROUP BY creator_id",
                    order_ids).fetchall()
@@ -295,7 +299,7 @@ def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: 
     released, after = 0, 0
     while True:
         with db.atomic():
-            _lock()
+            lock()
             # `after` skips what earlier batches released (still dead entries in the partial
             # index until vacuum) and what they passed over (held or not yet due this run).
             ids = [r[0] for r in execute(
@@ -309,7 +313,7 @@ def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: 
                     f"({placeholders(ids)})",
                     (SettleState.AVAILABLE.value, Settlement.settled_at.db_value(now), *ids))
             legs: dict[str, int] = {}
-            for creator_id, amount in _sums(ids).items():
+            for creator_id, amount in sums_by_creator(ids).items():
                 legs[ledger.creator_account(creator_id, ledger.PENDING)] = amount
                 legs[ledger.creator_account(creator_id, ledger.AVAILABLE)] = -amount
             ledger.post_bulk(f"release:o{ids[0]}-{ids[-1]}", "release", legs,
@@ -318,56 +322,6 @@ def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: 
         after = ids[-1]
         if len(ids) < batch:
             return released
-
-
-def reverse(order_ids: list[int], *, reason: str, actor: str) -> dict[str, int]:
-    """Take back the commission of refunded or fraudulent orders: pending lines are reversed,
-    available ones clawed back (the creator's available balance may go negative). Orders
-    already reversed, or never settled, are skipped. Returns counts per outcome."""
-    ids = sorted(set(order_ids))
-    done = {SettleState.REVERSED.value: 0, SettleState.CLAWED_BACK.value: 0}
-    if not ids:
-        return done
-    now = utcnow()
-    stamp = Settlement.settled_at.db_value(now)
-    with db.atomic():
-        _lock()
-        rows = execute(f"SELECT order_id, state FROM settlement WHERE order_id IN ({placeholders(ids)}) "
-                       "AND state IN (%s, %s) ORDER BY order_id",
-                       (*ids, SettleState.PENDING.value, SettleState.AVAILABLE.value)).fetchall()
-        for was, became, bucket, kind in (
-                (SettleState.PENDING, SettleState.REVERSED, ledger.PENDING, "reversal"),
-                (SettleState.AVAILABLE, SettleState.CLAWED_BACK, ledger.AVAILABLE, "clawback")):
-            group = [oid for oid, state in rows if state == was.value]
-            if not group:
-                continue
-            execute(f"UPDATE settlement SET state = %s, reversed_at = %s WHERE order_id IN "
-                    f"({placeholders(group)})", (became.value, stamp, *group))
-            sums = _sums(group)
-            legs = {ledger.creator_account(c, bucket): v for c, v in sums.items()}
-            legs[ledger.COMMISSION_EXPENSE] = -sum(sums.values())
-            ledger.post_bulk(f"{kind}:o{group[0]}-{group[-1]}:{len(group)}", kind, legs,
-                             memo=reason[:200], created_at=now)
-            execute(*events.many_statement(f"commission.{became.value}", actor,
-                                           [(f"order:{oid}", {"reason": reason}) for oid in group]))
-            done[became.value] = len(group)
-    return done
-
-
-def reverse_refunded(*, batch: int = 1000) -> int:
-    """Reverse or claw back the commission of every refunded order that still carries some."""
-    total = 0
-    while True:
-        ids = [r[0] for r in execute(
-            'SELECT st.order_id FROM "order" o JOIN settlement st ON st.order_id = o.id '
-            "WHERE o.status = %s AND st.state IN (%s, %s) ORDER BY st.order_id LIMIT %s",
-            ("refunded", SettleState.PENDING.value, SettleState.AVAILABLE.value, batch)).fetchall()]
-        if not ids:
-            return total
-        done = reverse(ids, reason="refund", actor="system:settlement")
-        total += sum(done.values())
-        if len(ids) < batch:
-            return total
 
 
 def verify() -> list[str]:
@@ -422,27 +376,3 @@ def verify() -> list[str]:
                 problems.append(f"{account}: ledger {int(actual.get(account) or 0)}, "
                                 f"{bucket} lines {expected.get(account, 0)}")
     return problems[:50]
-
-
-def hold(order_id: int, *, held: bool, actor: str, reason: str = "") -> bool:
-    """Put an order under a risk hold (its commission stays pending through release) or lift
-    the hold. Returns False when the flag already had that value. Raises NotFound."""
-    from models.errors import NotFound
-    from models.orders import Order
-
-    with db.atomic():
-        if not Order.select().where(Order.id == order_id).exists():
-            raise NotFound(f"order {order_id} not found", code="order_not_found")
-        changed = Order.update(risk_hold=held).where(
-            (Order.id == order_id) & (Order.risk_hold != held)).execute()
-        if changed:
-            events.record("order.risk_hold" if held else "order.risk_released", f"order:{order_id}",
-                          actor, reason=reason[:200])
-    return bool(changed)
-
-
-def flag_fraud(order_id: int, *, actor: str, reason: str) -> dict[str, int]:
-    """A fraud finding: hold the order and take its commission back (reversed while pending,
-    clawed back once available). Idempotent."""
-    hold(order_id, held=True, actor=actor, reason=f"fraud: {reason}")
-    return reverse([order_id], reason=f"fraud: {reason}", actor=actor)

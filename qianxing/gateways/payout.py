@@ -5,7 +5,7 @@
   needs the merchant certificate (WECHATPAY_MCH_CERT / WECHATPAY_MCH_KEY).
 - `SandboxPayoutAdapter`: dev and tests, no outside party; its memory is in Redis.
 
-Both implement models.withdrawals.PayoutAdapter (re-exported here).
+Both implement models.payouts.PayoutAdapter (re-exported here).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from redis import Redis
 from wechatpy.exceptions import WeChatPayException
 from wechatpy.pay import WeChatPay
 
-from models.withdrawals import PayoutAdapter, PayoutFailed, PayoutUnclear, TransferState, TransferStatus
+from models.payouts import PayoutAdapter, PayoutFailed, PayoutUnclear, TransferState, TransferStatus
 
 __all__ = ["PayoutAdapter", "SandboxPayoutAdapter", "WeChatTransferAdapter"]
 

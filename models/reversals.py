@@ -1,0 +1,87 @@
+"""Taking commission back: reversal of refunded or fraudulent orders (pending lines reversed,
+available ones clawed back, see the life cycle in models/settlement.py), and the operator's
+risk hold and fraud flag on an order. Settling, releasing and `verify` are in
+models/settlement.py; these writers take the same settlement lock.
+"""
+
+from __future__ import annotations
+
+from models import events, ledger
+from models.db import db, execute, placeholders, utcnow
+from models.settlement import Settlement, SettleState, lock, sums_by_creator
+
+
+def reverse(order_ids: list[int], *, reason: str, actor: str) -> dict[str, int]:
+    """Take back the commission of refunded or fraudulent orders: pending lines are reversed,
+    available ones clawed back (the creator's available balance may go negative). Orders
+    already reversed, or never settled, are skipped. Returns counts per outcome."""
+    ids = sorted(set(order_ids))
+    done = {SettleState.REVERSED.value: 0, SettleState.CLAWED_BACK.value: 0}
+    if not ids:
+        return done
+    now = utcnow()
+    stamp = Settlement.settled_at.db_value(now)
+    with db.atomic():
+        lock()
+        rows = execute(f"SELECT order_id, state FROM settlement WHERE order_id IN ({placeholders(ids)}) "
+                       "AND state IN (%s, %s) ORDER BY order_id",
+                       (*ids, SettleState.PENDING.value, SettleState.AVAILABLE.value)).fetchall()
+        for was, became, bucket, kind in (
+                (SettleState.PENDING, SettleState.REVERSED, ledger.PENDING, "reversal"),
+                (SettleState.AVAILABLE, SettleState.CLAWED_BACK, ledger.AVAILABLE, "clawback")):
+            group = [oid for oid, state in rows if state == was.value]
+            if not group:
+                continue
+            execute(f"UPDATE settlement SET state = %s, reversed_at = %s WHERE order_id IN "
+                    f"({placeholders(group)})", (became.value, stamp, *group))
+            sums = sums_by_creator(group)
+            legs = {ledger.creator_account(c, bucket): v for c, v in sums.items()}
+            legs[ledger.COMMISSION_EXPENSE] = -sum(sums.values())
+            ledger.post_bulk(f"{kind}:o{group[0]}-{group[-1]}:{len(group)}", kind, legs,
+                             memo=reason[:200], created_at=now)
+            execute(*events.many_statement(f"commission.{became.value}", actor,
+                                           [(f"order:{oid}", {"reason": reason}) for oid in group]))
+            done[became.value] = len(group)
+    return done
+
+
+def reverse_refunded(*, batch: int = 1000) -> int:
+    """Reverse or claw back the commission of every refunded order that still carries some."""
+    total = 0
+    while True:
+        ids = [r[0] for r in execute(
+            'SELECT st.order_id FROM "order" o JOIN settlement st ON st.order_id = o.id '
+            "WHERE o.status = %s AND st.state IN (%s, %s) ORDER BY st.order_id LIMIT %s",
+            ("refunded", SettleState.PENDING.value, SettleState.AVAILABLE.value, batch)).fetchall()]
+        if not ids:
+            return total
+        done = reverse(ids, reason="refund", actor="system:settlement")
+        total += sum(done.values())
+        if len(ids) < batch:
+            return total
+
+
+
+
+def hold(order_id: int, *, held: bool, actor: str, reason: str = "") -> bool:
+    """Put an order under a risk hold (its commission stays pending through release) or lift
+    the hold. Returns False when the flag already had that value. Raises NotFound."""
+    from models.errors import NotFound
+    from models.orders import Order
+
+    with db.atomic():
+        if not Order.select().where(Order.id == order_id).exists():
+            raise NotFound(f"order {order_id} not found", code="order_not_found")
+        changed = Order.update(risk_hold=held).where(
+            (Order.id == order_id) & (Order.risk_hold != held)).execute()
+        if changed:
+            events.record("order.risk_hold" if held else "order.risk_released", f"order:{order_id}",
+                          actor, reason=reason[:200])
+    return bool(changed)
+
+
+def flag_fraud(order_id: int, *, actor: str, reason: str) -> dict[str, int]:
+    """A fraud finding: hold the order and take its commission back (reversed while pending,
+    clawed back once available). Idempotent."""
+    hold(order_id, held=True, actor=actor, reason=f"fraud: {reason}")
+    return reverse([order_id], reason=f"fraud: {reason}", actor=actor)
