@@ -9,6 +9,12 @@ user can send: a domain error becomes a polite reply naming the problem, and an 
 exception is logged (the exception type and the traceback's frames only: never the message
 text, the exception's own text or any local value, so no card key or secret can reach the log)
 and answered with a polite "稍后再试".
+
+The core reaches nothing global: `handle(incoming, deps)` gets what the commands need (the
+settings, a Redis client, the withdrawal policy: `ChatDeps`, which the process's
+`qianxing.wiring.Runtime` is) from its caller, and puts it into the `Context` each handler
+receives. The adapters' entrypoints (the webhook views, the chat jobs, the console chat) pass
+their runtime.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any, Protocol
 
 from bots import commands, groups
 from bots.commands import N_, Command, Context, _, use_locale
@@ -27,6 +34,14 @@ from models.db import db
 from models.errors import DomainError
 
 log = logging.getLogger(__name__)
+
+
+class ChatDeps(Protocol):
+    """What the conversation core needs from its process (`qianxing.wiring.Runtime` has it)."""
+
+    settings: Any  # qianxing.settings.Settings
+    redis: Any  # redis.Redis
+    withdraw: Any  # models.withdrawals.WithdrawPolicy
 
 SORRY = N_("抱歉，系统开小差了，请稍后再试。")
 
@@ -41,12 +56,12 @@ def _connection() -> Iterator[None]:
         yield
 
 
-def handle(incoming: Incoming) -> list[Reply]:
+def handle(incoming: Incoming, deps: ChatDeps) -> list[Reply]:
     """Everything the bot answers to one update, in order (possibly nothing, in a group)."""
     with use_locale(incoming.locale):
         try:
             with _connection():
-                return _handle(_clean(incoming))
+                return _handle(_clean(incoming), deps)
         except DomainError as exc:
             return [Reply(text=commands.polite(exc))]
         except Exception as exc:
@@ -74,23 +89,20 @@ def _clean(incoming: Incoming) -> Incoming:
         joined=tuple(replace(m, name=_strip(m.name)) for m in incoming.joined))
 
 
-def context_for(incoming: Incoming) -> Context:
-    from qianxing.wiring import runtime
-
-    rt = runtime()
+def context_for(incoming: Incoming, deps: ChatDeps) -> Context:
     sender = incoming.sender
     if not (sender.external_id or "").strip() and incoming.joined:
         sender = incoming.joined[0]  # a join event without a sender: the newcomer
     user = identities.resolve(incoming.platform, sender, incoming.chat_id, incoming.chat_kind)
-    return Context(incoming=incoming, user=user, settings=rt.settings, redis=rt.redis,
-                   withdraw_policy=rt.withdraw)
+    return Context(incoming=incoming, user=user, settings=deps.settings, redis=deps.redis,
+                   withdraw_policy=deps.withdraw)
 
 
-def _handle(incoming: Incoming) -> list[Reply]:
+def _handle(incoming: Incoming, deps: ChatDeps) -> list[Reply]:
     if incoming.chat_kind == "group" and not (incoming.sender.external_id or "").strip() \
             and not incoming.joined:
         return []  # a service message nobody sent: nothing to answer
-    ctx = context_for(incoming)
+    ctx = context_for(incoming, deps)
     cmd = commands.parse(incoming)
     if incoming.chat_kind == "group":
         return groups.handle(ctx, cmd)

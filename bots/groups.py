@@ -308,7 +308,7 @@ def handle(ctx: Context, cmd: Command | None) -> list[Reply]:
         if rule is not None:
             replies.append(Reply(text=rule.reply.replace("{name}", ctx.display_name or "")))
         elif cfg is not None and cfg.ai_fallback:
-            found = content_ai.answer(text)
+            found = content_ai.answer(text, settings=ctx.settings)
             if found:
                 replies.append(Reply(text=found))
     return _within_limit(ctx, cfg, replies)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 import requests
@@ -28,11 +28,10 @@ from wechatpy.exceptions import WeChatClientException
 from bots.types import Button, Reply
 from models.chat import ChatIdentity, Platform
 from models.db import utcnow
-from models.levels import LEVEL_UP
+from models.level_evaluation import LEVEL_UP
 from models.money import rmb, yuan
 from models.notifications import Notice, Notifier, NotifyError
 from models.users import User
-from qianxing.gateways.wechat import MiniProgramClient
 
 if TYPE_CHECKING:
     from bots.sender import Sender
@@ -50,7 +49,7 @@ class MiniProgramSubscribeNotifier:
 
     channel = "wxa_subscribe"
 
-    def __init__(self, client: MiniProgramClient, template_id: str,
+    def __init__(self, client: Any, template_id: str,
                  levelup_template_id: str | None = None) -> None:
         self.client, self.template_id = client, template_id
         self.levelup_template_id = levelup_template_id
@@ -144,23 +143,20 @@ def notice_reply(notice: Notice) -> Reply:
     return Reply(text=text, buttons=((Button("我的卡券", menu_key("vouchers")),),))
 
 
-def _sender() -> Sender:
-    from bots.sender import sender
-
-    return sender()
-
-
 class TelegramNotifier:
     """A private Telegram message through the sender (a drain job sends it)."""
 
     channel = "telegram"
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
 
     def send(self, user: User, notice: Notice) -> None:
         try:
             identity = _identity(user.id, Platform.TELEGRAM.value)
             if identity is None:
                 raise NotifyError("the user has no Telegram account linked", transient=False)
-            _sender().enqueue(notice_key(notice, user, self.channel), Platform.TELEGRAM.value, identity.chat_id,
+            self.sender.enqueue(notice_key(notice, user, self.channel), Platform.TELEGRAM.value, identity.chat_id,
                               notice_reply(notice))
         except pw.DatabaseError as exc:
             raise NotifyError(f"telegram notice not queued: {type(exc).__name__}") from None
@@ -172,15 +168,15 @@ class WeChatOANotifier:
 
     channel = "wechat_oa"
 
-    def __init__(self, fallback: Notifier | None) -> None:
-        self.fallback = fallback
+    def __init__(self, sender: Sender, fallback: Notifier | None) -> None:
+        self.sender, self.fallback = sender, fallback
 
     def send(self, user: User, notice: Notice) -> None:
         try:
             identity = _identity(user.id, Platform.WECHAT.value)
             seen = identity.last_inbound_at if identity is not None else None
             if identity is not None and seen is not None and utcnow() - seen < WECHAT_WINDOW - WINDOW_MARGIN:
-                sender, key = _sender(), notice_key(notice, user, self.channel)
+                sender, key = self.sender, notice_key(notice, user, self.channel)
                 sender.enqueue(key, Platform.WECHAT.value, identity.chat_id, notice_reply(notice), schedule=False)
                 sender.send_now(Platform.WECHAT.value, [key])
                 state = sender.states([key]).get(key)
@@ -194,15 +190,23 @@ class WeChatOANotifier:
         self.fallback.send(user, notice)
 
 
-def build_notifiers(channels: list[str], client: MiniProgramClient, template_id: str, *,
+def build_notifiers(channels: list[str], client: Any, template_id: str, *, sender: Sender | None = None,
                     levelup_template_id: str | None = None) -> list:
+    """The notifiers of these channels. `client` is the mini-program's WeChat client
+    (`send_subscribe_message`), `sender` the process's outbound sender (both built by
+    `qianxing.wiring.bootstrap`); the chat channels need the sender."""
+    def chat_sender() -> Sender:
+        if sender is None:
+            raise ValueError("the telegram and wechat_oa channels need the sender")
+        return sender
+
     def subscribe() -> MiniProgramSubscribeNotifier:
         return MiniProgramSubscribeNotifier(client, template_id, levelup_template_id)
 
     made = {
         "log": LogNotifier,
         "wxa_subscribe": subscribe,
-        "telegram": TelegramNotifier,
-        "wechat_oa": lambda: WeChatOANotifier(subscribe()),
+        "telegram": lambda: TelegramNotifier(chat_sender()),
+        "wechat_oa": lambda: WeChatOANotifier(chat_sender(), subscribe()),
     }
     return [made[c]() for c in channels]

@@ -309,14 +309,6 @@ def render_stats() -> dict[str, int]:
 # ---- from the domain ------------------------------------------------------------------------
 
 
-def _settings(settings: Settings | None) -> Settings:
-    if settings is not None:
-        return settings
-    from qianxing.wiring import runtime
-
-    return runtime().settings
-
-
 def level_name(rank: int) -> str:
     from models.levels import UNRANKED_NAME, StarLevel
 
@@ -339,14 +331,14 @@ def promo_link(creator: Creator, sku: Sku, settings: Settings) -> str:
     return f"{base}/p/{quote(sku.code, safe='')}?ref={quote(creator.code, safe='')}"
 
 
-def invite_card(creator: Creator, *, settings: Settings | None = None) -> InviteCard:
-    s = _settings(settings)
+def invite_card(creator: Creator, *, settings: Settings) -> InviteCard:
+    s = settings
     return InviteCard(name=_display_name(creator), level=drawable(level_name(creator.rank)),
                       code=creator.code, link=deep_link(creator, s), bot=s.TELEGRAM_BOT_USERNAME)
 
 
-def product_card(creator: Creator, sku: Sku, *, settings: Settings | None = None) -> ProductCard:
-    s = _settings(settings)
+def product_card(creator: Creator, sku: Sku, *, settings: Settings) -> ProductCard:
+    s = settings
     title = drawable(sku.product.title) or drawable(sku.name) or sku.code
     subtitle = drawable(sku.name)
     return ProductCard(title=title, subtitle="" if subtitle == title else subtitle,
@@ -354,18 +346,18 @@ def product_card(creator: Creator, sku: Sku, *, settings: Settings | None = None
                        creator=_display_name(creator), code=creator.code)
 
 
-def invite_poster(creator: Creator, *, settings: Settings | None = None) -> tuple[bytes, str]:
+def invite_poster(creator: Creator, *, settings: Settings) -> tuple[bytes, str]:
     """The creator's invite poster: (PNG bytes, content-hash key)."""
-    s = _settings(settings)
+    s = settings
     return cached(invite_card(creator, settings=s), s.POSTER_DIR)
 
 
-def product_poster(creator: Creator, sku: Sku | str, *, settings: Settings | None = None) -> tuple[bytes, str]:
+def product_poster(creator: Creator, sku: Sku | str, *, settings: Settings) -> tuple[bytes, str]:
     """The creator's share poster for a SKU (a Sku or its code): (PNG bytes, content-hash key)."""
     if isinstance(sku, str):
         from models.catalog import get_sku
 
         sku = get_sku(sku)
-    s = _settings(settings)
+    s = settings
     return cached(product_card(creator, sku, settings=s), s.POSTER_DIR)
 

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from bots.buckets import Buckets, Limits
 from bots.send_loop import HORIZON_S, DrainStats, Run, run_sync
-from bots.transports import ConsoleTransport, TelegramTransport, Transport, WeChatTransport, image_path, refresh_image
+from bots.transport_telegram import TelegramTransport
+from bots.transport_wechat import WeChatTransport
+from bots.transports import ConsoleTransport, Transport, image_path, refresh_image
 from bots.types import Reply
 from models import outbox
 from models.chat import Platform
@@ -106,21 +108,25 @@ def payload_of(reply: Reply | dict[str, Any], poster_dir: str | Path) -> dict[st
 # ---- the sender ------------------------------------------------------------------------------
 
 
-def _queue_drain(platform: str, at: dt.datetime | None) -> None:
-    from tasks import queues
-
-    queues.drain_outbound(platform, at=at)
+def _no_drain(platform: str, at: dt.datetime | None) -> None:
+    """No drain jobs (a sender whose owner drains it itself, as the fan-out benchmark does)."""
 
 
 class Sender:
-    """Rows in, platform calls out. Build one per process (`sender()`); tests build their own
-    with other limits or transports."""
+    """Rows in, platform calls out. `qianxing.wiring.bootstrap` builds the process's sender
+    (`Runtime.sender`) and hands it to what uses it; tests build their own with other limits or
+    transports.
+
+    `schedule(platform, at)` makes sure a drain job will send the platform's due rows (at `at`,
+    or soon): the worker's enqueue function (`tasks.queues.drain_outbound`), given by whoever
+    builds the sender, so nothing here imports the job layer. `wechat` is the official account's
+    client for the WeChat transport."""
 
     def __init__(self, redis: Redis, settings: Settings, *, limits: Limits | None = None,
                  transports: dict[str, Callable[[], Transport]] | None = None,
                  schedule: Callable[[str, dt.datetime | None], None] | None = None,
                  intervals: Sequence[int] | None = None, poster_dir: str | Path | None = None,
-                 concurrency: int = 16) -> None:
+                 concurrency: int = 16, wechat: Any = None) -> None:
         self.redis, self.settings = redis, settings
         self.limits = limits or Limits.from_settings(settings)
         self.buckets = Buckets(redis)
@@ -135,7 +141,8 @@ class Sender:
         }
         self._factories.update(transports or {})
         self._local = threading.local()
-        self.schedule = schedule or _queue_drain
+        self.schedule = schedule or _no_drain
+        self.wechat = wechat
 
     def _telegram(self) -> Transport:
         """This thread's Telegram transport (its Bot is built once; each pass opens and closes
@@ -149,9 +156,9 @@ class Sender:
         return found
 
     def _wechat(self) -> Transport:
-        from qianxing.wiring import runtime
-
-        return WeChatTransport(runtime().oa, redis=self.redis, poster_dir=self.poster_dir)
+        if self.wechat is None:
+            raise RuntimeError("this sender was built without the official account's client")
+        return WeChatTransport(self.wechat, redis=self.redis, poster_dir=self.poster_dir)
 
     # -- writing rows ----------------------------------------------------------------------
     def enqueue(self, key: str, platform: str, chat_id: str, payload: Reply | dict[str, Any], *,
@@ -253,40 +260,4 @@ class Sender:
         return pipe.execute()[2] >= CLUSTER_429
 
 
-# ---- the process's sender and module-level helpers -------------------------------------------
-
-
-def sender() -> Sender:
-    """This process's sender (built on first use from the runtime)."""
-    from qianxing.wiring import runtime
-
-    rt = runtime()
-    found = rt.extras.get("sender")
-    if found is None:
-        found = rt.extras["sender"] = Sender(rt.redis, rt.settings)
-    return found
-
-
-def enqueue(key: str, platform: str, chat_id: str, payload: Reply | dict[str, Any], *,
-            chat_kind: str = "private", paid_broadcast: bool = False, broadcast_id: str | None = None) -> bool:
-    return sender().enqueue(key, platform, chat_id, payload, chat_kind=chat_kind,
-                            paid_broadcast=paid_broadcast, broadcast_id=broadcast_id)
-
-
-def broadcast(broadcast_id: str, chat_ids: Iterable[str | int], payload: Reply | dict[str, Any], *,
-              paid: bool = False, platform: str = Platform.TELEGRAM.value) -> int:
-    return sender().broadcast(broadcast_id, chat_ids, payload, paid=paid, platform=platform)
-
-
-def drain(platform: str, *, deadline_s: float = 30.0, batch: int = 500) -> DrainStats:
-    return sender().drain(platform, deadline_s=deadline_s, batch=batch)
-
-
-def send_replies(incoming_key: str, platform: str, chat_id: str, replies: list[Reply], *,
-                 chat_kind: str | None = None) -> dict[str, str]:
-    """For the adapters: see `Sender.send_replies`."""
-    return sender().send_replies(incoming_key, platform, chat_id, replies, chat_kind=chat_kind)
-
-
-__all__ = ["DrainStats", "Sender", "broadcast", "drain", "enqueue", "payload_of", "send_replies", "sender",
-           "store_image"]
+__all__ = ["DrainStats", "Sender", "payload_of", "store_image"]

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -47,7 +47,9 @@ from bots.commands.i18n import DEFAULT_LOCALE, LOCALES, locale_for, use_locale
 from bots.commands.registry import telegram_commands
 from bots.types import ChatKind, Incoming, Member
 from models.chat import Platform
-from qianxing.settings import Settings
+
+if TYPE_CHECKING:
+    from qianxing.settings import Settings  # annotations only: the entrypoint passes its settings
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ settings (`content_ai.offline`). The AI path (the openai client against an OpenA
 server) arrives in a later issue behind a setting; callers keep using these two functions.
 
     generate_script(topic, *, creator_name, product=None) -> str
-    answer(question) -> str | None      # None: nothing useful to say, stay silent
+    answer(question, settings=...) -> str | None   # None: nothing useful to say, stay silent
 """
 
 from content_ai.offline import Facts, ProductInfo, answer, generate_script, load_facts

@@ -18,6 +18,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from models.money import rmb
 
@@ -169,13 +170,16 @@ def _match_products(text: str, products: list[ProductInfo]) -> list[ProductInfo]
     return found
 
 
-def answer(question: str, *, facts: Facts | None = None) -> str | None:
-    """An answer to a group question, or None when there is nothing useful to say."""
+def answer(question: str, *, facts: Facts | None = None, settings: Any = None) -> str | None:
+    """An answer to a group question, or None when there is nothing useful to say. The facts
+    are read from the database and `settings` (the caller's) when not given."""
     text = _clean(question, QUESTION_MAX)
     if len(text) < 2:
         return None
     if facts is None:
-        facts = load_facts()
+        if settings is None:
+            raise ValueError("answer() needs the facts or the settings to read them with")
+        facts = load_facts(settings)
     matched = _match_products(text, facts.products)
     if matched:
         lines = [f"「{p.label}」现价 {rmb(p.price_fen)}" for p in matched[:3]]
@@ -205,18 +209,17 @@ def answer(question: str, *, facts: Facts | None = None) -> str | None:
     return None
 
 
-def load_facts(limit: int = 200) -> Facts:
-    """Facts from the database and the settings: the active catalog at retail price, the level
-    table and the withdrawal rules."""
+def load_facts(settings: Any, limit: int = 200) -> Facts:
+    """Facts from the database and the settings (`qianxing.settings.Settings`, given by the
+    caller): the active catalog at retail price, the level table and the withdrawal rules."""
     from models.catalog import Product, Sku
     from models.levels import table
-    from qianxing.wiring import runtime
 
     rows = (Sku.select(Sku.code, Sku.name, Sku.retail_price_fen, Product.title).join(Product)
             .where(Sku.active & Product.active).order_by(Sku.id).limit(limit).tuples())
     products = [ProductInfo(name=name, price_fen=price, sku=code, title=title)
                 for code, name, price, title in rows]
-    s = runtime().settings
+    s = settings
     return Facts(products=products, withdraw_min_fen=s.WITHDRAW_MIN_FEN, withdraw_fee_bp=s.WITHDRAW_FEE_BP,
                  payout_delay_h=s.WITHDRAW_PAYOUT_DELAY_H, refund_window_days=s.REFUND_WINDOW_DAYS,
                  levels=[(lv.name, lv.own_rate_bp) for lv in table()])

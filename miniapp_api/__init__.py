@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from miniapp_api import errors, schemas
+from miniapp_api import deps, errors, schemas
 from models.db import db
 from qianxing.settings import Settings
 from qianxing.wiring import bootstrap
@@ -43,7 +43,13 @@ class JSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
-def create_app(settings: Settings) -> Flask:
+def create_app(settings: Settings | None = None) -> Flask:
+    """The app; with no settings (`flask --app miniapp_api routes`, `flask shell`) they are read
+    from the environment."""
+    if settings is None:
+        from qianxing.settings import get_settings
+
+        settings = get_settings()
     rt = bootstrap(settings)
     app = OpenAPI(
         __name__,
@@ -63,6 +69,7 @@ def create_app(settings: Settings) -> Flask:
         JSON_AS_ASCII=False,
     )
     app.json = JSONProvider(app)
+    app.extensions[deps.EXTENSION] = rt  # what the views use (miniapp_api.deps.runtime)
     if settings.TRUSTED_PROXIES:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXIES)  # type: ignore[method-assign]
 

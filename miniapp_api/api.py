@@ -12,6 +12,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from miniapp_api import throttle
 from miniapp_api.auth import current_user, issue_token
+from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
 from miniapp_api.schemas import (
     CreateOrderIn,
@@ -38,7 +39,6 @@ from models import catalog, delivery, inventory, orders, payments, users
 from models.db import once_more_if_lost
 from models.errors import DomainError, Forbidden, InvalidInput, NotFound
 from models.orders import Order
-from qianxing.wiring import runtime
 from tasks import queues
 
 BEARER = [{"bearer": []}]

@@ -17,9 +17,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from miniapp_api.deps import runtime
 from miniapp_api.errors import error_response
 from models import inbox
-from qianxing.wiring import runtime
 from tasks import queues
 
 log = logging.getLogger(__name__)

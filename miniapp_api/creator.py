@@ -38,11 +38,11 @@ from miniapp_api.creator_schemas import (
     WithdrawalOut,
     WithdrawIn,
 )
+from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
 from miniapp_api.schemas import IdempotencyHeader
 from models import activity, earnings, levels, live, network, withdrawals
 from models.network import Creator
-from qianxing.wiring import runtime
 from tasks import queues
 
 creator_api = APIBlueprint("creator", __name__, url_prefix="/api/v1")

@@ -39,8 +39,8 @@ from typing import Any
 import redis
 from flask import request
 
+from miniapp_api.deps import runtime
 from miniapp_api.errors import error_response
-from qianxing.wiring import runtime
 
 log = logging.getLogger(__name__)
 PREFIX = "qianxing:throttle"

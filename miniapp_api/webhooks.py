@@ -13,9 +13,9 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.pay import WeChatPay, calculate_signature
 from werkzeug.exceptions import HTTPException
 
+from miniapp_api.deps import runtime
 from models.db import is_connection_lost, once_more_if_lost
 from models.payments import PaymentRejected, confirm_payment
-from qianxing.wiring import runtime
 from tasks.maintenance import dispatch_payment
 
 log = logging.getLogger(__name__)

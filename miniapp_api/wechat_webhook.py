@@ -2,23 +2,28 @@
 POST /webhooks/wechat (messages and events, plain or AES-encrypted).
 
 The signature is checked before anything else is read; the rest of the work (parsing,
-dedupe, the 5-second window) is in bots/wechat_oa.py. Answers are plain text ("success" or
-the echostr) or the passive reply XML; refusals are short plain-text bodies with a 4xx status.
+dedupe, the 5-second window) is in bots/wechat_oa.py, the signature check itself in
+bots/wechat_oa_auth.py. Answers are plain text ("success" or the echostr) or the passive reply
+XML; refusals are short plain-text bodies with a 4xx status.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, request
 from werkzeug.exceptions import HTTPException
 
-from bots import wechat_oa
+from bots import wechat_oa, wechat_oa_auth
 from bots.types import Incoming, Member, Reply
+from miniapp_api.deps import runtime
 from models import identities, inbox
 from models.db import connection, db
-from qianxing.wiring import runtime
+
+if TYPE_CHECKING:
+    from qianxing.wiring import Runtime
 
 log = logging.getLogger(__name__)
 wechat_webhook = Blueprint("wechat_webhook", __name__)
@@ -43,14 +48,14 @@ def _unexpected(exc: Exception) -> Response:
     return _text("internal error", 500)
 
 
-def _config() -> wechat_oa.OAConfig:
-    cfg = wechat_oa.OAConfig.from_settings(runtime().settings)
+def _config() -> wechat_oa_auth.OAConfig:
+    cfg = wechat_oa_auth.OAConfig.from_settings(runtime().settings)
     if cfg is None:
         abort(404)  # no official account configured
     return cfg
 
 
-def _refused(refusal: wechat_oa.Refused) -> Response:
+def _refused(refusal: wechat_oa_auth.Refused) -> Response:
     log.warning("wechat webhook: refused (%s) from %s", refusal.reason, request.remote_addr)
     return _text(refusal.reason, refusal.status)
 
@@ -70,8 +75,8 @@ def _read_upto(limit: int) -> bytes:
 def server_url_check() -> Response:
     cfg = _config()
     try:
-        return _text(wechat_oa.verify_server_url(cfg, request.args))
-    except wechat_oa.Refused as refusal:
+        return _text(wechat_oa_auth.verify_server_url(cfg, request.args))
+    except wechat_oa_auth.Refused as refusal:
         return _refused(refusal)
 
 
@@ -79,9 +84,9 @@ def server_url_check() -> Response:
 def receive() -> Response:
     cfg = _config()
     try:
-        auth = wechat_oa.authenticate(cfg, request.args, _read_upto)
+        auth = wechat_oa_auth.authenticate(cfg, request.args, _read_upto)
         message, fields = wechat_oa.parse(auth.xml)
-    except wechat_oa.Refused as refusal:
+    except wechat_oa_auth.Refused as refusal:
         return _refused(refusal)
     rt = runtime()
     key = wechat_oa.update_key(fields)
@@ -102,8 +107,8 @@ def receive() -> Response:
     errors: list[BaseException] = []
     outcome = wechat_oa.run_within(
         cfg.budget_ms / 1000,
-        handle=lambda: _handle(incoming),
-        follow_up=lambda replies: _follow_up(key, openid, replies),
+        handle=lambda: _handle(incoming, rt),
+        follow_up=lambda replies: _follow_up(rt, key, openid, replies),
         on_error=lambda exc: (errors.append(exc), _failed(rt.redis, key, exc)),
         after=lambda: _answered(key, ok=not errors),
     )
@@ -115,21 +120,20 @@ def receive() -> Response:
     return Response(xml, mimetype="application/xml")
 
 
-def _handle(incoming: Incoming) -> Sequence[Reply]:
+def _handle(incoming: Incoming, rt: Runtime) -> Sequence[Reply]:
+    """Runs on the budget's thread: the app's runtime is passed in (no app context there)."""
     from bots import core
 
-    return core.handle(incoming)
+    return core.handle(incoming, rt)
 
 
-def _follow_up(key: str, openid: str, replies: Sequence[Reply]) -> None:
-    from bots import sender
-
+def _follow_up(rt: Runtime, key: str, openid: str, replies: Sequence[Reply]) -> None:
     with db.connection_context():
-        sender.send_replies(key, wechat_oa.PLATFORM, openid, list(replies))
+        rt.sender.send_replies(key, wechat_oa.PLATFORM, openid, list(replies))
 
 
 def _menu_choice(redis: object, openid: str, text: str) -> str | None:
-    from bots.transports import menu_choice
+    from bots.transport_wechat import menu_choice
 
     return menu_choice(redis, openid, text)  # type: ignore[arg-type]
 

@@ -1,26 +1,42 @@
-"""The one place that turns settings into live objects: database, Redis, queues, gateways.
+"""The one place that turns settings into live objects: database, Redis, queues, gateways,
+the outbound sender and the notifiers.
 
-Every entrypoint (web, worker, CLI, tests) calls `bootstrap(settings)` once; jobs and views
-reach the result through `runtime()`.
+Every entrypoint (web, worker, CLI, tests) calls `bootstrap(settings)` once and hands the
+`Runtime`'s parts to what uses them; nothing below the entrypoints imports this module
+(docs/architecture.md, "How dependencies reach each layer", and the import-linter contracts in
+pyproject.toml):
+
+- the web process: `create_app` keeps the runtime in `app.extensions["qianxing"]`, and the
+  views read it through `miniapp_api.deps.runtime()`;
+- jobs: bootstrap installs the runtime in `tasks.context`, which the jobs (and the enqueue
+  helpers of `tasks.queues`) read;
+- bots/, content_ai/, models/: constructor or function arguments (the sender gets
+  `tasks.queues.drain_outbound` as its enqueue function, the notifiers get the sender, the
+  conversation core gets the runtime as its `ChatDeps`).
+
+`runtime()` is for the command line and the benchmarks (entrypoints themselves).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 from rq import Queue
 
 from bots.notify import build_notifiers
+from bots.sender import Sender
 from models import vault
 from models.db import open_database
 from models.delivery import TopupProvider
 from models.notifications import Notifier
 from models.orders import OrderPolicy
 from models.payments import PaymentGateway
+from models.payouts import PayoutAdapter
 from models.settlement import PayoutPolicy
-from models.withdrawals import PayoutAdapter, WithdrawPolicy
+from models.withdrawals import WithdrawPolicy
 from qianxing.embedded_redis import EmbeddedRedis, start_or_join
 from qianxing.gateways.payments import SandboxGateway, WeChatPayGateway, make_wechatpay
 from qianxing.gateways.payout import SandboxPayoutAdapter, WeChatTransferAdapter
@@ -28,6 +44,7 @@ from qianxing.gateways.topup import SandboxTopupProvider
 from qianxing.gateways.wechat import MiniProgramClient
 from qianxing.logging_setup import configure_logging
 from qianxing.settings import VAR_DIR, Settings, parse_voucher_keys, secret_values
+from tasks import context, queues
 
 QUEUE_NAMES = ("default",)
 
@@ -42,13 +59,13 @@ class Runtime:
     wechatpay: Any  # wechatpy.pay.WeChatPay: verifies notification signatures in both modes
     gateway: PaymentGateway
     notifiers: list[Notifier]
+    sender: Sender  # the one outbound sender (bots/sender.py) of this process
     topup: TopupProvider
     policy: OrderPolicy
     payout: PayoutPolicy
     payouts: PayoutAdapter  # money out to creators' wallets (PAYOUT_PROVIDER)
     withdraw: WithdrawPolicy
     embedded: EmbeddedRedis | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 _runtime: Runtime | None = None
@@ -87,6 +104,7 @@ def bootstrap(settings: Settings) -> Runtime:
     else:
         gateway = SandboxGateway(settings.WECHAT_APPID, settings.WECHATPAY_MCH_ID,
                                  settings.WECHATPAY_API_KEY or "", settings.notify_url)
+    sender = Sender(redis, settings, wechat=oa, schedule=_schedule_drain)
     _runtime = Runtime(
         settings=settings,
         redis=redis,
@@ -96,8 +114,9 @@ def bootstrap(settings: Settings) -> Runtime:
         wechatpay=pay,
         gateway=gateway,
         notifiers=build_notifiers(settings.notify_channels, wechat,
-                                  settings.WECHAT_SUBSCRIBE_TEMPLATE_ID,
+                                  settings.WECHAT_SUBSCRIBE_TEMPLATE_ID, sender=sender,
                                   levelup_template_id=settings.WECHAT_LEVELUP_TEMPLATE_ID),
+        sender=sender,
         topup=SandboxTopupProvider(redis, settings.TOPUP_SANDBOX_MODE, settings.TOPUP_SANDBOX_DELAY_S),
         policy=OrderPolicy(
             ttl_seconds=settings.ORDER_TTL_SECONDS,
@@ -115,7 +134,13 @@ def bootstrap(settings: Settings) -> Runtime:
         withdraw=WithdrawPolicy.from_settings(settings),
         embedded=embedded,
     )
+    context.install(_runtime)
     return _runtime
+
+
+def _schedule_drain(platform: str, at: dt.datetime | None) -> None:
+    """The sender's enqueue function: a drain job for the platform (one per burst)."""
+    queues.drain_outbound(platform, at=at)
 
 
 def runtime() -> Runtime:
@@ -132,3 +157,4 @@ def reset() -> None:
     """Forget the runtime (tests re-bootstrap with other settings)."""
     global _runtime
     _runtime = None
+    context.install(None)

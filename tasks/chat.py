@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bots.sender import sender
 from models import outbox
 from models.chat import Platform
 from models.db import connection, utcnow
-from qianxing.wiring import runtime
 from tasks import queues
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def drain_outbound(platform: str) -> dict[str, Any]:
     rt = runtime()
     rt.redis.delete(queues.OUTBOUND_FLAG.format(platform))  # a write from now on queues a next run
     with connection():
-        stats = sender().drain(platform, deadline_s=DRAIN_DEADLINE_S, batch=DRAIN_BATCH)
+        stats = rt.sender.drain(platform, deadline_s=DRAIN_DEADLINE_S, batch=DRAIN_BATCH)
     if stats.next_due is not None:
         queues.drain_outbound(platform, at=stats.next_due if stats.next_due > utcnow() else None)
     result = stats.as_dict()

@@ -23,8 +23,8 @@ from bots.types import Incoming
 from models import inbox
 from models.db import connection
 from models.inbox import CLAIM_BATCH, Claimed
-from qianxing.wiring import runtime
 from tasks import queues
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ def _answer(session: TelegramSession, row: Claimed, *, schedule_retry: bool) -> 
     sent yet). The reply keys (the row is finished after the batch's send), or the outcome
     when the row is settled already: 'ignored', 'retry' or 'failed'."""
     from bots.core import handle
-    from bots.sender import sender
 
+    rt = runtime()
     try:
         incoming = session.to_incoming(row.payload)
     except BadUpdate as exc:
@@ -90,9 +90,9 @@ def _answer(session: TelegramSession, row: Claimed, *, schedule_retry: bool) -> 
         return "ignored"
     try:
         keys = []
-        for i, reply in enumerate(handle(incoming)):
+        for i, reply in enumerate(handle(incoming, rt)):
             key = inbox.reply_key(PLATFORM, row.update_key, i)
-            sender().enqueue(key, PLATFORM, incoming.chat_id, reply, chat_kind=incoming.chat_kind, schedule=False)
+            rt.sender.enqueue(key, PLATFORM, incoming.chat_id, reply, chat_kind=incoming.chat_kind, schedule=False)
             keys.append(key)
     except Exception as exc:  # noqa: BLE001 - one update's failure must not stop the others
         log.exception("telegram update %s failed (attempt %d)", row.update_key, row.attempts)
@@ -105,8 +105,7 @@ def process_rows(session: TelegramSession, rows: list[Claimed], *, schedule_retr
     session for the batch: a pass costs ~0.3 s however many messages it carries), then mark
     the updates done. An update is done once its replies are durably in the sender's outbox:
     what the pass could not send (rate limits, errors) the sender's own drain job retries."""
-    from bots.sender import sender
-
+    sender = runtime().sender
     outcomes: dict[str, int] = {}
     answered: list[Claimed] = []
     keys: list[str] = []
@@ -119,11 +118,11 @@ def process_rows(session: TelegramSession, rows: list[Claimed], *, schedule_retr
             keys.extend(out)
     if keys:
         try:
-            sender().send_now(PLATFORM, keys)
+            sender.send_now(PLATFORM, keys)
         except Exception:  # noqa: BLE001 - the replies are stored: the sender's drain sends them
             log.exception("sending the replies of %d updates failed; left to the sender's drain", len(answered))
             try:
-                sender().schedule(PLATFORM, None)
+                sender.schedule(PLATFORM, None)
             except Exception:  # noqa: BLE001
                 log.exception("could not schedule the sender's drain")
     inbox.finish_done(answered)

@@ -9,8 +9,8 @@ from models import delivery, failures, inventory, payments
 from models.db import connection
 from models.delivery import Fulfilment, TopupFailed, TopupUnavailable
 from models.notifications import send_notice, send_notices
-from qianxing.wiring import runtime
 from tasks import queues
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 

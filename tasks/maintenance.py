@@ -16,8 +16,8 @@ from models.db import connection, utcnow
 from models.notifications import Notification, send_notices
 from models.orders import Order, Status
 from models.payments import GatewayError, Outcome
-from qianxing.wiring import runtime
 from tasks import queues
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 
-from models import activity, levels
+from models import activity, level_evaluation
 from models.db import connection
-from qianxing.wiring import runtime
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,8 @@ def evaluate_levels() -> int:
     rt = runtime()
     s = rt.settings
     with connection():
-        changes = levels.evaluate_levels(entry_videos=s.ENTRY_VIDEOS, entry_invites=s.ENTRY_INVITES,
-                                         bonus_fen=s.THOUSAND_STAR_BONUS_FEN, notifiers=rt.notifiers)
+        changes = level_evaluation.evaluate_levels(entry_videos=s.ENTRY_VIDEOS, entry_invites=s.ENTRY_INVITES,
+                                                   bonus_fen=s.THOUSAND_STAR_BONUS_FEN, notifiers=rt.notifiers)
     if changes:
         log.info("levels: %d promotions", len(changes))
     return len(changes)

@@ -24,7 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Retry
 
-from qianxing.wiring import runtime
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from models import failures, settlement
+from models import failures, reversals, settlement
 from models.db import connection
-from qianxing.wiring import runtime
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def settle_all() -> dict[str, int]:
     with connection():
         result = settlement.settle(rt.payout, batch=rt.settings.SETTLE_BATCH,
                                    retry_intervals=rt.settings.intervals("ITEM_RETRY_INTERVALS"))
-        reversed_ = settlement.reverse_refunded()
+        reversed_ = reversals.reverse_refunded()
     if result.orders:
         log.info("settled %d orders (%d lines, %d fen) in %d batches", result.orders, result.lines,
                  result.paid_fen, result.batches)
@@ -86,7 +86,7 @@ def release_due() -> int:
 def reverse_refunded() -> int:
     """Reverse (pending) or claw back (available) the commission of refunded orders."""
     with connection():
-        done = settlement.reverse_refunded()
+        done = reversals.reverse_refunded()
     if done:
         log.info("reversed the commission of %d refunded orders", done)
     return done

@@ -17,6 +17,7 @@ import logging
 from bots.types import Incoming
 from models import inbox
 from models.db import connection
+from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +26,15 @@ def recover_stale(*, now: dt.datetime | None = None, limit: int = 100) -> int:
     """Answer stored messages that were never answered; returns how many were answered. Rows
     are claimed like stored Telegram updates (models.inbox.claim: lease, attempt count, given
     up after MAX_ATTEMPTS)."""
-    from bots import core, sender
+    from bots import core
 
+    rt = runtime()
     answered = 0
     with connection():
         for row in inbox.claim_stale_wechat(limit, now=now):
             incoming = Incoming.from_payload(row.payload)
-            replies = core.handle(incoming)
-            sender.send_replies(row.update_key, inbox.WECHAT, incoming.chat_id, list(replies))
+            replies = core.handle(incoming, rt)
+            rt.sender.send_replies(row.update_key, inbox.WECHAT, incoming.chat_id, list(replies))
             answered += inbox.finish(row, "done")
         if answered:
             log.info("wechat: answered %d stored messages the webhook never answered", answered)

@@ -88,7 +88,7 @@ def free_text(ctx: Context) -> list[Reply]:
     typed = normalize(ctx.incoming.text)
     if not typed:
         return text(_("你好！{hint}").format(hint=help_hint()), buttons=menu("main"))
-    found = content_ai.answer(typed)
+    found = content_ai.answer(typed, settings=ctx.settings)
     if found:
         return text(found)
     return text(_("抱歉，我没有听懂。{hint}").format(hint=help_hint()), buttons=menu("main"))
