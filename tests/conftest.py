@@ -18,8 +18,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from werkzeug.serving import make_server
 
-from models import activity, catalog, levels, vault
-from models.catalog import Kind, Sku
+from models import activity, levels
 from models.db import db
 from models.migrations import migrate
 from models.migrations.m0001_initial import TABLES as TABLES_0001
@@ -29,10 +28,10 @@ from models.migrations.m0004_creator_network import install_append_only
 from models.migrations.m0005_chat import TABLES as TABLES_0005
 from models.migrations.m0007_isolated_failures import TABLES as TABLES_0007
 from models.orders import forget_cached_skus
-from models.users import User
 from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
 from qianxing.settings import Settings, load_settings
+from tests.factories import Shop, api_login
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.wechat_api import FakeWeChatAPI
 from tests.fakes.wechat_pay import FakeWeChatPay
@@ -275,61 +274,21 @@ def shop(rt: wiring.Runtime):  # noqa: ANN201
     return Shop()
 
 
-class Shop:
-    def __init__(self) -> None:
-        self._n = 0
-
-    def card_sku(self, keys: int = 5, price: int = 1990, code: str | None = None) -> Sku:
-        self._n += 1
-        code = code or f"CARD-{self._n}"
-        with db.connection_context():
-            product = catalog.create_product(f"Product {code}")
-            sku = catalog.create_sku(product, code=code, name=f"会员卡 {code}", kind=Kind.CARD_KEY,
-                                     supply_price_fen=price // 2, retail_price_fen=price)
-            vault.import_keys(sku, [(i, f"{code}-KEY-{i:06d}-SECRET") for i in range(1, keys + 1)])
-        return sku
-
-    def counter_sku(self, kind: Kind, stock: int = 10, price: int = 4980, code: str | None = None,
-                    serial: str = "SERIAL-CODE-123456") -> Sku:
-        self._n += 1
-        code = code or f"{kind.value.upper()}-{self._n}"
-        with db.connection_context():
-            product = catalog.create_product(f"Product {code}")
-            sku = catalog.create_sku(product, code=code, name=f"商品 {code}", kind=kind,
-                                     supply_price_fen=price // 2, retail_price_fen=price, stock=stock)
-            if kind == Kind.SERIAL:
-                vault.seal_serial(sku, serial)
-        return sku
-
-    def bundle(self, parts: list[tuple[Sku, int]], price: int = 3000, code: str = "BUNDLE") -> Sku:
-        with db.connection_context():
-            product = catalog.create_product("Bundle")
-            return catalog.create_sku(product, code=code, name="礼包", kind=Kind.BUNDLE,
-                                      supply_price_fen=price // 2, retail_price_fen=price,
-                                      bundle=parts)
-
-
-def buyer(openid: str = "buyer-1") -> User:
-    from models.users import get_or_create_by_openid
-
-    with db.connection_context():
-        return get_or_create_by_openid(openid)
-
-
 @pytest.fixture
 def login(client, fake_wechat: FakeWeChatAPI):  # noqa: ANN001, ANN201
     """Log a shopper in through the real jscode2session path; returns auth headers."""
-    counter = {"n": 0}
 
     def do(openid: str = "buyer-1") -> dict[str, str]:
-        counter["n"] += 1
-        code = f"code-{openid}-{counter['n']}-{os.getpid()}"
-        fake_wechat.register_code(code, openid)
-        resp = client.post("/api/v1/auth/login", json={"code": code})
-        assert resp.status_code == 200, resp.json
-        return {"Authorization": f"Bearer {resp.json['token']}"}
+        return api_login(client, fake_wechat, openid)
 
     return do
+
+
+@pytest.fixture
+def conn(rt: wiring.Runtime) -> Iterator[None]:
+    """A database connection held for the whole test."""
+    with db.connection_context():
+        yield
 
 
 @pytest.fixture

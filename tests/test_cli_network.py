@@ -3,28 +3,13 @@ test database and Redis."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
-from models import activity, events, ledger, network
+from models import activity, events, ledger
 from models.activity import TrackEvent
 from models.db import db, utcnow
 from models.network import Creator
-from tests.conftest import buyer
-
-_n = itertools.count(1)
-
-
-def creator(parent: Creator | None = None) -> Creator:
-    with db.connection_context():
-        c = network.become_creator(buyer(f"cli-creator-{next(_n)}"))
-        return network.bind(c, parent.code, "typed") if parent else c
-
-
-def fresh(c: Creator) -> Creator:
-    with db.connection_context():
-        return Creator.get_by_id(c.id)
+from tests.factories import creator, fresh
 
 
 def test_activity_import_reports_bad_rows_by_line_and_a_reimport_adds_nothing(cli, tmp_path):
@@ -65,7 +50,7 @@ def test_levels_show_and_evaluate(cli):
     assert "entry (一星): 1 video(s) AND 2 invite(s)" in shown.output
     # given a creator with the entry
     c = creator()
-    creator(c), creator(c)
+    creator(parent=c), creator(parent=c)
     with db.connection_context():
         activity.record_events([TrackEvent("cli-v", c.code, "video_play", "v1", 1, utcnow())],
                                user_id=None, source="api")
@@ -83,7 +68,7 @@ def test_levels_show_and_evaluate(cli):
 def test_creators_rebind_and_detach_are_audited(cli):
     # given a creator bound under a, and another creator b
     a, b = creator(), creator()
-    c = creator(a)
+    c = creator(parent=a)
     # when an operator moves it under b, then detaches it
     moved = cli("creators", "rebind", c.code, "--to", b.code, "--reason", "support ticket 7")
     assert moved.exit_code == 0, moved.output
@@ -105,7 +90,7 @@ def test_rebind_needs_exactly_one_target(cli, args):
 
 def test_rebind_refuses_a_cycle_and_an_unknown_code(cli):
     a = creator()
-    c = creator(a)
+    c = creator(parent=a)
     cycle = cli("creators", "rebind", a.code, "--to", c.code, "--reason", "x")
     assert cycle.exit_code == 1 and "invite_cycle" in cycle.output
     unknown = cli("creators", "show", "NOBODY99")

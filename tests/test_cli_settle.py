@@ -10,14 +10,8 @@ from models.db import db, utcnow
 from models.live import start_live
 from models.orders import Order
 from models.settlement import Commission
-from tests.models.test_settlement import (
-    assert_books_clean,
-    bucket,
-    chain,
-    make_sku,
-    paid_order,
-    state_of,
-)
+from tests.books import assert_books_clean, bucket, state_of
+from tests.factories import chain, make_sku, paid_order
 
 
 def test_settle_settles_everything_with_a_summary_and_again_nothing(cli, rt, shop):

@@ -7,7 +7,7 @@ from models import withdrawals
 from models.db import db
 from models.events import events_for
 from models.withdrawals import Withdrawal
-from tests.tasks.test_withdrawal_jobs import due_withdrawal
+from tests.factories import due_withdrawal
 
 
 def current(w: Withdrawal) -> Withdrawal:

@@ -17,7 +17,7 @@ import pytest
 
 from models.chat import BotUpdate
 from models.db import connection
-from qianxing.cli_tgbot import run_polling
+from qianxing.cli.tgbot import run_polling
 from qianxing.settings import Settings
 from tests.conftest import TG_SECRET
 from tests.fakes.telegram_api import FakeTelegramAPI, _params
@@ -126,11 +126,9 @@ def polling(settings: Settings, telegram: FakeTelegramAPI) -> Iterator[Callable[
 
 def test_polling_stores_processes_and_answers_each_update_once(
         polling: Callable[[], None], telegram: FakeTelegramAPI) -> None:
-    from models import network
-    from tests.conftest import buyer
+    from tests.factories import creator
 
-    with connection():
-        owner = network.become_creator(buyer("owner-poll"), "阿星")
+    owner = creator("owner-poll", name="阿星")
     start = {"update_id": 500, "message": {
         "message_id": 1, "date": 1_700_000_000, "chat": {"id": 4004, "type": "private"},
         "from": {"id": 4004, "is_bot": False, "first_name": "Poll"}, "text": f"/start {owner.code}",

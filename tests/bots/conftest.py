@@ -4,19 +4,21 @@ ledger entries."""
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
+from collections.abc import Iterator
+
+import pytest
 
 from bots.core import handle
+from bots.telegram import TelegramSession
 from bots.types import Incoming, Member, Reply
-from models import ledger, network, orders, payments, settlement
-from models.db import db, utcnow
+from models import network
+from models.db import db
 from models.network import Creator
-from models.orders import OrderRequest
 from models.users import User
-from tests.conftest import buyer
-
-_tx = itertools.count(1)
+from qianxing import wiring
+from qianxing.settings import Settings
+from tests.books import release, settle
+from tests.fakes.telegram_api import FakeTelegramAPI
 
 
 def say(text: str = "", *, who: str = "ann", name: str | None = None, chat: str | None = None,
@@ -26,7 +28,7 @@ def say(text: str = "", *, who: str = "ann", name: str | None = None, chat: str 
     kind = "group" if chat else "private"
     sender = Member(who, name if name is not None else who)
     return handle(Incoming(platform, chat or who, kind, sender, text=text, callback=callback,
-                           start_payload=payload, joined=joined))
+                           start_payload=payload, joined=joined), wiring.runtime())
 
 
 def text_of(replies: list[Reply]) -> str:
@@ -73,30 +75,18 @@ def join(who: str, *, rank: int = 0) -> Creator:
     return creator
 
 
-def give_available(creator: Creator, fen: int) -> None:
-    """Money the platform owes the creator, available to withdraw (a released commission)."""
-    with db.connection_context(), db.atomic():
-        ledger.post(f"test-earn:{creator.id}:{next(_tx)}", "release", [
-            ledger.Leg(ledger.COMMISSION_EXPENSE, fen),
-            ledger.Leg(ledger.creator_account(creator.id, ledger.AVAILABLE), -fen)])
-
-
-def sell(rt, sku_code: str, ref: str | None, user: User | None = None, openid: str = "shopper") -> int:  # noqa: ANN001
-    """A buyer orders through `ref` and pays (the notification path)."""
-    with db.connection_context():
-        order, _ = orders.place_order(user or buyer(openid), OrderRequest(sku=sku_code, quantity=1, ref=ref),
-                                      rt.policy, client_ip="127.0.0.1")
-        payments.confirm_payment(order.no, f"tx-chat-{next(_tx)}", order.amount_fen, source="test")
-        return order.id
-
-
 def settle_and_release(rt) -> None:  # noqa: ANN001
-    later = utcnow() + dt.timedelta(days=rt.payout.refund_window_days, seconds=1)
-    with db.connection_context():
-        settlement.settle(rt.payout)
-        settlement.release_due(rt.payout, now=later)
+    settle(rt)
+    release(rt)
 
 
 def bind(child: Creator, parent: Creator) -> None:
     with db.connection_context():
         network.bind(child, parent.code, "typed")
+
+
+@pytest.fixture
+def session(settings: Settings, telegram: FakeTelegramAPI) -> Iterator[TelegramSession]:
+    """The Telegram adapter on the fake Bot API."""
+    with TelegramSession(settings) as s:
+        yield s

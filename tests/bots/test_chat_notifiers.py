@@ -18,7 +18,7 @@ from models.notifications import Notice, Notification, NotifyError, send_user_no
 from models.orders import Order
 from models.users import User
 from qianxing.settings import SettingsError, load_settings
-from tests.conftest import buyer
+from tests.factories import api_paid, buyer
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.wechat_api import FakeWeChatAPI
 
@@ -35,7 +35,8 @@ def order_notice(order_id: int = 4242, no: str = "QX2026TEST0001") -> Notice:
 
 
 def oa_notifier(rt) -> WeChatOANotifier:  # noqa: ANN001
-    (notifier,) = build_notifiers(["wechat_oa"], rt.wechat, rt.settings.WECHAT_SUBSCRIBE_TEMPLATE_ID)
+    (notifier,) = build_notifiers(["wechat_oa"], rt.wechat, rt.settings.WECHAT_SUBSCRIBE_TEMPLATE_ID,
+                                  sender=rt.sender)
     return notifier
 
 
@@ -67,7 +68,7 @@ def test_chat_channels_are_valid_notify_channels() -> None:
 def test_telegram_notice_without_an_account_is_a_permanent_failure(rt) -> None:  # noqa: ANN001
     user = buyer("no-tg")
     with db.connection_context(), pytest.raises(NotifyError) as caught:
-        TelegramNotifier().send(user, order_notice())
+        TelegramNotifier(rt.sender).send(user, order_notice())
     assert caught.value.transient is False
     with db.connection_context():
         assert OutboundMessage.select().count() == 0
@@ -77,7 +78,7 @@ def test_telegram_notice_is_queued_once_and_sent_by_the_drain_job(rt, telegram: 
                                                                   run_jobs) -> None:  # noqa: ANN001
     user = buyer("tg-1")
     identity(user, "telegram", "700001", seen_ago=dt.timedelta(days=30))
-    notifier = TelegramNotifier()
+    notifier = TelegramNotifier(rt.sender)
     # when the same notice is handed over twice (a retried notification job)
     with db.connection_context():
         notifier.send(user, order_notice())
@@ -99,22 +100,12 @@ def test_a_level_up_notice_goes_through_the_notification_outbox_once(rt, telegra
     notice = Notice(kind="level_up", order_no="", order_id=0, product="", amount_fen=0, when="2026-11-23",
                     page="pages/creator/index", text="恭喜升到二星！")
     with db.connection_context():
-        first = send_user_notice("level_up:1:2:telegram", user, notice, TelegramNotifier())
-        again = send_user_notice("level_up:1:2:telegram", user, notice, TelegramNotifier())
+        first = send_user_notice("level_up:1:2:telegram", user, notice, TelegramNotifier(rt.sender))
+        again = send_user_notice("level_up:1:2:telegram", user, notice, TelegramNotifier(rt.sender))
     run_jobs()
     assert (first, again) == ("sent", "done")
     assert [s.text for s in telegram.sent_to(700002)] == ["恭喜升到二星！"]
     assert notice_key(notice, user, "telegram").startswith(f"notice:level_up:u{user.id}:")
-
-
-def api_paid(client, login, fake_pay, sku_code: str, openid: str) -> dict:  # noqa: ANN001
-    """Order through the API, create the WeChat Pay order, pay it with a notification."""
-    auth = login(openid)
-    resp = client.post("/api/v1/orders", json={"sku": sku_code, "quantity": 1}, headers=auth)
-    assert resp.status_code == 201, resp.json
-    assert client.post(f"/api/v1/orders/{resp.json['id']}/pay", headers=auth).status_code == 200
-    assert fake_pay.notify_acknowledged(fake_pay.pay(resp.json["no"]))
-    return resp.json
 
 
 def test_a_paid_order_is_announced_to_the_buyers_telegram(rt, client, login, fake_pay, shop,  # noqa: ANN001
@@ -122,7 +113,7 @@ def test_a_paid_order_is_announced_to_the_buyers_telegram(rt, client, login, fak
                                                           monkeypatch) -> None:  # noqa: ANN001
     # given delivery notices on the Telegram channel, and a buyer whose Telegram account is linked
     monkeypatch.setattr(rt, "notifiers", build_notifiers(["telegram"], rt.wechat,
-                                                         rt.settings.WECHAT_SUBSCRIBE_TEMPLATE_ID))
+                                                         rt.settings.WECHAT_SUBSCRIBE_TEMPLATE_ID, sender=rt.sender))
     sku = shop.card_sku(keys=2, price=2990)
     order = api_paid(client, login, fake_pay, sku.code, "tg-buyer")
     identity(buyer("tg-buyer"), "telegram", "700003", seen_ago=dt.timedelta(hours=1))

@@ -12,7 +12,8 @@ import pytest
 
 from models.db import db
 from models.withdrawals import Withdrawal
-from tests.bots.conftest import creator_of, give_available, join
+from tests.bots.conftest import creator_of, join
+from tests.factories import earn
 
 
 def test_no_input_exits_cleanly(cli):
@@ -44,7 +45,7 @@ def test_a_private_conversation_with_a_poster_and_buttons(cli, tmp_path):
 
 def test_withdraw_confirmed_with_a_button(cli):
     creator = join("rich", rank=1)
-    give_available(creator, 50_000)
+    earn(creator, 50_000)
     result = cli("chat", "--as", "rich", input="/withdraw 120\n#1\n#1\n")
     assert result.exit_code == 0, result.output
     assert "[按钮] #1 确认提现   #2 取消" in result.output
@@ -55,7 +56,7 @@ def test_withdraw_confirmed_with_a_button(cli):
 
 def test_withdraw_cancelled_with_a_button(cli):
     creator = join("rich", rank=1)
-    give_available(creator, 50_000)
+    earn(creator, 50_000)
     result = cli("chat", "--as", "rich", input="提现 120\n#2\n")
     assert "已取消，未发起提现" in result.output
     with db.connection_context():

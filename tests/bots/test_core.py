@@ -26,14 +26,13 @@ from tests.bots.conftest import (
     bind,
     button_data,
     creator_of,
-    give_available,
     join,
     say,
-    sell,
     settle_and_release,
     text_of,
     user_of,
 )
+from tests.factories import earn, sell
 
 # English form, Chinese keyword, menu key: the same command.
 SAME = [
@@ -217,7 +216,7 @@ def _available(creator: Creator) -> int:
 @pytest.fixture
 def rich(rt):  # noqa: ANN001, ANN201
     creator = join("rich", rank=1)
-    give_available(creator, 50_000)
+    earn(creator, 50_000)
     return creator
 
 
@@ -306,7 +305,7 @@ def test_withdraw_to_credit_has_no_fee(rich):
 
 def test_withdraw_in_debt_is_refused(rt):
     creator = join("debtor", rank=1)
-    give_available(creator, -5_000)
+    earn(creator, -5_000)
     assert "欠款" in text_of(say("/withdraw 100", who="debtor"))
 
 
@@ -423,7 +422,7 @@ def test_any_text_gets_replies_and_never_raises(ann, text):
 
 def test_an_unexpected_failure_is_logged_without_the_message_and_answered_politely(ann, rt, caplog, monkeypatch):
     # given Redis is unreachable (the withdrawal offer cannot be stored)
-    give_available(ann, 50_000)
+    earn(ann, 50_000)
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr(rt, "redis", dead)
     with caplog.at_level(logging.ERROR, logger="bots.core"):

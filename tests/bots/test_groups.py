@@ -15,7 +15,8 @@ from models.chat import GroupConfig, GroupRule
 from models.db import db
 from models.errors import InvalidInput, NotFound
 from models.withdrawals import Withdrawal
-from tests.bots.conftest import give_available, join, say, text_of
+from tests.bots.conftest import join, say, text_of
+from tests.factories import earn
 
 G = "grp-1"  # console group id; its chat key is console:grp-1
 KEY = f"console:{G}"
@@ -206,7 +207,7 @@ def test_ai_fallback_answers_only_when_switched_on(rt, shop):
                                      "/resend QX1234", "CMD_WITHDRAW"])
 def test_private_commands_in_a_group_ask_for_a_private_chat(rt, command):
     creator = join("ann", rank=1)
-    give_available(creator, 50_000)
+    earn(creator, 50_000)
     kw = {"callback": command} if command.startswith("CMD_") else {"text": command}
     replies = say(chat=G, **kw)
     assert text_of(replies).startswith("请私聊机器人")

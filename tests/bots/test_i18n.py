@@ -4,7 +4,6 @@ catalog, Chinese stays the default, and a Telegram user's language_code picks th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ from bots.commands import i18n
 from bots.core import handle
 from bots.telegram import TelegramSession
 from bots.types import Incoming, Member
-from qianxing.settings import Settings
-from tests.bots.conftest import give_available, join, text_of
-from tests.fakes.telegram_api import FakeTelegramAPI
+from qianxing import wiring
+from tests.bots.conftest import join, text_of
+from tests.factories import earn
 
 BOTS_DIR = Path(bots.__file__).resolve().parent
 _FIELD = re.compile(r"\{(\w*)\}")
@@ -96,7 +95,7 @@ def test_language_codes_pick_a_catalog(code, locale):
 
 def say_in(locale: str, text: str = "", *, who: str = "ann", callback: str | None = None) -> list[Any]:
     return handle(Incoming("console", who, "private", Member(who, who), text=text, callback=callback,
-                           locale=locale))
+                           locale=locale), wiring.runtime())
 
 
 def test_an_english_speaker_gets_english_replies(rt):
@@ -115,17 +114,11 @@ def test_an_english_speaker_gets_english_replies(rt):
 
 def test_an_english_withdrawal_is_offered_and_confirmed_in_english(rt):
     creator = join("bea")
-    give_available(creator, 50_000)
+    earn(creator, 50_000)
     offer = say_in("en", "/withdraw 100", who="bea")
     assert "Withdraw ¥100.00 to your WeChat wallet?" in text_of(offer)
     confirm = next(b for row in offer[0].buttons for b in row if b.text == "Confirm withdrawal")
     assert "Withdrawal" in text_of(say_in("en", callback=confirm.data, who="bea"))
-
-
-@pytest.fixture
-def session(settings: Settings, telegram: FakeTelegramAPI) -> Iterator[TelegramSession]:
-    with TelegramSession(settings) as s:
-        yield s
 
 
 def _update(language_code: str | None, text: str = "/help", **extra: Any) -> dict[str, Any]:
@@ -151,6 +144,6 @@ def test_the_telegram_adapter_carries_the_language_code(session: TelegramSession
 def test_an_english_telegram_user_gets_english_help_end_to_end(session: TelegramSession, rt):
     incoming = session.to_incoming(_update("en"))
     assert incoming is not None
-    assert text_of(handle(incoming)).startswith("Qianxing bot commands:\n/start · /join — join the Qianxing plan")
+    assert text_of(handle(incoming, rt)).startswith("Qianxing bot commands:\n/start · /join — join the Qianxing plan")
     chinese = session.to_incoming(_update("zh"))
-    assert text_of(handle(chinese)).startswith("千星机器人命令")
+    assert text_of(handle(chinese, rt)).startswith("千星机器人命令")

@@ -4,7 +4,6 @@ and the content-hash cache (a hit reads the stored file, any drawn change gives 
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import sysconfig
 import time
@@ -20,20 +19,15 @@ from models.levels import DEFAULT_LEVELS, UNRANKED_NAME, StarLevel
 from models.money import rmb
 from models.network import Creator
 from qianxing.settings import Settings
-from tests.conftest import buyer
+from tests import factories
 
-_n = itertools.count(1)
+SHOP_NAME = "小美的好物店"
 
 
 @pytest.fixture
 def cfg(rt, tmp_path: Path) -> Settings:  # noqa: ANN001
     """The test settings with posters stored under this test's tmp dir."""
     return rt.settings.model_copy(update={"POSTER_DIR": str(tmp_path / "posters")})
-
-
-def make_creator(name: str = "小美的好物店") -> Creator:
-    with db.connection_context():
-        return network.become_creator(buyer(f"poster-{next(_n)}"), name=name)
 
 
 def read_qr(png: bytes) -> list[list[bool]]:
@@ -58,7 +52,7 @@ def read_qr(png: bytes) -> list[list[bool]]:
 
 def test_invite_poster_is_a_png_with_the_deep_link_qr_name_level_and_code(cfg: Settings) -> None:
     # given a new creator (rank 0)
-    creator = make_creator()
+    creator = factories.creator(name=SHOP_NAME)
 
     # when the invite poster is drawn
     with db.connection_context():
@@ -80,7 +74,7 @@ def test_invite_poster_is_a_png_with_the_deep_link_qr_name_level_and_code(cfg: S
 
 def test_invite_poster_shows_the_star_level_by_rank(cfg: Settings) -> None:
     # given a creator promoted to rank 2
-    creator = make_creator("阿强")
+    creator = factories.creator(name="阿强")
     with db.connection_context():
         before = poster.invite_poster(creator, settings=cfg)[1]
         Creator.update(rank=2).where(Creator.id == creator.id).execute()
@@ -98,7 +92,7 @@ def test_invite_poster_shows_the_star_level_by_rank(cfg: Settings) -> None:
 def test_product_poster_prices_retail_plus_the_creators_markup_and_links_the_promo_url(shop, cfg: Settings) -> None:  # noqa: ANN001
     # given a SKU at 19.90 and a creator with a 3.00 markup on it
     sku = shop.card_sku(price=1990, code="TXVIP-1M")
-    creator = make_creator()
+    creator = factories.creator(name=SHOP_NAME)
     with db.connection_context():
         network.set_markup(creator, sku.code, 300, default_cap_bp=cfg.DEFAULT_MAX_MARKUP_BP)
 
@@ -119,7 +113,7 @@ def test_product_poster_prices_retail_plus_the_creators_markup_and_links_the_pro
 
 def test_product_poster_without_markup_shows_retail(shop, cfg: Settings) -> None:  # noqa: ANN001
     sku = shop.card_sku(price=990)
-    creator = make_creator()
+    creator = factories.creator(name=SHOP_NAME)
     with db.connection_context():
         assert poster.product_card(creator, sku, settings=cfg).price_fen == 990
 
@@ -149,7 +143,7 @@ def test_cjk_text_renders_with_real_glyphs_from_a_packaged_font() -> None:
 
 def test_uncovered_characters_are_left_out_instead_of_drawn_as_tofu(cfg: Settings) -> None:
     # given a creator whose nickname has an emoji and a private-use character
-    creator = make_creator("小美\U0001f338\U0010fffd 的店")
+    creator = factories.creator(name="小美\U0001f338\U0010fffd 的店")
 
     # when the poster card is built
     with db.connection_context():
@@ -158,14 +152,14 @@ def test_uncovered_characters_are_left_out_instead_of_drawn_as_tofu(cfg: Setting
     # then only drawable characters remain, and a name with none falls back to the code
     assert poster.missing_glyphs("\U0001f338\U0010fffd") == "\U0001f338\U0010fffd"
     assert card.name == "小美 的店"
-    nameless = make_creator("\U0001f338\U0001f338")
+    nameless = factories.creator(name="\U0001f338\U0001f338")
     with db.connection_context():
         assert poster.invite_card(nameless, settings=cfg).name == f"创作者 {nameless.code}"
 
 
 def test_a_cache_hit_returns_the_stored_bytes_without_rendering(cfg: Settings) -> None:
     # given a poster drawn once
-    creator = make_creator()
+    creator = factories.creator(name=SHOP_NAME)
     with db.connection_context():
         first, key = poster.invite_poster(creator, settings=cfg)
     path = Path(cfg.POSTER_DIR) / f"{key}.png"
@@ -218,7 +212,7 @@ def test_every_drawn_input_changes_the_key() -> None:
 
 def test_long_names_are_cut_to_fit(cfg: Settings) -> None:
     # given a creator with a very long name
-    creator = make_creator("超" * 60)
+    creator = factories.creator(name="超" * 60)
 
     # when the poster is drawn, then it still renders at the fixed size with a valid QR
     with db.connection_context():

@@ -14,7 +14,7 @@ from bots import commands, wechat_oa
 from bots.commands import Command, MenuPlace, command, menu_key, use_locale
 from bots.telegram import TelegramSession
 from bots.types import Button
-from qianxing.cli_tgbot import publish_commands
+from qianxing.cli.tgbot import publish_commands
 from qianxing.settings import Settings
 from tests.fakes.telegram_api import FakeTelegramAPI
 
@@ -196,7 +196,7 @@ def test_the_polling_process_publishes_the_command_menu_when_it_starts(settings:
                                                                         rt: Any):
     import threading
 
-    from qianxing.cli_tgbot import run_polling
+    from qianxing.cli.tgbot import run_polling
 
     telegram.my_commands.clear()
     stop = threading.Event()

@@ -252,8 +252,7 @@ def test_overall_limit_holds_across_chats(rt, telegram: FakeTelegramAPI) -> None
 
 
 def test_broadcast_is_one_job_for_many_recipients(rt, telegram: FakeTelegramAPI, run_jobs) -> None:  # noqa: ANN001
-    from bots import sender as outbound
-
+    outbound = rt.sender
     chats = [str(20_000 + i) for i in range(40)]
     with db.connection_context():
         # when a message goes to 40 chats through the process's sender
@@ -340,9 +339,9 @@ def test_private_messages_never_go_to_a_group(rt) -> None:
 
 def test_drain_job_retries_later_through_the_scheduler(rt, telegram: FakeTelegramAPI, run_jobs,  # noqa: ANN001
                                                       monkeypatch) -> None:  # noqa: ANN001
-    from bots import sender as outbound
     from tasks import chat
 
+    outbound = rt.sender
     # given drain jobs that stop after half a second, and a message whose first try meets a 500
     monkeypatch.setattr(chat, "DRAIN_DEADLINE_S", 0.5)
     telegram.fail_next(500)
@@ -382,11 +381,10 @@ import json
 from models.db import db
 from qianxing.settings import load_settings
 from qianxing.wiring import bootstrap
-from bots.sender import sender
 
-bootstrap(load_settings())
+sender = bootstrap(load_settings()).sender
 with db.connection_context():
-    print(json.dumps(sender().drain("telegram", deadline_s=10, batch=5).as_dict()))
+    print(json.dumps(sender.drain("telegram", deadline_s=10, batch=5).as_dict()))
 """
 
 

@@ -3,14 +3,12 @@ against the fake Bot API (button presses are answered there, mentions checked wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bots.telegram import BadUpdate, TelegramSession
 from bots.types import Incoming, Member
-from qianxing.settings import Settings
 from tests.fakes.telegram_api import FakeTelegramAPI
 
 USER = {"id": 1001, "is_bot": False, "first_name": "小", "last_name": "明", "username": "xiaoming"}
@@ -26,12 +24,6 @@ def message(text: str | None = None, chat: dict[str, Any] = PRIVATE, update_id: 
         if text.startswith("/"):
             msg["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split(" ")[0])}]
     return {"update_id": update_id, "message": msg}
-
-
-@pytest.fixture
-def session(settings: Settings, telegram: FakeTelegramAPI) -> Iterator[TelegramSession]:
-    with TelegramSession(settings) as s:
-        yield s
 
 
 ME = Member("1001", "小 明")

@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 
 from bots.sender import store_image
-from bots.transports import (
-    ConsoleTransport,
-    Outgoing,
-    Result,
-    TelegramTransport,
-    WeChatTransport,
-    menu_choice,
-    wechat_text,
-)
+from bots.transport_telegram import TelegramTransport
+from bots.transport_wechat import WeChatTransport, menu_choice, wechat_text
+from bots.transports import ConsoleTransport, Outgoing, Result
 from tests.conftest import OA_APPID, TG_TOKEN, free_port
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.wechat_api import FakeWeChatAPI

@@ -11,9 +11,9 @@ import pytest
 import xmltodict
 from redis import Redis
 
-from bots import commands, wechat_oa
+from bots import commands, wechat_oa, wechat_oa_auth
 from bots.sender import payload_of
-from bots.transports import menu_choice, wechat_text
+from bots.transport_wechat import menu_choice, wechat_text
 from bots.types import Button, Incoming, Member, Reply
 from qianxing.gateways.wechat import MiniProgramClient
 from tests.conftest import OA_APPID, OA_SECRET
@@ -191,8 +191,8 @@ def test_passive_replies_render_like_the_customer_service_sender() -> None:
 
 def test_passive_xml_survives_a_cdata_terminator_and_remembers_the_menu(rt) -> None:  # noqa: ANN001
     message, _ = _message(_event("CLICK", "CMD_TEAM"))
-    cfg = wechat_oa.OAConfig("wxapp", "tok", None, 3000)
-    auth = wechat_oa.Authenticated("", "1", "n", False)
+    cfg = wechat_oa_auth.OAConfig("wxapp", "tok", None, 3000)
+    auth = wechat_oa_auth.Authenticated("", "1", "n", False)
     reply = Reply(text="a]]><b>x</b>", buttons=((Button("团队", data="CMD_TEAM"),),))
     xml = wechat_oa.passive_xml(cfg, message, reply, auth, rt.redis)
     parsed = xmltodict.parse(xml)["xml"]

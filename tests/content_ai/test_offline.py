@@ -70,8 +70,8 @@ def test_answer_joining_never_promises_pay_for_recruiting():
 def test_load_facts_reads_catalog_levels_and_settings(rt, shop, settings):
     shop.card_sku(keys=1, price=2990, code="FACT-1")
     with db.connection_context():
-        facts = content_ai.load_facts()
-        found = content_ai.answer("FACT-1 价格")
+        facts = content_ai.load_facts(settings)
+        found = content_ai.answer("FACT-1 价格", settings=settings)
     assert [p.sku for p in facts.products] == ["FACT-1"]
     assert facts.withdraw_min_fen == settings.WITHDRAW_MIN_FEN
     assert facts.levels[0] == ("一星", 1000)

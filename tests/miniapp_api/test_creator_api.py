@@ -9,11 +9,13 @@ import io
 
 import pytest
 
-from models import settlement
+from models import reversals
 from models.catalog import Sku
 from models.db import db, utcnow
 from models.network import Creator
 from models.orders import Order
+from tests.books import release, settle
+from tests.factories import api_buy
 from tests.miniapp_api.asserts import assert_error
 
 API = "/api/v1"
@@ -29,28 +31,6 @@ def join(client, auth, **body) -> dict:  # noqa: ANN001, ANN003
 def set_rank(code: str, rank: int) -> None:
     with db.connection_context():
         Creator.update(rank=rank).where(Creator.code == code).execute()
-
-
-def buy(client, fake_pay, auth, sku: str, ref: str | None = None, **extra) -> dict:  # noqa: ANN001, ANN003
-    """Order through a creator's ref and pay it the way the mini-program does (/pay, then
-    WeChat Pay's signed notification to the real notify endpoint)."""
-    resp = client.post(f"{API}/orders", json={"sku": sku, "ref": ref, **extra}, headers=auth)
-    assert resp.status_code == 201, resp.json
-    order = resp.json
-    assert client.post(f"{API}/orders/{order['id']}/pay", headers=auth).status_code == 200
-    assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
-    return order
-
-
-def settle(rt) -> settlement.SettleResult:  # noqa: ANN001
-    with db.connection_context():
-        return settlement.settle(rt.payout)
-
-
-def release(rt) -> int:  # noqa: ANN001
-    later = utcnow() + dt.timedelta(days=rt.payout.refund_window_days, seconds=1)
-    with db.connection_context():
-        return settlement.release_due(rt.payout, now=later)
 
 
 @pytest.fixture
@@ -135,7 +115,7 @@ def test_binding_rules_through_the_api(client, login, pair):
 def test_balances_statement_and_csv_after_a_real_settlement(client, rt, login, fake_pay, card, pair):
     shopper = login("shopper")
     # given two orders through Ben's link, paid through WeChat Pay, and settled
-    orders = [buy(client, fake_pay, shopper, card.code, pair["ben_code"]) for _ in range(2)]
+    orders = [api_buy(client, fake_pay, shopper, card.code, pair["ben_code"]) for _ in range(2)]
     assert settle(rt).orders == 2
     # then Ben has 2 x 10% pending, Ann 2 x 5% as his one-star upline
     ben = client.get(f"{C}/balances", headers=pair["ben"])
@@ -171,11 +151,11 @@ def test_balances_statement_and_csv_after_a_real_settlement(client, rt, login, f
 
 def test_commission_lines_show_orders_kinds_and_states(client, rt, login, fake_pay, card, pair):
     shopper = login("shopper")
-    first = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
-    second = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    first = api_buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    second = api_buy(client, fake_pay, shopper, card.code, pair["ben_code"])
     settle(rt)
     with db.connection_context():
-        settlement.reverse([first["id"]], reason="fraud", actor="operator:test")
+        reversals.reverse([first["id"]], reason="fraud", actor="operator:test")
     # when Ben and Ann read their commission lines
     ben = client.get(f"{C}/commissions", headers=pair["ben"]).json
     ann = client.get(f"{C}/commissions?limit=1", headers=pair["ann"]).json
@@ -194,9 +174,9 @@ def test_team_view_sizes_and_gmv(client, rt, login, fake_pay, card, pair):
     join(client, login("eve"), invite_code=pair["ben_code"])
     shopper = login("shopper")
     # and sales: Ben 1 order, Dan 2 orders (100 yuan each), one unpaid order of Dan's
-    buy(client, fake_pay, shopper, card.code, pair["ben_code"])
-    buy(client, fake_pay, shopper, card.code, dan["code"])
-    buy(client, fake_pay, shopper, card.code, dan["code"])
+    api_buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    api_buy(client, fake_pay, shopper, card.code, dan["code"])
+    api_buy(client, fake_pay, shopper, card.code, dan["code"])
     client.post(f"{API}/orders", json={"sku": card.code, "ref": dan["code"]}, headers=shopper)
     # when Ann reads her team
     team = client.get(f"{C}/team", headers=pair["ann"]).json
@@ -233,8 +213,8 @@ def test_markup_cap_locked_supply_and_the_price_a_buyer_pays(client, rt, login, 
     assert products[card.code]["ref"] == pair["ben_code"] and products[card.code]["commission_bp"] == 1000
     # when a buyer orders through Ben's ref, they pay retail + markup; without a ref, retail
     shopper = login("shopper")
-    through_ben = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
-    plain = buy(client, fake_pay, shopper, card.code)
+    through_ben = api_buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    plain = api_buy(client, fake_pay, shopper, card.code)
     assert (through_ben["amount_fen"], plain["amount_fen"]) == (13_000, 10_000)
     # and the markup is Ben's: paid in full next to the 10% on the retail part
     settle(rt)
@@ -242,7 +222,7 @@ def test_markup_cap_locked_supply_and_the_price_a_buyer_pays(client, rt, login, 
     assert lines == {"markup": 3000, "sale": 1000}
     # and setting 0 removes it
     assert client.put(url, json={"markup_fen": 0}, headers=pair["ben"]).json["markup_fen"] == 0
-    assert buy(client, fake_pay, shopper, card.code, pair["ben_code"])["amount_fen"] == 10_000
+    assert api_buy(client, fake_pay, shopper, card.code, pair["ben_code"])["amount_fen"] == 10_000
     with db.connection_context():
         assert Order.select().count() == 3
 
@@ -253,7 +233,7 @@ def test_markup_cap_locked_supply_and_the_price_a_buyer_pays(client, rt, login, 
 def earner(client, rt, login, fake_pay, shop, pair):  # noqa: ANN001, ANN201
     """Ben with 200 yuan available: one 2000-yuan sale at 10%, settled and released."""
     big = shop.card_sku(keys=5, price=200_000, code="CARD-BIG")
-    order = buy(client, fake_pay, login("shopper"), big.code, pair["ben_code"])
+    order = api_buy(client, fake_pay, login("shopper"), big.code, pair["ben_code"])
     settle(rt)
     release(rt)
     assert client.get(f"{C}/balances", headers=pair["ben"]).json["available_fen"] == 20_000
@@ -307,7 +287,7 @@ def test_credit_withdrawal_and_the_refusals(client, rt, earner):
     assert (b["available_fen"], b["credit_fen"]) == (8_000, 12_000)
     # the rest cannot be withdrawn once a clawback puts Ben in debt
     with db.connection_context():
-        settlement.reverse([earner["order"]["id"]], reason="refund", actor="operator:test")
+        reversals.reverse([earner["order"]["id"]], reason="refund", actor="operator:test")
     b = client.get(f"{C}/balances", headers=ben).json
     assert (b["available_fen"], b["debt_fen"]) == (0, 12_000)
     assert_error(client.post(f"{C}/withdrawals", json={"amount_fen": 10_000, "method": "credit"}, headers=ben),
@@ -396,8 +376,8 @@ def test_funnel_from_tracked_plays_and_entries_to_orders(client, rt, login, fake
     events = [_event(1, pair["ben_code"], count=30), _event(2, pair["ben_code"], count=10, ref="video-2"),
               _event(3, pair["ben_code"], "live_entry", count=8, ref="7")]
     assert client.post(f"{API}/track", json={"events": events}, headers=viewer).json["accepted"] == 3
-    buy(client, fake_pay, viewer, card.code, pair["ben_code"])
-    buy(client, fake_pay, viewer, card.code, pair["ben_code"])
+    api_buy(client, fake_pay, viewer, card.code, pair["ben_code"])
+    api_buy(client, fake_pay, viewer, card.code, pair["ben_code"])
     # when Ben reads his funnel
     f = client.get(f"{C}/funnel", headers=pair["ben"]).json
     # then plays -> entries -> orders, with conversions rounded down
@@ -419,8 +399,8 @@ def test_ending_a_live_session_queues_the_settlement_of_its_orders(client, rt, l
     assert started.status_code == 201, started.json
     live = started.json
     assert (live["state"], live["title"], live["ended_at"]) == ("live", "今晚直播", None)
-    in_room = [buy(client, fake_pay, shopper, card.code, pair["ben_code"], live=live["id"]) for _ in range(2)]
-    outside = buy(client, fake_pay, shopper, card.code, pair["ben_code"])
+    in_room = [api_buy(client, fake_pay, shopper, card.code, pair["ben_code"], live=live["id"]) for _ in range(2)]
+    outside = api_buy(client, fake_pay, shopper, card.code, pair["ben_code"])
     run_jobs()  # deliveries
     with db.connection_context():
         assert Settlement.select().count() == 0

@@ -14,6 +14,7 @@ from models.inventory import OrderItem
 from models.orders import Order
 from models.users import User
 from models.vault import CardKey
+from tests.factories import api_pay
 from tests.miniapp_api.asserts import assert_error, snapshot
 
 ORDERS = "/api/v1/orders"
@@ -27,13 +28,6 @@ def key_states(sku: Sku) -> Counter:
 def stock_of(sku: Sku) -> int:
     with db.connection_context():
         return Sku.get_by_id(sku.id).stock
-
-
-def pay(client, fake_pay, auth, order: dict) -> None:  # noqa: ANN001
-    """Pay an order the way the mini-program does: /pay, then WeChat Pay's notification."""
-    resp = client.post(f"{ORDERS}/{order['id']}/pay", headers=auth)
-    assert resp.status_code == 200, resp.json
-    assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
 
 
 # -- idempotency ------------------------------------------------------------------------------
@@ -137,7 +131,7 @@ def test_unpaid_order_limit_per_user(client, rt, login, shop, settings, fake_pay
     # and another shopper is not affected
     assert client.post(ORDERS, json={"sku": sku.code}, headers=login("bob")).status_code == 201
     # and once she pays one, she can order again
-    pay(client, fake_pay, auth, placed[0])
+    api_pay(client, fake_pay, auth, placed[0])
     again = client.post(ORDERS, json={"sku": sku.code}, headers=auth)
     assert again.status_code == 201, again.json
 
@@ -261,7 +255,7 @@ def test_paid_order_cannot_be_paid_again(client, rt, login, shop, fake_pay):
     sku = shop.card_sku(keys=3)
     auth = login("alice")
     order = client.post(ORDERS, json={"sku": sku.code}, headers=auth).json
-    pay(client, fake_pay, auth, order)
+    api_pay(client, fake_pay, auth, order)
     assert client.get(f"{ORDERS}/{order['id']}", headers=auth).json["status"] == "paid"
     assert_error(client.post(f"{ORDERS}/{order['id']}/pay", headers=auth), 409, "order_not_payable")
 

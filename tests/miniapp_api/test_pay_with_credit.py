@@ -4,42 +4,31 @@ POST /api/v1/orders/{id}/pay-with-credit, and delivery follows as for any paymen
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import threading
 
 import requests
 
-from models import ledger, network, payments, settlement, withdrawals
+from models import ledger, network, payments, withdrawals
 from models.db import db, utcnow
 from models.events import events_for
 from models.ledger import LedgerTransaction, Posting
 from models.orders import Order
 from models.payments import Payment
 from models.withdrawals import Method
-from tests.conftest import buyer
-
-_n = itertools.count(1)
+from tests.books import release, settle
+from tests.factories import api_place, creator, earn
 
 
 def creator_with_credit(openid: str, credit: int, available: int = 0) -> network.Creator:
     """A creator who earned `credit + available` and turned `credit` into shopping credit
     with a credit withdrawal."""
+    made = creator(openid)
+    earn(made, credit + available)
     with db.connection_context():
-        creator = network.become_creator(buyer(openid))
-        with db.atomic():
-            ledger.post(f"test-earn:{next(_n)}:{creator.id}", "release", [
-                ledger.Leg(ledger.COMMISSION_EXPENSE, credit + available),
-                ledger.Leg(ledger.creator_account(creator.id, ledger.AVAILABLE), -(credit + available))])
         if credit:
-            withdrawals.request_withdrawal(creator, credit, Method.CREDIT,
+            withdrawals.request_withdrawal(made, credit, Method.CREDIT,
                                            policy=withdrawals.WithdrawPolicy(min_fen=1))
-        return creator
-
-
-def place(client, auth, sku) -> dict:  # noqa: ANN001
-    resp = client.post("/api/v1/orders", json={"sku": sku.code, "quantity": 1}, headers=auth)
-    assert resp.status_code == 201, resp.json
-    return resp.json
+    return made
 
 
 def credit_of(creator: network.Creator) -> int:
@@ -52,7 +41,7 @@ def test_credit_pays_the_order_and_delivery_follows(client, login, shop, run_job
     creator = creator_with_credit("credit-ann", 30_000)
     sku = shop.card_sku(keys=2, price=1990)
     auth = login("credit-ann")
-    order = place(client, auth, sku)
+    order = api_place(client, auth, sku)
     # when they pay with credit
     resp = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth)
     # then the order is paid, delivered by the worker, and the credit is smaller by its price
@@ -79,7 +68,7 @@ def test_paying_again_is_harmless(client, login, shop, run_jobs):
     creator_with_credit("credit-bo", 10_000)
     sku = shop.card_sku(keys=3, price=1990)
     auth = login("credit-bo")
-    order = place(client, auth, sku)
+    order = api_place(client, auth, sku)
     first = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth)
     run_jobs()
     again = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth)
@@ -96,7 +85,7 @@ def test_too_little_credit_is_409_and_changes_nothing(client, login, shop):
     creator = creator_with_credit("credit-cy", 1_000, available=50_000)
     sku = shop.card_sku(keys=2, price=1990)
     auth = login("credit-cy")
-    order = place(client, auth, sku)
+    order = api_place(client, auth, sku)
     resp = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth)
     assert resp.status_code == 409 and resp.json["error"]["code"] == "insufficient_credit"
     assert client.get(f"/api/v1/orders/{order['id']}", headers=auth).json["status"] == "pending"
@@ -108,7 +97,7 @@ def test_too_little_credit_is_409_and_changes_nothing(client, login, shop):
 def test_shoppers_who_are_not_creators_have_no_credit(client, login, shop):
     sku = shop.card_sku(keys=2, price=1990)
     auth = login("plain-shopper")
-    order = place(client, auth, sku)
+    order = api_place(client, auth, sku)
     resp = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth)
     assert resp.status_code == 409 and resp.json["error"]["code"] == "insufficient_credit"
 
@@ -116,7 +105,7 @@ def test_shoppers_who_are_not_creators_have_no_credit(client, login, shop):
 def test_only_the_buyer_can_pay_their_order_with_their_credit(client, login, shop):
     creator_with_credit("credit-dee", 30_000)
     sku = shop.card_sku(keys=2, price=1990)
-    order = place(client, login("someone-else"), sku)
+    order = api_place(client, login("someone-else"), sku)
     resp = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=login("credit-dee"))
     assert resp.status_code == 404 and resp.json["error"]["code"] == "order_not_found"
     assert client.post(f"/api/v1/orders/{order['id']}/pay-with-credit").status_code == 401
@@ -126,7 +115,7 @@ def test_an_expired_order_cannot_be_paid_with_credit(client, login, shop):
     creator = creator_with_credit("credit-eve", 30_000)
     sku = shop.card_sku(keys=2, price=1990)
     auth = login("credit-eve")
-    order = place(client, auth, sku)
+    order = api_place(client, auth, sku)
     with db.connection_context():
         Order.update(expires_at=utcnow() - dt.timedelta(seconds=1)).where(
             Order.id == order["id"]).execute()
@@ -141,7 +130,7 @@ def test_credit_after_a_prepared_wechat_payment_wins_and_a_late_wechat_payment_i
     creator_with_credit("credit-fay", 30_000)
     sku = shop.card_sku(keys=2, price=1990)
     auth = login("credit-fay")
-    order = place(client, auth, sku)
+    order = api_place(client, auth, sku)
     assert client.post(f"/api/v1/orders/{order['id']}/pay", headers=auth).status_code == 200
     # when it is paid with credit, and WeChat Pay later reports a payment too
     assert client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth).status_code == 200
@@ -161,7 +150,7 @@ def test_two_orders_racing_for_the_same_credit(client, login, shop, live_port):
     creator = creator_with_credit("credit-gus", 2_500)
     sku = shop.card_sku(keys=3, price=1990)
     auth = login("credit-gus")
-    ids = [place(client, auth, sku)["id"] for _ in range(2)]
+    ids = [api_place(client, auth, sku)["id"] for _ in range(2)]
     start, results = threading.Barrier(2), []
 
     def pay(order_id: int) -> None:
@@ -191,7 +180,7 @@ def test_refunding_a_credit_paid_order_returns_the_credit_not_cash(client, login
     creator = creator_with_credit("credit-hal", 10_000)
     sku = shop.card_sku(keys=2, price=1990)
     auth = login("credit-hal")
-    order = place(client, auth, sku)
+    order = api_place(client, auth, sku)
     assert client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=auth).status_code == 200
     run_jobs()
     refunds_before = len(fake_pay.requests_to("/secapi/pay/refund"))
@@ -220,10 +209,8 @@ def test_earnings_become_credit_and_buy_goods_end_to_end(client, login, shop, rt
     assert client.post(f"/api/v1/orders/{sale['id']}/pay", headers=shopper).status_code == 200
     assert fake_pay.notify_acknowledged(fake_pay.pay(sale["no"]))
     run_jobs()
-    with db.connection_context():
-        settlement.settle(rt.payout)
-        settlement.release_due(rt.payout, now=utcnow() + dt.timedelta(
-            days=rt.payout.refund_window_days, seconds=1))
+    settle(rt)
+    release(rt)
     available = client.get("/api/v1/creator/balances", headers=seller).json["available_fen"]
     assert available == 20_000  # 10% of 2000 yuan
     # when they turn 150 yuan into shopping credit and pay for a card with it
@@ -231,7 +218,7 @@ def test_earnings_become_credit_and_buy_goods_end_to_end(client, login, shop, rt
                     headers={**seller, "Idempotency-Key": "to-credit-1"})
     assert w.status_code == 201 and (w.json["state"], w.json["fee_fen"]) == ("paid", 0), w.json
     card = shop.card_sku(keys=2, price=4_990, code="CARD-FOR-CREDIT")
-    order = place(client, seller, card)
+    order = api_place(client, seller, card)
     paid = client.post(f"/api/v1/orders/{order['id']}/pay-with-credit", headers=seller)
     assert paid.status_code == 200, paid.json
     run_jobs()

@@ -21,6 +21,7 @@ from models.orders import Order, Status
 from models.payments import Payment
 from qianxing import wiring
 from tests.conftest import free_port, make_settings
+from tests.factories import api_login, api_place
 from tests.miniapp_api.asserts import assert_error
 
 ORDERS = "/api/v1/orders"
@@ -51,27 +52,13 @@ def sandbox_server(sandbox_app) -> Iterator[str]:  # noqa: ANN001
     server.shutdown()
 
 
-def login(client, fake_wechat, openid: str) -> dict[str, str]:  # noqa: ANN001
-    code = f"sandbox-code-{openid}"
-    fake_wechat.register_code(code, openid)
-    resp = client.post("/api/v1/auth/login", json={"code": code})
-    assert resp.status_code == 200, resp.json
-    return {"Authorization": f"Bearer {resp.json['token']}"}
-
-
-def place(client, auth, sku, key: str = "sandbox-1") -> dict:  # noqa: ANN001
-    resp = client.post(ORDERS, json={"sku": sku.code, "quantity": 1}, headers={**auth, "Idempotency-Key": key})
-    assert resp.status_code == 201, resp.json
-    return resp.json
-
-
 def test_sandbox_pay_pays_through_the_notify_path_without_calling_our_own_url(
         sandbox_app, shop, fake_wechat, run_jobs):  # noqa: ANN001
     # given a pending order and a PUBLIC_BASE_URL where nothing listens
     client = sandbox_app.test_client()
     sku = shop.card_sku(keys=2)
-    auth = login(client, fake_wechat, "sandbox-buyer")
-    order = place(client, auth, sku)
+    auth = api_login(client, fake_wechat, "sandbox-buyer")
+    order = api_place(client, auth, sku, key="sandbox-1")
     # when the buyer pays with the sandbox
     resp = client.post(f"{ORDERS}/{order['id']}/sandbox-pay", headers=auth)
     # then the order is paid at once, as a WeChat Pay notification would have paid it
@@ -128,6 +115,6 @@ def test_twenty_buyers_paying_at_once_are_all_answered_quickly(sandbox_server, s
 def test_sandbox_pay_is_refused_where_the_real_gateway_runs(client, login, shop):  # noqa: ANN001
     # given the app with WeChat Pay (the test suite's default)
     auth = login("real-gateway-buyer")
-    order = place(client, auth, shop.card_sku(keys=1))
+    order = api_place(client, auth, shop.card_sku(keys=1), key="sandbox-1")
     # then sandbox-pay is switched off
     assert_error(client.post(f"{ORDERS}/{order['id']}/sandbox-pay", headers=auth), 403, "sandbox_disabled")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from models import network
 from models.db import db
-from tests.conftest import buyer
+from tests import factories
 
 
 def test_the_share_page_shows_the_creators_price_and_the_mini_program_path(client, shop):
     # given a creator with a 3.00 yuan markup on a 19.90 SKU
     sku = shop.card_sku(keys=1, price=1990, code="SHARE-1")
     with db.connection_context():
-        creator = network.become_creator(buyer("sharer"), "分享人")
+        creator = factories.creator("sharer", name="分享人")
         network.set_markup(creator, sku.code, 300, default_cap_bp=3000)
     # when a shopper opens the creator's share link, and a plain one
     mine = client.get(f"/p/{sku.code}?ref={creator.code}")

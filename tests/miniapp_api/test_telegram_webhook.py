@@ -22,7 +22,8 @@ from models.network import Creator
 from qianxing import wiring
 from qianxing.settings import Settings
 from tasks import queues
-from tests.conftest import TG_SECRET, buyer
+from tests.conftest import TG_SECRET
+from tests.factories import creator
 
 URL = "/webhooks/telegram"
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -105,10 +106,12 @@ def test_the_secret_is_checked_before_the_body_is_read(client) -> None:  # noqa:
     assert post(client, b"garbage", secret=None, raw=True).status_code == 403
 
 
-def test_without_a_configured_secret_the_route_does_not_exist(client, settings: Settings) -> None:  # noqa: ANN001
+def test_without_a_configured_secret_the_route_does_not_exist(client, settings: Settings,  # noqa: ANN001
+                                                             monkeypatch) -> None:  # noqa: ANN001
     # given a deployment without TELEGRAM_WEBHOOK_SECRET
     wiring.reset()
-    wiring.bootstrap(settings.model_copy(update={"TELEGRAM_WEBHOOK_SECRET": None}))
+    monkeypatch.setitem(client.application.extensions, "qianxing",
+                        wiring.bootstrap(settings.model_copy(update={"TELEGRAM_WEBHOOK_SECRET": None})))
     try:
         # then even the "right" secret finds nothing
         resp = post(client, update(1))
@@ -210,8 +213,7 @@ def states() -> dict[str, str]:
 
 
 def code_owner(name: str = "阿星") -> Creator:
-    with connection():
-        return network.become_creator(buyer(f"owner-{name}"), name)
+    return creator(f"owner-{name}", name=name)
 
 
 def test_start_with_a_deep_link_binds_the_new_creator_to_the_code_owner(client, run_jobs, telegram) -> None:  # noqa: ANN001

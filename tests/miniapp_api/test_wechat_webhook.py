@@ -145,14 +145,16 @@ def live_transport(port: int) -> Transport:
 
 
 @pytest.fixture
-def oa_mode(rt, settings) -> Iterator[Callable[..., wiring.Runtime]]:  # noqa: ANN001
+def oa_mode(rt, settings, app, monkeypatch) -> Iterator[Callable[..., wiring.Runtime]]:  # noqa: ANN001
     """Re-bootstrap the runtime with other official-account settings (plain mode, a small
-    reply budget); the original settings come back after the test."""
+    reply budget) and give it to the app; the original settings come back after the test."""
 
     def use(**changes: object) -> wiring.Runtime:
         wechat_oa.drain()  # a handler still running must finish on the database it started on
         wiring.reset()
-        return wiring.bootstrap(settings.model_copy(update=changes))
+        changed = wiring.bootstrap(settings.model_copy(update=changes))
+        monkeypatch.setitem(app.extensions, "qianxing", changed)  # what the views use
+        return changed
 
     yield use
     wechat_oa.drain()
@@ -372,14 +374,14 @@ def test_menu_keys_and_keywords_run_the_same_commands_as_telegram(wechat, rt) ->
     by_keyword = wechat.post(text_xml(openid, "团队")).reply()["Content"]
     # then both answers are the team summary, the same as a Telegram creator's /team
     tg = Incoming(platform="telegram", chat_id="9001", chat_kind="private", sender=Member("9001"))
-    core.handle(replace(tg, text="/join"))
-    (tg_reply,) = core.handle(replace(tg, text="/team"))
+    core.handle(replace(tg, text="/join"), rt)
+    (tg_reply,) = core.handle(replace(tg, text="/team"), rt)
     assert by_click == by_keyword == wechat_oa.render(tg_reply)[0]  # WeChat's rendering of it
     assert by_click.startswith("我的团队")
     # and the same holds for earnings (CMD_EARNINGS / 收益 / /earnings; buttons as a numbered menu)
     earnings = wechat.post(event_xml(openid, "CLICK", "CMD_EARNINGS", create_time=int(time.time()) - 1))
     assert earnings.reply()["Content"] == wechat.post(text_xml(openid, "收益")).reply()["Content"] \
-        == wechat_oa.render(core.handle(replace(tg, text="/earnings"))[0])[0]
+        == wechat_oa.render(core.handle(replace(tg, text="/earnings"), rt)[0])[0]
 
 
 def test_a_number_typed_after_a_numbered_menu_presses_that_button(wechat, rt) -> None:  # noqa: ANN001

@@ -4,7 +4,6 @@ rows reported by line, and traffic rewards paid by tier, each increment once."""
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,8 @@ from models.activity import ActivityEvent, InvalidEvent, TrackEvent
 from models.db import db, utcnow
 from models.errors import InvalidInput, NotFound
 from models.ledger import LedgerTransaction
-from tests.conftest import buyer
-
-_ids = itertools.count(1)
-
-
-def creator(openid: str | None = None) -> network.Creator:
-    with db.connection_context():
-        return network.become_creator(buyer(openid or f"creator-{next(_ids)}"))
-
-
-def ev(code: str, event_id: str | None = None, kind: str = "video_play", ref: str = "v1",
-       count: int = 1, when: dt.datetime | None = None) -> TrackEvent:
-    return TrackEvent(event_id or f"e-{next(_ids)}", code, kind, ref, count,
-                      when or utcnow() - dt.timedelta(minutes=5))
+from tests.books import bucket
+from tests.factories import creator, play
 
 
 def record(events: list[TrackEvent], source: str = "api", **kw) -> activity.RecordResult:  # noqa: ANN003
@@ -46,7 +33,7 @@ def stored() -> int:
 def test_a_replayed_batch_is_stored_once(rt):
     # given a batch of three events, one of them twice in the batch itself
     c = creator()
-    batch = [ev(c.code, "a-1"), ev(c.code, "a-2", kind="live_entry", ref="live-7"), ev(c.code, "a-1")]
+    batch = [play(c.code, "a-1"), play(c.code, "a-2", kind="live_entry", ref="live-7"), play(c.code, "a-1")]
     # when it is recorded, then replayed
     first, second = record(batch), record(batch)
     # then two events are stored, and the replay changed nothing
@@ -72,7 +59,7 @@ def test_a_replayed_batch_is_stored_once(rt):
 def test_a_bad_item_refuses_the_whole_batch_and_names_its_index(rt, bad, code):
     # given a batch whose third item is malformed
     c = creator()
-    batch = [ev(c.code), ev(c.code), ev(c.code, **bad)]
+    batch = [play(c.code), play(c.code), play(c.code, **bad)]
     # when it is recorded, then it is refused with the item's index and nothing is stored
     with pytest.raises(InvalidEvent) as err:
         record(batch)
@@ -84,7 +71,7 @@ def test_a_bad_item_refuses_the_whole_batch_and_names_its_index(rt, bad, code):
 def test_an_unknown_creator_code_is_not_found_and_nothing_is_written(rt):
     c = creator()
     with pytest.raises(NotFound) as err:
-        record([ev(c.code), ev("NOBODY99")])
+        record([play(c.code), play("NOBODY99")])
     assert err.value.code == "unknown_creator" and "events[1]" in err.value.message
     assert stored() == 0
 
@@ -92,18 +79,18 @@ def test_an_unknown_creator_code_is_not_found_and_nothing_is_written(rt):
 def test_batches_are_bounded_and_csv_counts_may_be_aggregates(rt):
     c = creator()
     with pytest.raises(InvalidInput) as err:
-        record([ev(c.code) for _ in range(6)], max_batch=5)
+        record([play(c.code) for _ in range(6)], max_batch=5)
     assert err.value.code == "too_many_events"
     # an aggregate count is refused from the API but accepted from a platform export
-    assert record([ev(c.code, count=5_000_000)], source="csv").accepted == 1
+    assert record([play(c.code, count=5_000_000)], source="csv").accepted == 1
     with pytest.raises(InvalidEvent):
-        record([ev(c.code, count=10_000_001)], source="csv")
+        record([play(c.code, count=10_000_001)], source="csv")
 
 
 def test_an_aware_timestamp_is_stored_in_utc(rt):
     c = creator()
     beijing = dt.timezone(dt.timedelta(hours=8))
-    record([ev(c.code, "tz-1", when=dt.datetime(2026, 1, 2, 8, 30, tzinfo=beijing))])
+    record([play(c.code, "tz-1", when=dt.datetime(2026, 1, 2, 8, 30, tzinfo=beijing))])
     with db.connection_context():
         assert ActivityEvent.get(ActivityEvent.event_id == "tz-1").occurred_at == dt.datetime(2026, 1, 2, 0, 30)
 
@@ -172,8 +159,7 @@ def test_a_csv_without_a_required_column_is_refused(rt, tmp_path):
 
 
 def available(c: network.Creator) -> int:
-    with db.connection_context():
-        return -ledger.balance(ledger.creator_account(c.id, ledger.AVAILABLE))
+    return bucket(c, ledger.AVAILABLE)
 
 
 def award() -> int:
@@ -190,19 +176,19 @@ def traffic_keys() -> list[str]:
 def test_traffic_tiers_pay_each_increment_once(rt):
     # given a video at 120k plays (in two events) and one under the first tier
     c = creator()
-    record([ev(c.code, ref="v1", count=60_000), ev(c.code, ref="v1", count=60_000),
-            ev(c.code, ref="v2", count=99_999)], source="csv")
+    record([play(c.code, ref="v1", count=60_000), play(c.code, ref="v1", count=60_000),
+            play(c.code, ref="v2", count=99_999)], source="csv")
     # when rewards are awarded twice
     assert (award(), award()) == (1, 0)
     # then the first tier paid 100 yuan once
     assert available(c) == 10_000
     assert traffic_keys() == [f"traffic:{c.id}:v1:100000"]
     # when the video passes 500k, then the difference to 500 yuan is paid
-    record([ev(c.code, ref="v1", count=400_000)], source="csv")
+    record([play(c.code, ref="v1", count=400_000)], source="csv")
     assert (award(), award()) == (1, 0)
     assert available(c) == 50_000
     # when another video jumps straight past 1M, then it earns 1,000 yuan in one payment
-    record([ev(c.code, ref="v3", count=1_200_000)], source="csv")
+    record([play(c.code, ref="v3", count=1_200_000)], source="csv")
     assert award() == 1
     assert available(c) == 150_000
     assert traffic_keys() == sorted([f"traffic:{c.id}:v1:100000", f"traffic:{c.id}:v1:500000",
@@ -214,8 +200,8 @@ def test_traffic_tiers_pay_each_increment_once(rt):
 
 def test_live_entries_and_inactive_creators_earn_no_traffic_reward(rt):
     c, gone = creator(), creator()
-    record([ev(c.code, kind="live_entry", ref="live-1", count=2_000_000),
-            ev(gone.code, ref="v1", count=2_000_000)], source="csv")
+    record([play(c.code, kind="live_entry", ref="live-1", count=2_000_000),
+            play(gone.code, ref="v1", count=2_000_000)], source="csv")
     with db.connection_context():
         network.Creator.update(active=False).where(network.Creator.id == gone.id).execute()
     assert award() == 0 and traffic_keys() == []
@@ -229,7 +215,7 @@ def test_a_video_is_paid_exactly_its_highest_tier_whatever_the_order_of_plays(rt
     tiers = activity.DEFAULT_TIERS
     total = 0
     for step in steps:
-        record([ev(c.code, ref="clip", count=n) for n in step], source="csv")
+        record([play(c.code, ref="clip", count=n) for n in step], source="csv")
         total += sum(step)
         award()
         # then what the video earned so far is exactly its highest tier's reward

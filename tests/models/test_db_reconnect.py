@@ -17,6 +17,7 @@ import requests
 from models.db import db, is_connection_lost, is_postgres
 from models.orders import Order, Status
 from models.users import User
+from tests.factories import api_pay, api_place
 
 ORDERS = "/api/v1/orders"
 
@@ -76,19 +77,6 @@ def fill_pool(n: int = 6) -> None:
         list(pool.map(lambda _: hold(), range(n)))
 
 
-def place(client, auth, sku, key: str) -> dict:  # noqa: ANN001
-    resp = client.post(ORDERS, json={"sku": sku.code, "quantity": 1},
-                       headers={**auth, "Idempotency-Key": key})
-    assert resp.status_code == 201, resp.json
-    return resp.json
-
-
-def pay(client, fake_pay, auth, order: dict) -> None:  # noqa: ANN001
-    resp = client.post(f"{ORDERS}/{order['id']}/pay", headers=auth)
-    assert resp.status_code == 200, resp.json
-    assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
-
-
 def status_of(order_id: int) -> str:
     with db.connection_context():
         return Order.get_by_id(order_id).status
@@ -104,8 +92,8 @@ def test_a_purchase_after_every_connection_was_terminated_succeeds(
     # when the server terminates every connection of our database while they sit in the pool
     assert terminate_all(admin, settings, wait=wait) >= 1
     # then ordering, paying (WeChat Pay's notify over HTTP) and reading answer as usual
-    order = place(client, auth, sku, "reconnect-1")
-    pay(client, fake_pay, auth, order)
+    order = api_place(client, auth, sku, key="reconnect-1")
+    api_pay(client, fake_pay, auth, order)
     assert client.get(f"{ORDERS}/{order['id']}", headers=auth).status_code == 200
     # and when every connection is terminated again before the delivery job runs,
     # the job (models.db.connection(), as every job) still delivers the order

@@ -7,49 +7,25 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import itertools
 
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as h_settings
 from hypothesis import strategies as st
 
-from models import earnings, ledger, network, orders, payments, settlement
-from models.db import db, utcnow
+from models import earnings, ledger, network, orders, reversals, settlement
+from models.db import db
 from models.errors import Conflict, InvalidInput, NotFound
 from models.events import Event
 from models.network import Creator, CreatorPrice
-from models.orders import OrderRequest
 from models.users import User
-from tests.conftest import buyer
-from tests.models.test_settlement import make_creator
-
-_tx = itertools.count(1)
-
-
-def sell(rt, sku_code: str, ref: str | None, openid: str = "shopper") -> int:  # noqa: ANN001
-    """A buyer orders through `ref` and pays (the payment path a notification takes)."""
-    with db.connection_context():
-        order, _ = orders.place_order(buyer(openid), OrderRequest(sku=sku_code, quantity=1, ref=ref),
-                                      rt.policy, client_ip="127.0.0.1")
-        payments.confirm_payment(order.no, f"tx-{next(_tx)}", order.amount_fen, source="test")
-        return order.id
-
-
-def settle(rt) -> None:  # noqa: ANN001
-    with db.connection_context():
-        settlement.settle(rt.payout)
-
-
-def release(rt) -> None:  # noqa: ANN001
-    later = utcnow() + dt.timedelta(days=rt.payout.refund_window_days, seconds=1)
-    with db.connection_context():
-        settlement.release_due(rt.payout, now=later)
+from tests.books import release, settle
+from tests.factories import buyer, named, sell
 
 
 def reverse(order_id: int, reason: str = "fraud") -> None:
     with db.connection_context():
-        settlement.reverse([order_id], reason=reason, actor="operator:test")
+        reversals.reverse([order_id], reason=reason, actor="operator:test")
 
 
 def balances(creator: Creator) -> dict:
@@ -65,8 +41,8 @@ def team(rt, shop):  # noqa: ANN001, ANN201
     """Ann (one-star) invited Ben (not yet a star); a 100-yuan card with a 50-yuan supply price.
     Ben's sale earns him the SKU's 10% = 1000 fen and Ann her one-star team rate 5% = 500."""
     sku = shop.card_sku(keys=40, price=10_000, code="CARD-E")
-    ann = make_creator("ann", rank=1)
-    ben = make_creator("ben", parent=ann)
+    ann = named("ann", rank=1)
+    ben = named("ben", parent=ann)
     return sku, ann, ben
 
 
@@ -123,7 +99,7 @@ def test_balances_read_only_the_creators_own_accounts(rt, team):
     sku, ann, ben = team
     # given a creator with an id that is a prefix of another's (creator:1 vs creator:1x)
     for i in range(12):
-        make_creator(f"filler-{i}")
+        named(f"filler-{i}")
     with db.connection_context():
         many = Creator.select().order_by(Creator.id.desc()).first()
         assert str(many.id).startswith(str(ann.id))
@@ -272,8 +248,8 @@ def test_balances_equal_the_live_commission_lines_by_state(rt, shop, steps):
 
     _truncate()
     sku = shop.card_sku(keys=10, price=10_000, code="CARD-H")
-    ann = make_creator("h-ann", rank=1)
-    ben = make_creator("h-ben", parent=ann)
+    ann = named("h-ann", rank=1)
+    ben = named("h-ben", parent=ann)
     sold: list[int] = []
     # when a random history of sales, settlements, releases and reversals happens
     for step in steps:
@@ -315,7 +291,7 @@ def test_join_without_a_code_is_idempotent(rt):
 
 
 def test_join_with_a_code_binds_and_a_refused_code_writes_nothing(rt):
-    ann = make_creator("ann")
+    ann = named("ann")
     user = buyer("newbie")
     before = _counts()
     with db.connection_context():
@@ -329,7 +305,7 @@ def test_join_with_a_code_binds_and_a_refused_code_writes_nothing(rt):
         joined = earnings.join(user.id, invite_code=ann.code, via="typed")
         assert (joined.parent_id, joined.bound_via) == (ann.id, "typed")
         # then joining again with another code is refused (first binding wins), nothing changes
-        other = make_creator("other")
+        other = named("other")
         with pytest.raises(Conflict) as bound:
             earnings.join(user.id, invite_code=other.code)
         assert bound.value.code == "already_bound"
@@ -337,8 +313,8 @@ def test_join_with_a_code_binds_and_a_refused_code_writes_nothing(rt):
 
 
 def test_joining_with_ones_own_code_or_a_downline_code_is_refused_atomically(rt):
-    ann = make_creator("ann")
-    ben = make_creator("ben", parent=ann)
+    ann = named("ann")
+    ben = named("ben", parent=ann)
     with db.connection_context():
         user_of_ann = User.get_by_id(ann.user_id)
         with pytest.raises(InvalidInput) as own:
@@ -350,8 +326,8 @@ def test_joining_with_ones_own_code_or_a_downline_code_is_refused_atomically(rt)
 
 
 def test_profile_names_the_level_parent_and_share_path(rt):
-    ann = make_creator("ann", rank=2)
-    ben = make_creator("ben", parent=ann)
+    ann = named("ann", rank=2)
+    ben = named("ben", parent=ann)
     with db.connection_context():
         p_ann, p_ben = earnings.profile(ann), earnings.profile(ben)
     assert (p_ann.level_name, p_ann.parent_code) == ("二星", None)
@@ -368,7 +344,7 @@ def test_products_show_markup_price_rate_and_lock(rt, shop):
     locked = shop.card_sku(keys=1, price=20_000, code="LOCKED")
     with db.connection_context():
         Sku.update(min_rank=3, commission_bp=2000, max_markup_bp=1000).where(Sku.id == locked.id).execute()
-    ann = make_creator("ann", rank=2)
+    ann = named("ann", rank=2)
     with db.connection_context():
         network.set_markup(ann, "OPEN", 500, default_cap_bp=3000)
         got = {p.sku: p for p in earnings.products(ann, default_cap_bp=3000)}

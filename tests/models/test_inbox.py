@@ -4,19 +4,10 @@ attempt, retried after a backoff, and WeChat messages left unanswered found agai
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-
-import pytest
 
 from models import inbox
 from models.chat import BotUpdate
-from models.db import db, utcnow
-
-
-@pytest.fixture
-def conn(rt) -> Iterator[None]:  # noqa: ANN001
-    with db.connection_context():
-        yield
+from models.db import utcnow
 
 
 def state(key: str, platform: str = inbox.TELEGRAM) -> tuple[str, int]:

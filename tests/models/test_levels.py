@@ -10,18 +10,15 @@ import logging
 
 import pytest
 
-from models import activity, events, ledger, levels, live, network, orders, payments
-from models.activity import TrackEvent
+from models import events, ledger, level_evaluation, levels, live, network
 from models.db import db, utcnow
 from models.errors import InvalidInput
 from models.levels import DEFAULT_LEVELS, LevelSpec, Metrics, eligible_rank
 from models.network import Creator
 from models.notifications import LEASE_SECONDS, Notice, Notification, NotificationAttempt, NotifyError
-from models.orders import OrderPolicy, OrderRequest
 from models.users import User
-from tests.conftest import buyer
+from tests.factories import creator, paid, plays, unpaid
 
-POLICY = OrderPolicy(ttl_seconds=900, max_unpaid_per_user=1000, max_unpaid_per_ip=1000, max_quantity=10)
 TABLE = list(DEFAULT_LEVELS)
 BONUS = 1_000_000
 _n = itertools.count(1)
@@ -45,39 +42,22 @@ class RecordingNotifier:
 # ---- helpers: real creators, activity and orders -----------------------------------------------
 
 
-def creator(parent: Creator | None = None) -> Creator:
-    with db.connection_context():
-        c = network.become_creator(buyer(f"lv-creator-{next(_n)}"))
-        if parent is not None:
-            c = network.bind(c, parent.code, "typed")
-        return c
-
-
 def invite(parent: Creator, n: int) -> list[Creator]:
-    return [creator(parent) for _ in range(n)]
-
-
-def plays(c: Creator, count: int = 1, ref: str = "v1", kind: str = "video_play") -> None:
-    with db.connection_context():
-        activity.record_events([TrackEvent(f"lv-{next(_n)}", c.code, kind, ref, count, utcnow())],
-                               user_id=None, source="csv")
+    return [creator(parent=parent) for _ in range(n)]
 
 
 def sale(shop, seller: Creator, amount_fen: int, *, live_id: int | None = None, pay: bool = True) -> int:  # noqa: ANN001
     sku = shop.card_sku(keys=1, price=amount_fen)
-    with db.connection_context():
-        order, _ = orders.place_order(buyer(f"lv-buyer-{next(_n)}"),
-                                      OrderRequest(sku.code, 1, ref=seller.code, live=live_id),
-                                      POLICY, client_ip="10.0.0.9")
-        if pay:
-            payments.confirm_payment(order.no, f"tx-{order.no}", order.amount_fen, source="test")
-    return order.id
+    openid = f"lv-buyer-{next(_n)}"
+    if pay:
+        return paid(sku, openid, dispatch=False, ref=seller.code, live=live_id, client_ip="10.0.0.9").id
+    return unpaid(sku, openid, ref=seller.code, live=live_id, client_ip="10.0.0.9").id
 
 
-def evaluate(*notifiers: RecordingNotifier, bonus: int = BONUS) -> list[levels.LevelChange]:
+def evaluate(*notifiers: RecordingNotifier, bonus: int = BONUS) -> list[level_evaluation.LevelChange]:
     with db.connection_context():
-        return levels.evaluate_levels(entry_videos=1, entry_invites=2, bonus_fen=bonus,
-                                      notifiers=list(notifiers))
+        return level_evaluation.evaluate_levels(entry_videos=1, entry_invites=2, bonus_fen=bonus,
+                                                notifiers=list(notifiers))
 
 
 def rank(c: Creator) -> tuple[int, int | None]:
@@ -204,7 +184,7 @@ def test_a_penalty_lowers_and_caps_until_lifted(rt, shop):
     assert rank(c) == (2, None)
     # when it is penalised down to one star
     with db.connection_context():
-        levels.penalize(c, 1, actor="operator:risk", reason="fake plays")
+        level_evaluation.penalize(c, 1, actor="operator:risk", reason="fake plays")
     # then it is one star, capped, and evaluation keeps it there
     assert rank(c) == (1, 1)
     assert evaluate(push) == [] and rank(c) == (1, 1)
@@ -213,7 +193,7 @@ def test_a_penalty_lowers_and_caps_until_lifted(rt, shop):
     # when the penalty is lifted, then the next evaluation promotes again (the 二星 notice
     # was sent before: it is not sent twice)
     with db.connection_context():
-        levels.lift_penalty(c, "operator:risk", "appeal upheld")
+        level_evaluation.lift_penalty(c, "operator:risk", "appeal upheld")
     assert [(x.from_rank, x.to_rank, x.pushes) for x in evaluate(push)] == [(1, 2, {"rec": "done"})]
     assert rank(c) == (2, None)
     assert [n.product for _, n in push.sent] == ["二星"]
@@ -224,7 +204,7 @@ def test_a_penalty_lowers_and_caps_until_lifted(rt, shop):
 def test_a_bad_penalty_is_refused(rt, to_rank, reason, code):
     c = creator()
     with db.connection_context(), pytest.raises(InvalidInput) as err:
-        levels.penalize(c, to_rank, actor="operator:risk", reason=reason)
+        level_evaluation.penalize(c, to_rank, actor="operator:risk", reason=reason)
     assert err.value.code == code and rank(c) == (0, None)
 
 
@@ -254,17 +234,17 @@ def test_the_thousand_star_bonus_is_paid_once_even_after_a_penalty(rt, shop):
     assert "千星奖励10000元" in push.sent[0][1].text
     # when it is penalised, lifted and promoted again
     with db.connection_context():
-        levels.penalize(c, 3, actor="operator:risk", reason="review")
+        level_evaluation.penalize(c, 3, actor="operator:risk", reason="review")
     assert evaluate() == [] and rank(c) == (3, 3)
     with db.connection_context():
-        levels.lift_penalty(c, "operator:risk")
+        level_evaluation.lift_penalty(c, "operator:risk")
     [again] = evaluate()
     # then it is 千星 again, but the bonus is not paid twice
     assert (again.to_rank, again.bonus_fen) == (6, 0)
     with db.connection_context():
         assert ledger.balance(account) == -BONUS
         assert ledger.LedgerTransaction.select().where(
-            ledger.LedgerTransaction.kind == levels.THOUSAND_STAR_BONUS).count() == 1
+            ledger.LedgerTransaction.kind == level_evaluation.THOUSAND_STAR_BONUS).count() == 1
         assert ledger.unbalanced_transactions() == []
 
 
@@ -303,7 +283,7 @@ def test_the_log_channel_writes_the_level_up(rt, caplog):
 def test_metrics_for_all_creators_match_one_creator_at_a_time(rt, shop):
     # given creators with plays, live entries, sales in and out of live rooms, and invites
     a, b = creator(), creator()
-    c = creator(a)
+    c = creator(parent=a)
     plays(a, 100, ref="v1")
     plays(a, 50, ref="v1")
     plays(a, 7, ref="v2")
@@ -366,7 +346,7 @@ def test_progress_at_the_top_and_under_a_penalty(rt, shop):
     p = progress(c)
     assert (p.name, p.next_rank, p.thresholds, p.invite_line) == ("千星", None, [], "已邀请30人，已是最高等级")
     with db.connection_context():
-        levels.penalize(c, 2, actor="operator:risk", reason="review")
+        level_evaluation.penalize(c, 2, actor="operator:risk", reason="review")
     p = progress(c)
     assert (p.rank, p.next_name, p.capped, p.ready) == (2, "三星", True, False)
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, event, given
 from hypothesis import settings as h_settings
 from hypothesis import strategies as st
 
-from models import ledger, settlement, withdrawals
+from models import reversals, settlement, withdrawals
 from models.commission import BP, OrderFacts, seller_rate, split
 from models.db import db
 from models.errors import Conflict
@@ -26,15 +26,8 @@ from models.levels import Rates
 from models.network import Creator
 from models.orders import Order
 from models.settlement import Commission, Settlement
-from tests.models.test_settlement import (
-    bucket,
-    make_creator,
-    make_sku,
-    mark_refunded,
-    paid_order,
-    release,
-    snapshot,
-)
+from tests.books import assert_books_clean, bucket, release, snapshot
+from tests.factories import make_sku, mark_refunded, named, paid_order
 
 # -- the pure rule ----------------------------------------------------------------------------
 
@@ -108,12 +101,6 @@ def worlds(draw: st.DrawFn) -> dict:
     return {"parents": parents, "ranks": ranks, "skus": skus, "orders": orders, "steps": steps}
 
 
-def assert_clean() -> None:
-    with db.connection_context():
-        assert ledger.unbalanced_transactions() == []
-        assert settlement.verify() == []
-
-
 @h_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(world=worlds())
 def test_random_trees_orders_refunds_and_withdrawals_keep_the_money_exact(rt, shop, world):
@@ -123,7 +110,7 @@ def test_random_trees_orders_refunds_and_withdrawals_keep_the_money_exact(rt, sh
     # given a random tree with random levels
     made: list[Creator] = []
     for i, (parent, rank) in enumerate(zip(world["parents"], world["ranks"], strict=True)):
-        made.append(make_creator(f"p{i}", parent=made[parent] if parent is not None else None, rank=rank))
+        made.append(named(f"p{i}", parent=made[parent] if parent is not None else None, rank=rank))
     # and random SKUs and paid orders
     skus = [make_sku(shop, price=price, commission_bp=bp) for bp, price in world["skus"]]
     order_ids = []
@@ -150,7 +137,7 @@ def test_random_trees_orders_refunds_and_withdrawals_keep_the_money_exact(rt, sh
         elif step[0] == "refund":
             mark_refunded(order_ids[step[1]])
             with db.connection_context():
-                settlement.reverse_refunded()
+                reversals.reverse_refunded()
         else:
             seller = world["orders"][step[1]]["seller"]
             if seller is None:
@@ -171,13 +158,13 @@ def test_random_trees_orders_refunds_and_withdrawals_keep_the_money_exact(rt, sh
                     raise AssertionError("a creator in debt withdrew")
                 except Conflict as exc:
                     assert exc.code == "in_debt"
-        assert_clean()
+        assert_books_clean()
     # then settling once more changes nothing
     before = snapshot()
     with db.connection_context():
         settlement.settle(rt.payout)
     again = snapshot()
-    assert_clean()
+    assert_books_clean()
     event(f"settlement states {sorted({r[1] for r in again[0]})}")
     settled_now = {r[0] for r in before[0]}
     assert {k: v for k, v in again[1].items() if k[0] in settled_now} == before[1]

@@ -17,12 +17,7 @@ from models.events import Event
 from models.live import start_live
 from models.network import NO_ATTRIBUTION, Creator
 from models.orders import Order
-from tests.models.test_settlement import chain, make_creator, make_sku, paid_order
-
-
-def fresh(c: Creator) -> Creator:
-    with db.connection_context():
-        return Creator.get_by_id(c.id)
+from tests.factories import chain, fresh, make_sku, named, paid_order
 
 
 def events(topic: str) -> list[Event]:
@@ -45,8 +40,8 @@ def rebind(c: Creator, code: str | None) -> Creator:
 def test_first_valid_binding_wins_and_stores_parent_and_grandparent(rt):
     # given a parent under a grandparent, another creator, and a newcomer
     grand, parent = chain(0, 0, prefix="b")
-    other = make_creator("other")
-    newcomer = make_creator("newcomer")
+    other = named("other")
+    newcomer = named("newcomer")
     # when the newcomer binds through a Telegram deep link, then tries a second code
     bound = bind(newcomer, parent.code, "telegram")
     with pytest.raises(Conflict) as exc:
@@ -63,7 +58,7 @@ def test_first_valid_binding_wins_and_stores_parent_and_grandparent(rt):
 
 
 def test_self_binding_is_refused(rt):
-    me = make_creator("me")
+    me = named("me")
     with pytest.raises(InvalidInput) as exc:
         bind(me, me.code)
     assert exc.value.code == "self_binding"
@@ -92,7 +87,7 @@ def test_binding_under_ones_own_downline_is_a_refused_cycle(rt, depth):
     ("'; DROP TABLE creator; --", InvalidInput, "invalid_invite_code"),
 ])
 def test_unknown_or_malformed_codes_are_refused(rt, code, error, code_name):
-    me = make_creator("me")
+    me = named("me")
     with pytest.raises(error) as exc:
         bind(me, code)
     assert exc.value.code == code_name
@@ -100,9 +95,7 @@ def test_unknown_or_malformed_codes_are_refused(rt, code, error, code_name):
 
 
 def test_an_inactive_creators_code_is_unknown(rt):
-    gone, me = make_creator("gone"), make_creator("me")
-    with db.connection_context():
-        Creator.update(active=False).where(Creator.id == gone.id).execute()
+    gone, me = named("gone", active=False), named("me")
     with pytest.raises(NotFound):
         bind(me, gone.code)
 
@@ -164,10 +157,10 @@ def counted_statements() -> Iterator[list[str]]:
 def test_team_view_is_one_query_with_sizes_and_gmv(rt, shop):
     # given root with two direct members, one of whom has two members of their own, and a
     # third-level member that is not part of the root's team
-    root = make_creator("root")
-    a, b = make_creator("a", parent=root), make_creator("b", parent=root)
-    a1, a2 = make_creator("a1", parent=a), make_creator("a2", parent=a)
-    make_creator("a1x", parent=a1)
+    root = named("root")
+    a, b = named("a", parent=root), named("b", parent=root)
+    a1, a2 = named("a1", parent=a), named("a2", parent=a)
+    named("a1x", parent=a1)
     sku = make_sku(shop)
     paid_order(a, sku, amount=3_000)
     paid_order(a, sku, amount=2_000)
@@ -192,9 +185,8 @@ def test_team_view_is_one_query_with_sizes_and_gmv(rt, shop):
 
 def test_attribute_ignores_unknown_and_inactive_codes(rt, shop):
     sku = make_sku(shop)
-    gone = make_creator("gone")
+    gone = named("gone", active=False)
     with db.connection_context():
-        Creator.update(active=False).where(Creator.id == gone.id).execute()
         assert network.attribute(None, sku.id, None) == NO_ATTRIBUTION
         assert network.attribute("", sku.id, None) == NO_ATTRIBUTION
         assert network.attribute("NOBODY99", sku.id, None) == NO_ATTRIBUTION
@@ -202,7 +194,7 @@ def test_attribute_ignores_unknown_and_inactive_codes(rt, shop):
 
 
 def test_attribute_finds_the_seller_markup_and_only_their_own_live(rt, shop, settings):
-    seller, other = make_creator("seller", rank=1), make_creator("other")
+    seller, other = named("seller", rank=1), named("other")
     sku = make_sku(shop)
     with db.connection_context():
         network.set_markup(seller, sku.code, 700, default_cap_bp=settings.DEFAULT_MAX_MARKUP_BP)
@@ -219,7 +211,7 @@ def test_two_creators_binding_to_each_other_at_once_never_make_a_cycle(rt):
     # given pairs of unbound creators
     import threading
 
-    pairs = [(make_creator(f"x{i}"), make_creator(f"y{i}")) for i in range(15)]
+    pairs = [(named(f"x{i}"), named(f"y{i}")) for i in range(15)]
     outcomes: list[str] = []
 
     def try_bind(c: Creator, code: str, start: threading.Barrier) -> None:

@@ -16,20 +16,9 @@ from models.db import db, utcnow
 from models.errors import OutOfStock
 from models.events import Event
 from models.inventory import OrderItem
-from models.orders import Order, OrderPolicy, OrderRequest, Status
+from models.orders import Order, OrderRequest, Status
 from models.vault import CardKey, KeyState
-from tests.conftest import buyer
-
-POLICY = OrderPolicy(ttl_seconds=900, max_unpaid_per_user=1000, max_unpaid_per_ip=1000,
-                     max_quantity=10)
-
-
-def place(user, sku: Sku, quantity: int = 1, **kw):  # noqa: ANN001, ANN003, ANN201
-    with db.connection_context():
-        order, created = orders.place_order(user, OrderRequest(sku.code, quantity, **kw), POLICY,
-                                            client_ip="10.0.0.1")
-    assert created
-    return order
+from tests.factories import POLICY, buyer, unpaid
 
 
 def overdue(*order_ids: int) -> None:
@@ -52,7 +41,7 @@ def test_placing_an_order_reserves_keys_for_it(shop):
     # given a pool of 5 keys
     sku = shop.card_sku(keys=5, price=1990)
     # when a buyer orders 3
-    order = place(buyer(), sku, 3)
+    order = unpaid(sku, quantity=3)
     # then 3 keys are reserved for that order and 2 remain available
     assert order.amount_fen == 5970 and order.status == Status.PENDING
     assert counts(sku)[KeyState.RESERVED] == 3 and counts(sku)[KeyState.AVAILABLE] == 2
@@ -64,8 +53,8 @@ def test_placing_an_order_reserves_keys_for_it(shop):
 def test_expiry_returns_keys_exactly_once(shop):
     # given two pending orders, one overdue
     sku = shop.card_sku(keys=5)
-    late = place(buyer("a"), sku, 2)
-    fresh = place(buyer("b"), sku, 1)
+    late = unpaid(sku, "a", 2)
+    fresh = unpaid(sku, "b", 1)
     overdue(late.id)
     # when the expiry job runs twice
     with db.connection_context():
@@ -87,14 +76,14 @@ def test_expiry_returns_keys_exactly_once(shop):
 def test_expired_keys_can_be_bought_again(shop):
     # given a pool of 2 keys fully reserved by an order that then expires
     sku = shop.card_sku(keys=2)
-    first = place(buyer("a"), sku, 2)
+    first = unpaid(sku, "a", 2)
     with db.connection_context(), pytest.raises(OutOfStock):
         orders.place_order(buyer("b"), OrderRequest(sku.code, 1), POLICY, client_ip="x")
     overdue(first.id)
     with db.connection_context():
         orders.expire_due()
     # when another buyer orders both
-    second = place(buyer("b"), sku, 2)
+    second = unpaid(sku, "b", 2)
     # then they hold the same two keys
     with db.connection_context():
         assert CardKey.select().where(CardKey.order_id == second.id).count() == 2
@@ -103,7 +92,7 @@ def test_expired_keys_can_be_bought_again(shop):
 def test_counter_stock_expiry_restores_units_once(shop):
     # given a serial SKU with 5 units and an overdue order for 3
     sku = shop.counter_sku(Kind.SERIAL, stock=5)
-    order = place(buyer(), sku, 3)
+    order = unpaid(sku, quantity=3)
     assert stock(sku) == 2
     overdue(order.id)
     # when expiry runs twice
@@ -120,7 +109,7 @@ def test_counter_stock_never_goes_below_zero(shop, kind):
     sku = shop.counter_sku(kind, stock=2)
     extra = {"account": "13800000000"} if kind == Kind.TOPUP else {}
     quantity = 1 if kind == Kind.TOPUP else 2
-    placed = [place(buyer(f"u{i}"), sku, quantity, **extra) for i in range(2 // quantity)]
+    placed = [unpaid(sku, f"u{i}", quantity, **extra) for i in range(2 // quantity)]
     # when one more is ordered
     with db.connection_context(), pytest.raises(OutOfStock):
         orders.place_order(buyer("late"), OrderRequest(sku.code, quantity, **extra), POLICY,
@@ -146,7 +135,7 @@ def test_bundles_are_all_or_nothing(shop):
     a = shop.card_sku(keys=5, code="A")
     b = shop.counter_sku(Kind.SERIAL, stock=1, code="B")
     bundle = shop.bundle([(a, 2), (b, 1)])
-    place(buyer("first"), b, 1)
+    unpaid(b, "first", 1)
     # when the bundle is ordered
     with db.connection_context(), pytest.raises(OutOfStock):
         orders.place_order(buyer(), OrderRequest(bundle.code, 1), POLICY, client_ip="x")
@@ -165,7 +154,7 @@ def test_bundle_reservation_and_expiry_cover_every_component(shop):
     with db.connection_context():
         assert inventory.available([bundle])[bundle.id] == 2
     # when 2 bundles are ordered
-    order = place(buyer(), bundle, 2)
+    order = unpaid(bundle, quantity=2)
     # then 4 keys and 2 units are reserved
     assert counts(a)[KeyState.RESERVED] == 4 and stock(b) == 1
     with db.connection_context():
@@ -328,7 +317,7 @@ def test_an_order_does_not_wait_for_a_foreign_key_check_on_its_buyer(rt, shop):
             with db.connection_context():
                 db.execute_sql("SET lock_timeout = '2s'")
                 try:
-                    order = place(user, sku)
+                    order = unpaid(sku, user=user)
                 finally:
                     db.execute_sql("RESET lock_timeout")
     finally:

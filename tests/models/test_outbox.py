@@ -4,21 +4,14 @@ recorded, and the state machine's retries and failures."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 
 from models import outbox
 from models.chat import OutboundAttempt, OutboundMessage
-from models.db import db, utcnow
+from models.db import utcnow
 
 TG = "telegram"
-
-
-@pytest.fixture
-def conn(rt) -> Iterator[None]:  # noqa: ANN001
-    with db.connection_context():
-        yield
 
 
 def message(key: str, chat: str = "1001", **kw) -> outbox.NewMessage:  # noqa: ANN003

@@ -9,7 +9,6 @@ import peewee as pw
 import pytest
 
 from models import ledger, orders, payments, vault
-from models.catalog import Sku
 from models.db import db, utcnow
 from models.delivery import Voucher
 from models.errors import InvalidState, PaymentRejected
@@ -18,16 +17,7 @@ from models.ledger import LedgerTransaction, Posting
 from models.orders import Order, Status
 from models.payments import Outcome, Payment, Refund
 from models.vault import CardKey, KeyState
-
-
-def api_order(client, auth, sku: Sku, quantity: int = 1, **extra) -> dict:  # noqa: ANN001, ANN003
-    """Place an order and create its WeChat Pay order through the API."""
-    resp = client.post("/api/v1/orders", json={"sku": sku.code, "quantity": quantity, **extra},
-                       headers=auth)
-    assert resp.status_code == 201, resp.json
-    pay = client.post(f"/api/v1/orders/{resp.json['id']}/pay", headers=auth)
-    assert pay.status_code == 200, pay.json
-    return resp.json
+from tests.factories import api_order
 
 
 def get(order_id: int) -> Order:

@@ -15,7 +15,7 @@ from models.db import db
 from models.errors import InvalidInput
 from models.orders import Order
 from models.pricing import BP, markup_cap, selling_price
-from tests.conftest import buyer
+from tests.factories import named
 
 API = "/api/v1"
 
@@ -65,7 +65,7 @@ def test_set_markup_refuses_one_fen_above_the_cap(rt, shop):
     with db.connection_context():
         card.max_markup_bp = 1500
         card.save()
-        creator = network.become_creator(buyer("cap-host"), name="cap-host")
+        creator = named("cap-host")
         cap = markup_cap(card, rt.settings.DEFAULT_MAX_MARKUP_BP)
         # then the cap itself is accepted, one fen more is refused
         assert network.set_markup(creator, card.code, cap, default_cap_bp=rt.settings.DEFAULT_MAX_MARKUP_BP) == 299

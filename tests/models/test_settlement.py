@@ -1,18 +1,13 @@
 """Batch settlement on both backends: who is paid and how much, idempotency, live sessions, the
 risk hold, release after the refund window, reversal and clawback (a debt is never capped), and
 one end-to-end run through the mini-program API, the worker job and the refund path.
-
-The helpers here (creators, paid orders, balances) are shared with the property and job tests.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-from collections import Counter
 
-from models import failures, ledger, levels, network, settlement, withdrawals
-from models.catalog import Sku
+from models import failures, ledger, levels, reversals, settlement, withdrawals
 from models.db import db, utcnow
 from models.events import Event
 from models.failures import ItemFailure
@@ -20,109 +15,19 @@ from models.live import end_live, start_live
 from models.network import Creator
 from models.orders import Order
 from models.payments import refund_order
-from models.settlement import Commission, Settlement
-from tests.conftest import buyer
+from models.settlement import Commission
+from tests.books import (
+    assert_books_clean,
+    bucket,
+    lines_of,
+    release,
+    settle,
+    snapshot,
+    state_of,
+)
+from tests.factories import chain, make_sku, mark_refunded, paid_order
 
-_orders = itertools.count(1)
 RATES = {lv.rank: lv for lv in levels.DEFAULT_LEVELS}  # the seeded default table
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-def make_creator(openid: str, *, parent: Creator | None = None, rank: int = 0) -> Creator:
-    """A creator through the real join and bind services, at a star level."""
-    with db.connection_context():
-        creator = network.become_creator(buyer(openid), name=openid)
-        if parent is not None:
-            creator = network.bind(creator, parent.code, "typed")
-        if rank:
-            Creator.update(rank=rank).where(Creator.id == creator.id).execute()
-        return Creator.get_by_id(creator.id)
-
-
-def chain(*ranks: int, prefix: str = "c") -> list[Creator]:
-    """A line of creators, each invited by the one before: chain(...)[-1] is the deepest."""
-    made: list[Creator] = []
-    for i, rank in enumerate(ranks):
-        made.append(make_creator(f"{prefix}{i}", parent=made[-1] if made else None, rank=rank))
-    return made
-
-
-def make_sku(shop, *, price: int = 10_000, commission_bp: int = 1000) -> Sku:  # noqa: ANN001
-    sku = shop.card_sku(keys=1, price=price)
-    with db.connection_context():
-        Sku.update(commission_bp=commission_bp).where(Sku.id == sku.id).execute()
-        return Sku.get_by_id(sku.id)
-
-
-def paid_order(seller: Creator | None, sku: Sku, *, amount: int = 10_000, cost: int = 5_000,
-               markup: int = 0, live_id: int | None = None, risk_hold: bool = False,
-               paid_at: dt.datetime | None = None) -> int:
-    """A paid order attributed to `seller`, written directly (placement and payment have their
-    own tests; settlement reads only these columns)."""
-    n = next(_orders)
-    now = utcnow()
-    with db.connection_context():
-        shopper = buyer("settle-shopper")
-        return Order.create(
-            no=f"QXT{n:012d}", user=shopper.id, sku=sku.id, quantity=1, unit_price_fen=amount,
-            amount_fen=amount, status="paid", ref_code=seller.code if seller else None,
-            seller_id=seller.id if seller else None, markup_fen=markup, cost_fen=cost,
-            live_id=live_id, client_ip="127.0.0.1", risk_hold=risk_hold, expires_at=now,
-            paid_at=paid_at or now).id
-
-
-def mark_refunded(*order_ids: int) -> None:
-    """The order state a completed refund leaves (the refund path itself is tested end to end
-    below and in the payment tests)."""
-    with db.connection_context():
-        Order.update(status="refunded", refunded_at=utcnow()).where(Order.id.in_(order_ids)).execute()
-
-
-def settle(rt, **kwargs) -> settlement.SettleResult:  # noqa: ANN001, ANN003
-    with db.connection_context():
-        return settlement.settle(rt.payout, **kwargs)
-
-
-def release(rt, days: float | None = None) -> int:  # noqa: ANN001
-    """Release as if `days` (default: the refund window plus a second) had passed."""
-    delta = dt.timedelta(days=rt.payout.refund_window_days, seconds=1) if days is None else dt.timedelta(days=days)
-    with db.connection_context():
-        return settlement.release_due(rt.payout, now=utcnow() + delta)
-
-
-def bucket(creator: Creator, name: str) -> int:
-    """What the platform owes the creator in a bucket, in fen (the ledger stores it negated)."""
-    with db.connection_context():
-        return -ledger.balance(ledger.creator_account(creator.id, name))
-
-
-def lines_of(order_id: int) -> dict[tuple[int, str], int]:
-    with db.connection_context():
-        return {(c.creator_id, c.kind): c.amount_fen
-                for c in Commission.select().where(Commission.order_id == order_id)}
-
-
-def state_of(order_id: int) -> str | None:
-    with db.connection_context():
-        row = Settlement.get_or_none(Settlement.order_id == order_id)
-        return row.state if row else None
-
-
-def assert_books_clean() -> None:
-    with db.connection_context():
-        assert ledger.unbalanced_transactions() == []
-        assert settlement.verify() == []
-
-
-def snapshot() -> tuple:
-    """Everything settlement writes: settlement rows, commission lines, ledger postings."""
-    with db.connection_context():
-        return (sorted(Settlement.select(Settlement.order_id, Settlement.state, Settlement.payout_fen).tuples()),
-                Counter(Commission.select(Commission.order_id, Commission.creator_id, Commission.kind,
-                                          Commission.amount_fen).tuples()),
-                Counter(ledger.Posting.select(ledger.Posting.account, ledger.Posting.amount_fen).tuples()),
-                ledger.LedgerTransaction.select().count())
 
 
 # -- who is paid --------------------------------------------------------------------------------
@@ -322,8 +227,8 @@ def test_refund_before_release_reverses_the_pending_commission(rt, shop):
     # when one order is refunded inside the window
     mark_refunded(refunded)
     with db.connection_context():
-        assert settlement.reverse_refunded() == 1
-        assert settlement.reverse_refunded() == 0  # and again: nothing more
+        assert reversals.reverse_refunded() == 1
+        assert reversals.reverse_refunded() == 0  # and again: nothing more
     # then its commission leaves pending, the other order's stays, and it is never released
     assert state_of(refunded) == "reversed"
     assert bucket(seller, "pending") == 1000 and bucket(up1, "pending") == 550
@@ -348,7 +253,7 @@ def test_refund_after_payout_claws_back_into_a_debt_that_is_not_capped(rt, shop)
     # when the order is refunded after availability
     mark_refunded(order)
     with db.connection_context():
-        assert settlement.reverse_refunded() == 1
+        assert reversals.reverse_refunded() == 1
     # then the commission is clawed back in full: the seller owes 10 yuan (available < 0
     # from the creator's side, a positive ledger balance), the upline's available is emptied
     assert state_of(order) == "clawed_back"
@@ -372,8 +277,8 @@ def test_reverse_skips_unsettled_and_already_reversed_orders(rt, shop):
     settle(rt)
     unsettled = paid_order(seller, sku)
     with db.connection_context():
-        first = settlement.reverse([settled, unsettled], reason="fraud", actor="operator:test")
-        second = settlement.reverse([settled, unsettled], reason="fraud", actor="operator:test")
+        first = reversals.reverse([settled, unsettled], reason="fraud", actor="operator:test")
+        second = reversals.reverse([settled, unsettled], reason="fraud", actor="operator:test")
     assert first == {"reversed": 1, "clawed_back": 0}
     assert second == {"reversed": 0, "clawed_back": 0}
     assert bucket(seller, "pending") == 0

@@ -6,62 +6,33 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as h_settings
 from hypothesis import strategies as st
 
-from models import ledger, network, orders, payments, settlement, withdrawals
+from models import ledger, payouts, withdrawals
 from models.db import db, utcnow
 from models.errors import Conflict, DomainError, InvalidInput, InvalidState
 from models.events import Event, events_for
 from models.ledger import LedgerTransaction
 from models.network import Creator
-from models.orders import OrderRequest
-from models.withdrawals import (
-    PAYING_LEASE_S,
-    Method,
-    PayOutcome,
-    Withdrawal,
-    WithdrawalState,
-    WithdrawPolicy,
-)
+from models.payouts import PAYING_LEASE_S, PayOutcome
+from models.withdrawals import Method, Withdrawal, WithdrawalState, WithdrawPolicy
 from qianxing.gateways.payments import make_wechatpay
 from qianxing.gateways.payout import SandboxPayoutAdapter, WeChatTransferAdapter
-from tests.conftest import APPID, MCH_ID, PAY_KEY, buyer
+from tests.books import release, settle
+from tests.conftest import APPID, MCH_ID, PAY_KEY
+from tests.factories import earn, named, sell
 
 POLICY = WithdrawPolicy(min_fen=10_000, fee_bp=100, delay_hours=24, review_above_fen=500_000)
 _n = itertools.count(1)
 
 
 @pytest.fixture
-def conn(rt) -> Iterator[None]:  # noqa: ANN001
-    with db.connection_context():
-        yield
-
-
-@pytest.fixture
 def sandbox(rt) -> SandboxPayoutAdapter:  # noqa: ANN001
     return SandboxPayoutAdapter(rt.redis)
-
-
-def make_creator(openid: str | None = None, rank: int = 0) -> Creator:
-    openid = openid or f"creator-{next(_n)}"
-    with db.connection_context():
-        creator = network.become_creator(buyer(openid), name=openid)
-        if rank:
-            Creator.update(rank=rank).where(Creator.id == creator.id).execute()
-        return Creator.get_by_id(creator.id)
-
-
-def earn(creator: Creator, amount: int) -> None:
-    """Money made available the way settlement's release posts it (expense -> available)."""
-    with db.connection_context(), db.atomic():
-        assert ledger.post(f"test-earn:{next(_n)}", "release", [
-            ledger.Leg(ledger.COMMISSION_EXPENSE, amount),
-            ledger.Leg(ledger.creator_account(creator.id, ledger.AVAILABLE), -amount)])
 
 
 def claw_back(creator: Creator, amount: int) -> None:
@@ -91,7 +62,7 @@ def later(hours: float) -> dt.datetime:
 
 def test_a_wallet_withdrawal_holds_the_money_and_charges_one_percent(conn):
     # given a creator with 500 yuan available
-    c = make_creator()
+    c = named()
     earn(c, 50_000)
     # when they withdraw 200 yuan to their wallet
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
@@ -109,7 +80,7 @@ def test_a_wallet_withdrawal_holds_the_money_and_charges_one_percent(conn):
                                           (-10_000, "below_minimum"), (10_000.5, "invalid_amount"),
                                           (True, "invalid_amount")])
 def test_amounts_below_the_minimum_or_not_whole_fen_are_refused(conn, amount, code):
-    c = make_creator()
+    c = named()
     earn(c, 50_000)
     with pytest.raises(InvalidInput) as err:
         withdrawals.request_withdrawal(c, amount, Method.WALLET, policy=POLICY)
@@ -119,7 +90,7 @@ def test_amounts_below_the_minimum_or_not_whole_fen_are_refused(conn, amount, co
 
 
 def test_an_unknown_method_is_refused(conn):
-    c = make_creator()
+    c = named()
     earn(c, 50_000)
     with pytest.raises(InvalidInput, match="wallet or credit"):
         withdrawals.request_withdrawal(c, 10_000, "bank", policy=POLICY)
@@ -128,7 +99,7 @@ def test_an_unknown_method_is_refused(conn):
 @pytest.mark.parametrize("rank, fee", [(0, 200), (1, 200), (4, 160), (5, 100), (6, 0)])
 def test_the_fee_follows_the_star_level_perk(conn, rank, fee):
     # given the default table: 十星 0.8%, 百星 0.5%, 千星 free, others the 1% setting
-    c = make_creator(rank=rank)
+    c = named(rank=rank)
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     assert w.fee_fen == fee
@@ -136,7 +107,7 @@ def test_the_fee_follows_the_star_level_perk(conn, rank, fee):
 
 
 def test_the_fee_rounds_down_to_whole_fen(conn):
-    c = make_creator()
+    c = named()
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 10_099, Method.WALLET, policy=POLICY)
     assert w.fee_fen == 100  # 100.99 fen
@@ -144,7 +115,7 @@ def test_the_fee_rounds_down_to_whole_fen(conn):
 
 def test_a_creator_in_debt_cannot_withdraw(conn):
     # given a creator whose 300 yuan were clawed back after 200 became available
-    c = make_creator()
+    c = named()
     earn(c, 20_000)
     claw_back(c, 30_000)
     assert owed(c)["debt_fen"] == 10_000 and owed(c)["available_fen"] == 0
@@ -161,7 +132,7 @@ def test_a_creator_in_debt_cannot_withdraw(conn):
 
 
 def test_nobody_withdraws_more_than_is_available(conn):
-    c = make_creator()
+    c = named()
     earn(c, 15_000)
     with pytest.raises(Conflict) as err:
         withdrawals.request_withdrawal(c, 15_001, Method.WALLET, policy=POLICY)
@@ -173,7 +144,7 @@ def test_nobody_withdraws_more_than_is_available(conn):
 
 
 def test_the_same_request_key_twice_is_one_withdrawal(conn):
-    c = make_creator()
+    c = named()
     earn(c, 50_000)
     first = withdrawals.request_withdrawal(c, 20_000, "wallet", policy=POLICY, request_key="k-1")
     again = withdrawals.request_withdrawal(c, 20_000, "wallet", policy=POLICY, request_key="k-1")
@@ -183,14 +154,14 @@ def test_the_same_request_key_twice_is_one_withdrawal(conn):
         withdrawals.request_withdrawal(c, 25_000, "wallet", policy=POLICY, request_key="k-1")
     assert err.value.code == "request_key_reused"
     # another creator may use the same key
-    other = make_creator()
+    other = named()
     earn(other, 10_000)
     assert withdrawals.request_withdrawal(other, 10_000, "credit", policy=POLICY,
                                           request_key="k-1").id != first.id
 
 
 def test_a_credit_withdrawal_is_free_and_immediate(conn):
-    c = make_creator()
+    c = named()
     earn(c, 30_000)
     w = withdrawals.request_withdrawal(c, 30_000, Method.CREDIT, policy=POLICY)
     assert (w.state, w.fee_fen, w.method) == (WithdrawalState.PAID, 0, "credit")
@@ -209,50 +180,50 @@ def test_the_policy_comes_from_settings(rt):
 
 def test_large_withdrawals_wait_for_an_operator_then_go_out(conn, sandbox):
     # given a withdrawal above the review threshold
-    c = make_creator()
+    c = named()
     earn(c, 800_000)
     w = withdrawals.request_withdrawal(c, 600_000, Method.WALLET, policy=POLICY)
     assert w.state == WithdrawalState.REVIEW
     # when its payout time passes without approval, then nothing is paid
-    assert withdrawals.pay_due(sandbox, now=later(48)).counts["paid"] == 0
+    assert payouts.pay_due(sandbox, now=later(48)).counts["paid"] == 0
     assert sandbox.calls(w.no) == 0
     # when an operator approves it, then the next run pays it
-    approved = withdrawals.approve(w.id, "operator:ops")
+    approved = payouts.approve(w.id, "operator:ops")
     assert (approved.state, approved.reviewed_by) == (WithdrawalState.APPROVED, "operator:ops")
-    assert withdrawals.approve(w.id, "operator:ops").state == WithdrawalState.APPROVED  # twice
-    assert withdrawals.pay_due(sandbox, now=later(48)).counts["paid"] == 1
+    assert payouts.approve(w.id, "operator:ops").state == WithdrawalState.APPROVED  # twice
+    assert payouts.pay_due(sandbox, now=later(48)).counts["paid"] == 1
     assert reload(w).state == WithdrawalState.PAID
     assert [e.topic for e in events_for(w.subject)] == [
         "withdrawal.review", "withdrawal.approved", "withdrawal.paying", "withdrawal.paid"]
     with pytest.raises(InvalidState):
-        withdrawals.approve(w.id, "operator:ops")
+        payouts.approve(w.id, "operator:ops")
 
 
 def test_a_rejected_withdrawal_returns_the_money(conn, sandbox):
-    c = make_creator()
+    c = named()
     earn(c, 800_000)
     w = withdrawals.request_withdrawal(c, 600_000, Method.WALLET, policy=POLICY)
     with pytest.raises(InvalidInput):
-        withdrawals.reject(w.id, "operator:ops", "  ")
-    done = withdrawals.reject(w.id, "operator:ops", "identity check failed")
+        payouts.reject(w.id, "operator:ops", "  ")
+    done = payouts.reject(w.id, "operator:ops", "identity check failed")
     assert (done.state, done.last_error) == (WithdrawalState.REJECTED, "identity check failed")
     assert owed(c)["available_fen"] == 800_000 and owed(c)["withdrawing_fen"] == 0
     # rejecting again changes nothing; approving or paying it is impossible
-    withdrawals.reject(w.id, "operator:ops", "again")
+    payouts.reject(w.id, "operator:ops", "again")
     assert LedgerTransaction.select().where(LedgerTransaction.key == f"reject:{w.no}").count() == 1
     with pytest.raises(InvalidState):
-        withdrawals.approve(w.id, "operator:ops")
-    assert withdrawals.pay_due(sandbox, now=later(48)).counts["paid"] == 0
+        payouts.approve(w.id, "operator:ops")
+    assert payouts.pay_due(sandbox, now=later(48)).counts["paid"] == 0
     assert ledger.unbalanced_transactions() == []
 
 
 def test_a_paid_withdrawal_cannot_be_rejected(conn, sandbox):
-    c = make_creator()
+    c = named()
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
-    withdrawals.pay_due(sandbox, now=later(25))
+    payouts.pay_due(sandbox, now=later(25))
     with pytest.raises(InvalidState) as err:
-        withdrawals.reject(w.id, "operator:ops", "too late")
+        payouts.reject(w.id, "operator:ops", "too late")
     assert err.value.code == "withdrawal_not_rejectable"
     assert owed(c)["available_fen"] == 0
 
@@ -261,15 +232,15 @@ def test_a_paid_withdrawal_cannot_be_rejected(conn, sandbox):
 
 
 def test_payouts_wait_for_t_plus_one_then_post_net_and_fee(conn, sandbox):
-    c = make_creator()
+    c = named()
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     # when the job runs before the payout time, then nothing is sent
-    assert withdrawals.pay_due(sandbox).counts["paid"] == 0
-    assert withdrawals.pay_due(sandbox, now=later(23.9)).counts["paid"] == 0
+    assert payouts.pay_due(sandbox).counts["paid"] == 0
+    assert payouts.pay_due(sandbox, now=later(23.9)).counts["paid"] == 0
     assert sandbox.calls(w.no) == 0 and reload(w).state == WithdrawalState.APPROVED
     # when it runs after T+1, then the net goes out and the fee is income
-    assert withdrawals.pay_due(sandbox, now=later(24.1)).counts["paid"] == 1
+    assert payouts.pay_due(sandbox, now=later(24.1)).counts["paid"] == 1
     paid = reload(w)
     assert (paid.state, paid.payout_ref) == (WithdrawalState.PAID, f"SBX{w.no}")
     assert owed(c)["withdrawing_fen"] == 0
@@ -279,11 +250,11 @@ def test_payouts_wait_for_t_plus_one_then_post_net_and_fee(conn, sandbox):
 
 
 def test_paying_twice_sends_nothing_twice(conn, sandbox):
-    c = make_creator()
+    c = named()
     earn(c, 30_000)
     ws = [withdrawals.request_withdrawal(c, 10_000, Method.WALLET, policy=POLICY) for _ in range(3)]
-    first = withdrawals.pay_due(sandbox, now=later(25)).counts
-    second = withdrawals.pay_due(sandbox, now=later(25)).counts
+    first = payouts.pay_due(sandbox, now=later(25)).counts
+    second = payouts.pay_due(sandbox, now=later(25)).counts
     assert first["paid"] == 3 and second == {o.value: 0 for o in PayOutcome}
     assert [sandbox.calls(w.no) for w in ws] == [1, 1, 1]
     assert LedgerTransaction.select().where(LedgerTransaction.kind == "payout").count() == 3
@@ -291,58 +262,58 @@ def test_paying_twice_sends_nothing_twice(conn, sandbox):
 
 def test_an_answer_lost_after_paying_is_queried_not_paid_again(conn, sandbox):
     # given a wallet whose first transfer is paid but the answer is lost
-    c = make_creator("flaky-wallet")
+    c = named("flaky-wallet")
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     now = later(25)
-    assert withdrawals.pay_due(sandbox, now=now).counts["unclear"] == 1
+    assert payouts.pay_due(sandbox, now=now).counts["unclear"] == 1
     assert reload(w).state == WithdrawalState.PAYING and reload(w).last_error
     # when the job runs again within the lease, then it leaves it alone
-    assert withdrawals.pay_due(sandbox, now=now).counts == {o.value: 0 for o in PayOutcome}
+    assert payouts.pay_due(sandbox, now=now).counts == {o.value: 0 for o in PayOutcome}
     # when it runs after the lease, then it asks the provider, which says paid: no second transfer
     after = now + dt.timedelta(seconds=PAYING_LEASE_S + 1)
-    assert withdrawals.pay_due(sandbox, now=after).counts["paid"] == 1
+    assert payouts.pay_due(sandbox, now=after).counts["paid"] == 1
     assert sandbox.calls(w.no) == 1
     assert reload(w).state == WithdrawalState.PAID and reload(w).last_error is None
     assert "withdrawal.payout_unclear" in [e.topic for e in events_for(w.subject)]
 
 
 def test_a_transfer_lost_before_paying_is_sent_again_under_the_same_no(conn, sandbox):
-    c = make_creator("lost-wallet")
+    c = named("lost-wallet")
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     now = later(25)
-    assert withdrawals.pay_due(sandbox, now=now).counts["unclear"] == 1
+    assert payouts.pay_due(sandbox, now=now).counts["unclear"] == 1
     after = now + dt.timedelta(seconds=PAYING_LEASE_S + 1)
-    assert withdrawals.pay_due(sandbox, now=after).counts["paid"] == 1
+    assert payouts.pay_due(sandbox, now=after).counts["paid"] == 1
     assert sandbox.calls(w.no) == 2  # the provider never had it, so it was sent once more
 
 
 def test_a_refused_transfer_returns_the_money(conn, sandbox):
-    c = make_creator("fail-wallet")
+    c = named("fail-wallet")
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
-    assert withdrawals.pay_due(sandbox, now=later(25)).counts["failed"] == 1
+    assert payouts.pay_due(sandbox, now=later(25)).counts["failed"] == 1
     failed = reload(w)
     assert failed.state == WithdrawalState.FAILED and "refused" in failed.last_error
     assert owed(c)["available_fen"] == 20_000 and owed(c)["withdrawing_fen"] == 0
     assert ledger.balance(ledger.PAYOUT_CLEARING) == 0
-    assert withdrawals.pay_due(sandbox, now=later(50)).counts["failed"] == 0
+    assert payouts.pay_due(sandbox, now=later(50)).counts["failed"] == 0
     # and the creator can ask again
     withdrawals.request_withdrawal(c, 20_000, Method.CREDIT, policy=POLICY)
 
 
 def test_sandbox_fail_mode_refuses_everything(conn, rt):
-    c = make_creator()
+    c = named()
     earn(c, 10_000)
     withdrawals.request_withdrawal(c, 10_000, Method.WALLET, policy=POLICY)
-    assert withdrawals.pay_due(SandboxPayoutAdapter(rt.redis, "fail"),
+    assert payouts.pay_due(SandboxPayoutAdapter(rt.redis, "fail"),
                                now=later(25)).counts["failed"] == 1
 
 
 def test_concurrent_pay_runs_send_each_transfer_once(rt, sandbox):
     # given ten due withdrawals; when four job runs race over them
-    c = make_creator()
+    c = named()
     earn(c, 100_000)
     with db.connection_context():
         ws = [withdrawals.request_withdrawal(c, 10_000, Method.WALLET, policy=POLICY)
@@ -352,7 +323,7 @@ def test_concurrent_pay_runs_send_each_transfer_once(rt, sandbox):
     def run() -> None:
         with db.connection_context():
             start.wait()
-            results.append(withdrawals.pay_due(sandbox, now=now).counts)
+            results.append(payouts.pay_due(sandbox, now=now).counts)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for t in threads:
@@ -377,10 +348,10 @@ def wechat_payouts(settings, fake_pay) -> WeChatTransferAdapter:  # noqa: ANN001
 
 
 def test_wechatpay_transfer_pays_the_net_to_the_openid(conn, wechat_payouts, fake_pay):
-    c = make_creator("wx-openid-1")
+    c = named("wx-openid-1")
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
-    assert withdrawals.pay_due(wechat_payouts, now=later(25)).counts["paid"] == 1
+    assert payouts.pay_due(wechat_payouts, now=later(25)).counts["paid"] == 1
     sent = fake_pay.transfers[w.no]
     assert (sent.openid, sent.amount) == ("wx-openid-1", 19_800)
     assert reload(w).payout_ref == sent.payment_no
@@ -389,17 +360,17 @@ def test_wechatpay_transfer_pays_the_net_to_the_openid(conn, wechat_payouts, fak
 
 def test_wechatpay_system_error_after_paying_is_settled_by_query(conn, wechat_payouts, fake_pay):
     # given WeChat Pay moves the money and then answers SYSTEMERROR
-    c = make_creator()
+    c = named()
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     fake_pay.fail_next(err_code="SYSTEMERROR", endpoint="transfers", after_processing=True)
     now = later(25)
-    assert withdrawals.pay_due(wechat_payouts, now=now).counts["unclear"] == 1
+    assert payouts.pay_due(wechat_payouts, now=now).counts["unclear"] == 1
     assert w.no in fake_pay.transfers
     # when the job comes back, then gettransferinfo says SUCCESS and no second transfer is made
     before = len(fake_pay.requests_to("/mmpaymkttransfers/promotion/transfers"))
     after = now + dt.timedelta(seconds=PAYING_LEASE_S + 1)
-    assert withdrawals.pay_due(wechat_payouts, now=after).counts["paid"] == 1
+    assert payouts.pay_due(wechat_payouts, now=after).counts["paid"] == 1
     assert len(fake_pay.requests_to("/mmpaymkttransfers/promotion/transfers")) == before
     assert reload(w).payout_ref == fake_pay.transfers[w.no].payment_no
 
@@ -407,25 +378,25 @@ def test_wechatpay_system_error_after_paying_is_settled_by_query(conn, wechat_pa
 @pytest.mark.parametrize("failure", [{"http_status": 500}, {"err_code": "SYSTEMERROR"}, {}])
 def test_wechatpay_unclear_before_paying_retries_under_the_same_no(conn, wechat_payouts, fake_pay,
                                                                     failure):
-    c = make_creator()
+    c = named()
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     fake_pay.fail_next(endpoint="transfers", **failure)
     now = later(25)
-    assert withdrawals.pay_due(wechat_payouts, now=now).counts["unclear"] == 1
+    assert payouts.pay_due(wechat_payouts, now=now).counts["unclear"] == 1
     assert w.no not in fake_pay.transfers
     after = now + dt.timedelta(seconds=PAYING_LEASE_S + 1)
-    assert withdrawals.pay_due(wechat_payouts, now=after).counts["paid"] == 1
+    assert payouts.pay_due(wechat_payouts, now=after).counts["paid"] == 1
     assert fake_pay.transfers[w.no].amount == 19_800
 
 
 def test_wechatpay_definite_refusal_fails_the_withdrawal(conn, wechat_payouts, fake_pay):
-    c = make_creator()
+    c = named()
     earn(c, 20_000)
     w = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     fake_pay.fail_next(err_code="V2_ACCOUNT_SIMPLE_BAN", endpoint="transfers",
                        return_msg="无法给非实名用户付款")
-    assert withdrawals.pay_due(wechat_payouts, now=later(25)).counts["failed"] == 1
+    assert payouts.pay_due(wechat_payouts, now=later(25)).counts["failed"] == 1
     assert "V2_ACCOUNT_SIMPLE_BAN" in reload(w).last_error
     assert owed(c)["available_fen"] == 20_000
 
@@ -433,17 +404,17 @@ def test_wechatpay_definite_refusal_fails_the_withdrawal(conn, wechat_payouts, f
 def test_wechatpay_query_reporting_failed_or_processing(conn, wechat_payouts, fake_pay):
     # given two transfers whose answers were lost; WeChat Pay later reports one failed and one
     # still processing
-    c = make_creator()
+    c = named()
     earn(c, 40_000)
     a = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     b = withdrawals.request_withdrawal(c, 20_000, Method.WALLET, policy=POLICY)
     fake_pay.fail_next(2, err_code="SYSTEMERROR", endpoint="transfers", after_processing=True)
     now = later(25)
-    assert withdrawals.pay_due(wechat_payouts, now=now).counts["unclear"] == 2
+    assert payouts.pay_due(wechat_payouts, now=now).counts["unclear"] == 2
     fake_pay.transfers[a.no].status, fake_pay.transfers[a.no].reason = "FAILED", "余额不足"
     fake_pay.transfers[b.no].status = "PROCESSING"
     after = now + dt.timedelta(seconds=PAYING_LEASE_S + 1)
-    counts = withdrawals.pay_due(wechat_payouts, now=after).counts
+    counts = payouts.pay_due(wechat_payouts, now=after).counts
     assert (counts["failed"], counts["unclear"]) == (1, 1)
     assert reload(a).state == WithdrawalState.FAILED and reload(a).last_error == "余额不足"
     assert reload(b).state == WithdrawalState.PAYING
@@ -451,7 +422,7 @@ def test_wechatpay_query_reporting_failed_or_processing(conn, wechat_payouts, fa
 
 
 def test_wechatpay_adapter_query_of_an_unknown_no(wechat_payouts):
-    assert wechat_payouts.query("WDNEVERSENT0001").state == withdrawals.TransferState.NOT_FOUND
+    assert wechat_payouts.query("WDNEVERSENT0001").state == payouts.TransferState.NOT_FOUND
 
 
 # ---- race safety --------------------------------------------------------------------------------
@@ -461,7 +432,7 @@ def test_wechatpay_adapter_query_of_an_unknown_no(wechat_payouts):
 def test_simultaneous_withdrawals_never_exceed_the_available_balance(rt, method):
     # given 300 yuan available; when eight withdrawals of 100 yuan start at the same instant,
     # each on its own database connection
-    c = make_creator()
+    c = named()
     earn(c, 30_000)
     start, outcomes = threading.Barrier(8), []
 
@@ -492,21 +463,17 @@ def test_simultaneous_withdrawals_never_exceed_the_available_balance(rt, method)
 def test_earnings_from_a_real_sale_can_be_withdrawn(rt, shop, sandbox):
     # given a creator's sale, settled and released after the refund window
     sku = shop.card_sku(keys=3, price=100_000, code="CARD-W")
-    c = make_creator("seller-1")
+    c = named("seller-1")
     with db.connection_context():
-        order, _ = orders.place_order(buyer("shopper-1"), OrderRequest(sku=sku.code, quantity=1,
-                                                                       ref=c.code),
-                                      rt.policy, client_ip="127.0.0.1")
-        payments.confirm_payment(order.no, "tx-w-1", order.amount_fen, source="test")
-        settlement.settle(rt.payout)
+        sell(rt, sku.code, c.code, openid="shopper-1")
+        settle(rt)
         assert withdrawals.balances(c.id)["available_fen"] == 0
-        settlement.release_due(rt.payout, now=utcnow() + dt.timedelta(
-            days=rt.payout.refund_window_days, seconds=1))
+        release(rt)
         earned = withdrawals.balances(c.id)["available_fen"]
         assert earned >= 10_000  # 10% of 1000 yuan
         # when they withdraw all of it and the payout runs at T+1
         w = withdrawals.request_withdrawal(c, earned, Method.WALLET, policy=rt.withdraw)
-        withdrawals.pay_due(sandbox, now=later(25))
+        payouts.pay_due(sandbox, now=later(25))
         # then it is paid and the books balance
         assert reload(w).state == WithdrawalState.PAID
         assert withdrawals.balances(c.id) == {"pending_fen": 0, "available_fen": 0,
@@ -516,13 +483,13 @@ def test_earnings_from_a_real_sale_can_be_withdrawn(rt, shop, sandbox):
 
 
 def test_listing_a_creators_withdrawals_pages_newest_first(conn):
-    c = make_creator()
+    c = named()
     earn(c, 50_000)
     ids = [withdrawals.request_withdrawal(c, 10_000, Method.CREDIT, policy=POLICY).id
            for _ in range(5)]
     assert [w.id for w in withdrawals.list_withdrawals(c, limit=2)] == ids[::-1][:2]
     assert [w.id for w in withdrawals.list_withdrawals(c.id, limit=10, before_id=ids[2])] == ids[:2][::-1]
-    assert withdrawals.list_withdrawals(make_creator(), 10) == []
+    assert withdrawals.list_withdrawals(named(), 10) == []
 
 
 # ---- property: random earnings, withdrawals, reviews and payouts ------------------------------------
@@ -544,7 +511,7 @@ WALLETS = ["ok", "fail", "flaky", "lost"]
 @given(steps=ops, kinds=st.lists(st.sampled_from(WALLETS), min_size=3, max_size=3))
 def test_random_money_flows_never_overdraw_and_always_balance(rt, steps, kinds):
     sandbox = SandboxPayoutAdapter(rt.redis)
-    creators = [make_creator(f"{kind}-{next(_n)}") for kind in kinds]
+    creators = [named(f"{kind}-{next(_n)}") for kind in kinds]
     made: list[Withdrawal] = []
     earned = [0, 0, 0]
     clock = utcnow()
@@ -576,16 +543,16 @@ def test_random_money_flows_never_overdraw_and_always_balance(rt, steps, kinds):
                 w = made[step[1] % len(made)]
                 try:
                     if step[0] == "approve":
-                        withdrawals.approve(w.id, "operator:prop")
+                        payouts.approve(w.id, "operator:prop")
                     else:
-                        withdrawals.reject(w.id, "operator:prop", "property test")
+                        payouts.reject(w.id, "operator:prop", "property test")
                 except InvalidState:
                     assert reload(w).state not in (
                         (WithdrawalState.REVIEW,) if step[0] == "approve"
                         else (WithdrawalState.REVIEW, WithdrawalState.APPROVED))
             elif step[0] == "pay":
                 clock += dt.timedelta(hours=step[1])
-                withdrawals.pay_due(sandbox, now=clock)
+                payouts.pay_due(sandbox, now=clock)
         # then the ledger balances, every creator's money adds up, and nothing was paid twice
         assert ledger.unbalanced_transactions() == []
         for i, c in enumerate(creators):

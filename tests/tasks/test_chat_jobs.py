@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bots.sender import enqueue, store_image
+from bots.sender import store_image
 from models.chat import OutboundMessage
 from models.db import db
+from qianxing import wiring
 from tasks.chat import prune_posters
 from tasks.periodic import PERIODIC, resolve
 
@@ -38,7 +39,7 @@ def file(folder: Path, name: str, age_s: float) -> Path:
 
 def message(key: str, image_key: str, state: str) -> None:
     with db.connection_context():
-        enqueue(key, "telegram", "900001", {"text": "看看这个", "image_key": image_key})
+        wiring.runtime().sender.enqueue(key, "telegram", "900001", {"text": "看看这个", "image_key": image_key})
         OutboundMessage.update(state=state).where(OutboundMessage.key == key).execute()
 
 

@@ -9,7 +9,7 @@ from models.notifications import Notification, send_notice
 from models.orders import Status
 from tasks import delivery as jobs
 from tasks import maintenance, queues
-from tests.tasks.test_delivery_jobs import paid, sent_to, status, vouchers
+from tests.factories import paid, sent_to, status, vouchers
 
 
 def test_many_payments_make_one_drain_job_that_delivers_them_all(rt, shop, run_jobs, fake_wechat):

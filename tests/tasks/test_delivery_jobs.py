@@ -4,60 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from models import delivery, inventory, orders, payments, vault
+from models import delivery, inventory, payments, vault
 from models.catalog import Kind, Sku
 from models.db import db, utcnow
 from models.delivery import TopupRequest, Voucher
 from models.events import Event
 from models.failures import ItemFailure
 from models.notifications import Notification, NotificationAttempt
-from models.orders import Order, OrderPolicy, OrderRequest, Status
+from models.orders import Order, Status
 from models.vault import CardKey, KeyState
 from tasks import delivery as jobs
 from tasks import maintenance
-from tests.conftest import buyer
-
-POLICY = OrderPolicy(ttl_seconds=900, max_unpaid_per_user=1000, max_unpaid_per_ip=1000,
-                     max_quantity=10)
-
-
-def paid(sku: Sku, openid: str = "buyer-1", quantity: int = 1, account: str | None = None,
-         dispatch: bool = True) -> Order:
-    """Place and pay an order the way the webhook does (confirm, then dispatch the job)."""
-    with db.connection_context():
-        order, _ = orders.place_order(buyer(openid), OrderRequest(sku.code, quantity,
-                                                                  account=account),
-                                      POLICY, client_ip="10.0.0.1")
-        order_id, outcome = payments.confirm_payment(order.no, f"tx-{order.no}",
-                                                     order.amount_fen, source="test")
-    if dispatch:
-        maintenance.dispatch_payment(order_id, outcome)
-    return order
-
-
-def api_paid(client, login, fake_pay, sku: Sku, openid: str, **extra) -> dict:  # noqa: ANN001, ANN003
-    """Order through the API, create the WeChat Pay order and pay it with a notification."""
-    auth = login(openid)
-    resp = client.post("/api/v1/orders", json={"sku": sku.code, "quantity": 1, **extra},
-                       headers=auth)
-    assert resp.status_code == 201, resp.json
-    assert client.post(f"/api/v1/orders/{resp.json['id']}/pay", headers=auth).status_code == 200
-    assert fake_pay.notify_acknowledged(fake_pay.pay(resp.json["no"]))
-    return resp.json
-
-
-def status(order_id: int) -> str:
-    with db.connection_context():
-        return Order.get_by_id(order_id).status
-
-
-def vouchers(order_id: int) -> list[Voucher]:
-    with db.connection_context():
-        return list(Voucher.select().where(Voucher.order == order_id).order_by(Voucher.seq))
-
-
-def sent_to(fake_wechat, openid: str) -> list[dict]:  # noqa: ANN001
-    return [m for m in fake_wechat.subscribe_messages if m["touser"] == openid]
+from tests.factories import api_paid, buyer, paid, sent_to, status, vouchers
 
 
 def test_a_serial_sku_gives_every_buyer_the_same_code(shop, run_jobs):

@@ -9,7 +9,7 @@ from models.delivery import fulfil_order
 from models.notifications import Notification
 from models.orders import Status
 from tasks import maintenance, queues
-from tests.tasks.test_delivery_jobs import paid, sent_to, status, vouchers
+from tests.factories import paid, sent_to, status, vouchers
 
 
 def test_a_payment_takes_a_lease_of_seconds_that_the_drain_gives_back(rt, shop, run_jobs):

@@ -3,30 +3,13 @@ settings and notifiers, traffic rewards, and their periodic registration."""
 
 from __future__ import annotations
 
-import itertools
-
 from bots.notify import THING_MAX, MiniProgramSubscribeNotifier, build_notifiers
-from models import activity, ledger, levels, network
-from models.activity import TrackEvent
-from models.db import db, utcnow
+from models import activity, ledger, level_evaluation
+from models.db import db
 from models.network import Creator
 from models.notifications import Notification, NotificationAttempt
 from tasks.periodic import PERIODIC, resolve
-from tests.conftest import buyer
-
-_n = itertools.count(1)
-
-
-def creator(parent: Creator | None = None) -> Creator:
-    with db.connection_context():
-        c = network.become_creator(buyer(f"job-creator-{next(_n)}"))
-        return network.bind(c, parent.code, "typed") if parent else c
-
-
-def plays(c: Creator, count: int, ref: str = "v1") -> None:
-    with db.connection_context():
-        activity.record_events([TrackEvent(f"job-{next(_n)}", c.code, "video_play", ref, count, utcnow())],
-                               user_id=None, source="csv")
+from tests.factories import creator, plays
 
 
 def test_level_evaluation_runs_as_a_job_with_the_runtime_settings_and_channels(rt, run_jobs, fake_wechat):
@@ -34,7 +17,7 @@ def test_level_evaluation_runs_as_a_job_with_the_runtime_settings_and_channels(r
     # channel, the mini-program subscribe message (whose template is the delivery notice)
     star = creator()
     plays(star, 3)
-    creator(star), creator(star)
+    creator(parent=star), creator(parent=star)
     sent_before = len(fake_wechat.subscribe_messages)
     # when the job is enqueued by its dotted name (as settlement does) twice and run
     rt.queue.enqueue("tasks.network.evaluate_levels")
@@ -59,7 +42,7 @@ def test_with_a_level_up_template_the_level_up_goes_out_as_a_subscribe_message(
         levelup_template_id="levelup-tpl"))
     star = creator()
     plays(star, 3)
-    creator(star), creator(star)
+    creator(parent=star), creator(parent=star)
     with db.connection_context():
         openid = star.user.openid
     sent_before = len(fake_wechat.subscribe_messages)
@@ -80,7 +63,7 @@ def test_with_a_level_up_template_the_level_up_goes_out_as_a_subscribe_message(
 
 def test_a_level_up_note_too_long_for_a_thing_field_is_cut_to_fit():
     # given the top level's note with its bonus (longer than WeChat's 20-character `thing`)
-    notice = levels.level_up_notice(6, "千星", 6, 100_000)
+    notice = level_evaluation.level_up_notice(6, "千星", 6, 100_000)
     assert len(notice.text) > THING_MAX
     # when it becomes a subscribe message, then the note is cut with an ellipsis to 20
     template, data = MiniProgramSubscribeNotifier(None, "delivery", "levelup")._message(notice)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from rq.job import Job
 
-from models import ledger, network, settlement
+from models import ledger, settlement
 from models.catalog import Sku
 from models.commission import OrderFacts, seller_rate, split
 from models.db import db, utcnow
@@ -30,15 +30,9 @@ from qianxing.processes import stop_all
 from tasks import queues
 from tasks.periodic import JOB_TIMEOUTS, PERIODIC, resolve
 from tasks.settlement import LEVELS_JOB, LEVELS_JOB_IDS, queue_level_evaluation
-from tests.conftest import buyer, settings_is_postgres
-from tests.models.test_settlement import (
-    assert_books_clean,
-    bucket,
-    chain,
-    make_sku,
-    paid_order,
-    state_of,
-)
+from tests.books import assert_books_clean, bucket, state_of
+from tests.conftest import settings_is_postgres
+from tests.factories import buyer, chain, creator, make_sku, paid_order
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,12 +202,7 @@ def random_tree_and_orders(shop, n_orders: int, seed: int = 11) -> list[int]:  #
     made: list[Creator] = []
     for i in range(30):
         parent = rng.choice(made) if made and rng.random() < 0.9 else None
-        with db.connection_context():
-            c = network.become_creator(buyer(f"kill-{i}"))
-            if parent is not None:
-                c = network.bind(c, parent.code, "typed")
-            Creator.update(rank=rng.randrange(0, 7)).where(Creator.id == c.id).execute()
-        made.append(c)
+        made.append(creator(f"kill-{i}", parent=parent, rank=rng.randrange(0, 7)))
     skus = [make_sku(shop, price=rng.choice((990, 4990, 19900)), commission_bp=rng.randrange(1000, 3001))
             for _ in range(3)]
     now = utcnow()

@@ -3,36 +3,20 @@ real wechatpy transfer adapter wired from PAYOUT_PROVIDER against the fake WeCha
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import pytest
 
-from models import ledger, network, withdrawals
+from models import ledger, withdrawals
 from models.db import db
 from models.ledger import LedgerTransaction
-from models.network import Creator
-from models.withdrawals import Method, Withdrawal, WithdrawalState, WithdrawPolicy
+from models.withdrawals import Withdrawal, WithdrawalState
 from qianxing import wiring
 from qianxing.gateways.payout import WeChatTransferAdapter
 from tasks.periodic import PERIODIC
 from tasks.withdrawals import pay_due_withdrawals
-from tests.conftest import buyer, make_settings
-
-DUE_NOW = WithdrawPolicy(min_fen=10_000, fee_bp=100, delay_hours=0, review_above_fen=500_000)
-_n = itertools.count(1)
-
-
-def due_withdrawal(amount: int = 20_000, openid: str | None = None) -> Withdrawal:
-    """A creator with `amount` available withdraws it all; due at once (no T+1 delay)."""
-    with db.connection_context():
-        creator = network.become_creator(buyer(openid or f"job-creator-{next(_n)}"))
-        with db.atomic():
-            ledger.post(f"test-earn:{creator.id}", "release", [
-                ledger.Leg(ledger.COMMISSION_EXPENSE, amount),
-                ledger.Leg(ledger.creator_account(creator.id, ledger.AVAILABLE), -amount)])
-        return withdrawals.request_withdrawal(Creator.get_by_id(creator.id), amount,
-                                              Method.WALLET, policy=DUE_NOW)
+from tests.conftest import make_settings
+from tests.factories import due_withdrawal
 
 
 def state(w: Withdrawal) -> str:

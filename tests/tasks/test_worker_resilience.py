@@ -29,7 +29,7 @@ from qianxing.settings import Settings
 from tasks import queues
 from tasks.liveness import worker_of
 from tests.conftest import free_port
-from tests.tasks.test_delivery_jobs import paid
+from tests.factories import paid
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = RQScheduler.get_locking_key("default")

@@ -1,0 +1,285 @@
+"""Test data, made through the real services: buyers, creators, SKUs with keys, orders (written
+directly, placed and paid through the services, or through the mini-program API) and activity.
+
+Plain functions and small classes, no pytest magic: fixtures in conftest.py wrap them. Every
+test module takes its data from here instead of writing its own copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+
+from models import activity, catalog, ledger, network, orders, payments, vault, withdrawals
+from models.activity import TrackEvent
+from models.catalog import Kind, Sku
+from models.db import db, utcnow
+from models.delivery import Voucher
+from models.network import Creator
+from models.orders import Order, OrderPolicy, OrderRequest
+from models.users import User, get_or_create_by_openid
+from models.withdrawals import Method, Withdrawal, WithdrawPolicy
+from tasks import maintenance
+
+_n = itertools.count(1)
+
+# A policy that never limits a test's orders (the limits have their own tests).
+POLICY = OrderPolicy(ttl_seconds=900, max_unpaid_per_user=1000, max_unpaid_per_ip=1000,
+                     max_quantity=10)
+
+
+# -- people -------------------------------------------------------------------------------------
+
+def buyer(openid: str = "buyer-1") -> User:
+    """The mini-program user with this openid, created on first call."""
+    with db.connection_context():
+        return get_or_create_by_openid(openid)
+
+
+def creator(openid: str | None = None, *, name: str = "", parent: Creator | None = None,
+            rank: int = 0, active: bool = True, user: User | None = None,
+            code: str | None = None) -> Creator:
+    """A creator through the real join and bind services: `user` (or the buyer `openid`, a fresh
+    one by default) joins under `name` and is bound to `parent`'s code; a star level, an active
+    flag and an invite `code` other than the allocated one are then set directly."""
+    with db.connection_context():
+        made = network.become_creator(user or buyer(openid or f"creator-{next(_n)}"), name=name)
+        if parent is not None:
+            made = network.bind(made, parent.code, "typed")
+        changes = {"rank": rank} if rank else {}
+        if not active:
+            changes["active"] = False
+        if code is not None:
+            changes["code"] = code
+        if changes:
+            Creator.update(**changes).where(Creator.id == made.id).execute()
+        return Creator.get_by_id(made.id)
+
+
+def named(openid: str | None = None, **kw) -> Creator:  # noqa: ANN003
+    """A creator whose name is its buyer's openid (a fresh one by default)."""
+    openid = openid or f"creator-{next(_n)}"
+    return creator(openid, name=openid, **kw)
+
+
+def chain(*ranks: int, prefix: str = "c") -> list[Creator]:
+    """A line of creators, each invited by the one before: chain(...)[-1] is the deepest."""
+    made: list[Creator] = []
+    for i, rank in enumerate(ranks):
+        made.append(named(f"{prefix}{i}", parent=made[-1] if made else None, rank=rank))
+    return made
+
+
+def fresh(c: Creator) -> Creator:
+    """The creator row as stored now."""
+    with db.connection_context():
+        return Creator.get_by_id(c.id)
+
+
+def earn(c: Creator, fen: int) -> None:
+    """Money made available the way settlement's release posts it (expense -> available)."""
+    with db.connection_context(), db.atomic():
+        assert ledger.post(f"test-earn:{c.id}:{next(_n)}", "release", [
+            ledger.Leg(ledger.COMMISSION_EXPENSE, fen),
+            ledger.Leg(ledger.creator_account(c.id, ledger.AVAILABLE), -fen)])
+
+
+# Withdrawals due at once (no T+1 delay), reviewed above 5,000 yuan.
+DUE_NOW = WithdrawPolicy(min_fen=10_000, fee_bp=100, delay_hours=0, review_above_fen=500_000)
+
+
+def due_withdrawal(amount: int = 20_000, openid: str | None = None) -> Withdrawal:
+    """A creator with `amount` available withdraws it all to the wallet; due at once."""
+    made = creator(openid)
+    earn(made, amount)
+    with db.connection_context():
+        return withdrawals.request_withdrawal(made, amount, Method.WALLET, policy=DUE_NOW)
+
+
+# -- catalog ------------------------------------------------------------------------------------
+
+class Shop:
+    """Catalog data: SKUs of each kind, card keys imported into the vault."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def card_sku(self, keys: int = 5, price: int = 1990, code: str | None = None) -> Sku:
+        self._n += 1
+        code = code or f"CARD-{self._n}"
+        with db.connection_context():
+            product = catalog.create_product(f"Product {code}")
+            sku = catalog.create_sku(product, code=code, name=f"会员卡 {code}", kind=Kind.CARD_KEY,
+                                     supply_price_fen=price // 2, retail_price_fen=price)
+            vault.import_keys(sku, [(i, f"{code}-KEY-{i:06d}-SECRET") for i in range(1, keys + 1)])
+        return sku
+
+    def counter_sku(self, kind: Kind, stock: int = 10, price: int = 4980, code: str | None = None,
+                    serial: str = "SERIAL-CODE-123456") -> Sku:
+        self._n += 1
+        code = code or f"{kind.value.upper()}-{self._n}"
+        with db.connection_context():
+            product = catalog.create_product(f"Product {code}")
+            sku = catalog.create_sku(product, code=code, name=f"商品 {code}", kind=kind,
+                                     supply_price_fen=price // 2, retail_price_fen=price, stock=stock)
+            if kind == Kind.SERIAL:
+                vault.seal_serial(sku, serial)
+        return sku
+
+    def bundle(self, parts: list[tuple[Sku, int]], price: int = 3000, code: str = "BUNDLE") -> Sku:
+        with db.connection_context():
+            product = catalog.create_product("Bundle")
+            return catalog.create_sku(product, code=code, name="礼包", kind=Kind.BUNDLE,
+                                      supply_price_fen=price // 2, retail_price_fen=price,
+                                      bundle=parts)
+
+
+def make_sku(shop: Shop, *, price: int = 10_000, commission_bp: int = 1000) -> Sku:
+    """A card key SKU (one key) with its own commission rate."""
+    sku = shop.card_sku(keys=1, price=price)
+    with db.connection_context():
+        Sku.update(commission_bp=commission_bp).where(Sku.id == sku.id).execute()
+        return Sku.get_by_id(sku.id)
+
+
+# -- orders -------------------------------------------------------------------------------------
+
+def paid_order(seller: Creator | None, sku: Sku, *, amount: int = 10_000, cost: int = 5_000,
+               markup: int = 0, live_id: int | None = None, risk_hold: bool = False,
+               paid_at: dt.datetime | None = None) -> int:
+    """A paid order attributed to `seller`, written directly (placement and payment have their
+    own tests; settlement reads only these columns)."""
+    n = next(_n)
+    now = utcnow()
+    with db.connection_context():
+        shopper = buyer("settle-shopper")
+        return Order.create(
+            no=f"QXT{n:012d}", user=shopper.id, sku=sku.id, quantity=1, unit_price_fen=amount,
+            amount_fen=amount, status="paid", ref_code=seller.code if seller else None,
+            seller_id=seller.id if seller else None, markup_fen=markup, cost_fen=cost,
+            live_id=live_id, client_ip="127.0.0.1", risk_hold=risk_hold, expires_at=now,
+            paid_at=paid_at or now).id
+
+
+def mark_refunded(*order_ids: int) -> None:
+    """The order state a completed refund leaves (the refund path has its own tests)."""
+    with db.connection_context():
+        Order.update(status="refunded", refunded_at=utcnow()).where(Order.id.in_(order_ids)).execute()
+
+
+def unpaid(sku: Sku | str, openid: str = "buyer-1", quantity: int = 1, *, user: User | None = None,
+           policy: OrderPolicy = POLICY, client_ip: str = "10.0.0.1", **request) -> Order:  # noqa: ANN003
+    """A new order placed through the order service (`request`: account, ref, live, ...)."""
+    code = sku if isinstance(sku, str) else sku.code
+    with db.connection_context():
+        order, created = orders.place_order(user or buyer(openid), OrderRequest(code, quantity, **request),
+                                            policy, client_ip=client_ip)
+    assert created
+    return order
+
+
+def paid(sku: Sku | str, openid: str = "buyer-1", quantity: int = 1, account: str | None = None,
+         dispatch: bool = True, *, user: User | None = None, ref: str | None = None,
+         live: int | None = None, policy: OrderPolicy = POLICY,
+         client_ip: str = "10.0.0.1") -> Order:
+    """Place and pay an order through the services the way the webhook does (confirm, then,
+    with `dispatch`, hand the payment to delivery)."""
+    order = unpaid(sku, openid, quantity, user=user, policy=policy, client_ip=client_ip,
+                   account=account, ref=ref, live=live)
+    with db.connection_context():
+        order_id, outcome = payments.confirm_payment(order.no, f"tx-{order.no}",
+                                                     order.amount_fen, source="test")
+    if dispatch:
+        maintenance.dispatch_payment(order_id, outcome)
+    return order
+
+
+def sell(rt, sku_code: str, ref: str | None, user: User | None = None, openid: str = "shopper") -> int:  # noqa: ANN001
+    """A buyer orders through `ref` under the runtime's policy and pays (the path a payment
+    notification takes); the order's id."""
+    return paid(sku_code, openid, dispatch=False, user=user, ref=ref, policy=rt.policy,
+                client_ip="127.0.0.1").id
+
+
+ORDERS = "/api/v1/orders"
+
+
+def api_login(client, fake_wechat, openid: str = "buyer-1") -> dict[str, str]:  # noqa: ANN001
+    """Log a shopper in through the real jscode2session path; returns auth headers."""
+    code = f"code-{openid}-{next(_n)}-{os.getpid()}"
+    fake_wechat.register_code(code, openid)
+    resp = client.post("/api/v1/auth/login", json={"code": code})
+    assert resp.status_code == 200, resp.json
+    return {"Authorization": f"Bearer {resp.json['token']}"}
+
+
+def api_place(client, auth: dict, sku: Sku | str, quantity: int = 1, key: str | None = None,  # noqa: ANN001
+              **extra) -> dict:  # noqa: ANN003
+    """Place an order through the API (with an Idempotency-Key when `key` is given)."""
+    code = sku if isinstance(sku, str) else sku.code
+    headers = {**auth, "Idempotency-Key": key} if key is not None else auth
+    resp = client.post(ORDERS, json={"sku": code, "quantity": quantity, **extra}, headers=headers)
+    assert resp.status_code == 201, resp.json
+    return resp.json
+
+
+def api_pay(client, fake_pay, auth: dict, order: dict) -> None:  # noqa: ANN001
+    """Pay an order the way the mini-program does: /pay, then WeChat Pay's notification."""
+    resp = client.post(f"{ORDERS}/{order['id']}/pay", headers=auth)
+    assert resp.status_code == 200, resp.json
+    assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
+
+
+def api_order(client, auth: dict, sku: Sku | str, quantity: int = 1, **extra) -> dict:  # noqa: ANN001, ANN003
+    """Place an order and create its WeChat Pay order through the API (not paid yet)."""
+    order = api_place(client, auth, sku, quantity, **extra)
+    pay = client.post(f"{ORDERS}/{order['id']}/pay", headers=auth)
+    assert pay.status_code == 200, pay.json
+    return order
+
+
+def api_buy(client, fake_pay, auth: dict, sku: Sku | str, ref: str | None = None, **extra) -> dict:  # noqa: ANN001, ANN003
+    """Order through the API (through a creator's `ref`, if given) and pay it the way the
+    mini-program does: /pay, then WeChat Pay's signed notification to the real notify endpoint."""
+    order = api_place(client, auth, sku, **({"ref": ref} if ref is not None else {}), **extra)
+    api_pay(client, fake_pay, auth, order)
+    return order
+
+
+def api_paid(client, login, fake_pay, sku: Sku | str, openid: str, **extra) -> dict:  # noqa: ANN001, ANN003
+    """Log `openid` in, order through the API and pay (as api_buy)."""
+    return api_buy(client, fake_pay, login(openid), sku, **extra)
+
+
+# -- reading back -------------------------------------------------------------------------------
+
+def status(order_id: int) -> str:
+    with db.connection_context():
+        return Order.get_by_id(order_id).status
+
+
+def vouchers(order_id: int) -> list[Voucher]:
+    with db.connection_context():
+        return list(Voucher.select().where(Voucher.order == order_id).order_by(Voucher.seq))
+
+
+def sent_to(fake_wechat, openid: str) -> list[dict]:  # noqa: ANN001
+    """The subscribe messages the fake WeChat API was asked to send to `openid`."""
+    return [m for m in fake_wechat.subscribe_messages if m["touser"] == openid]
+
+
+# -- activity -----------------------------------------------------------------------------------
+
+def play(code: str, event_id: str | None = None, kind: str = "video_play", ref: str = "v1",
+         count: int = 1, when: dt.datetime | None = None) -> TrackEvent:
+    """One activity event for the creator with invite code `code` (five minutes ago)."""
+    return TrackEvent(event_id or f"e-{next(_n)}", code, kind, ref, count,
+                      when or utcnow() - dt.timedelta(minutes=5))
+
+
+def plays(c: Creator, count: int = 1, ref: str = "v1", kind: str = "video_play") -> None:
+    """`count` plays of the creator's video `ref`, imported now as from a platform's CSV."""
+    with db.connection_context():
+        activity.record_events([TrackEvent(f"play-{next(_n)}", c.code, kind, ref, count, utcnow())],
+                               user_id=None, source="csv")
