@@ -1,8 +1,8 @@
 """The command set of every chat platform, declared once per command in a registry.
 
 To add a command, write one function in the module of its area and declare it with
-`@command(...)` (bots/commands/registry.py): slash names, Chinese keywords, scope, menu places,
-help line and whether it takes arguments. The parser, the menus, the help text, the WeChat
+`@command(...)` (bots/commands/registry.py): slash names, Chinese keywords, scope (private,
+creators only), menu places, help line and the parser of its arguments. The parser, the menus, the help text, the WeChat
 official account's menu and the Telegram command menu all come from the registry.
 
     registry.py  Command / Context, the `@command` decorator, menus, help, WeChat and Telegram menus
@@ -38,7 +38,15 @@ from bots.commands.links import (
     shop_payload,
     telegram_link,
 )
-from bots.commands.parsing import MAX_YUAN_DIGITS, TEXT_MAX, ChatInputError, normalize, parse, parse_yuan
+from bots.commands.parsing import (
+    MAX_YUAN_DIGITS,
+    TEXT_MAX,
+    ChatInputError,
+    first_word,
+    normalize,
+    parse,
+    parse_yuan,
+)
 from bots.commands.registry import (
     COMMANDS,
     HANDLERS,
@@ -49,6 +57,7 @@ from bots.commands.registry import (
     Context,
     Handler,
     MenuPlace,
+    Parser,
     Spec,
     command,
     help_text,
@@ -87,8 +96,9 @@ __all__ = [
     "AREAS", "COMMANDS", "DEFAULT_LOCALE", "HANDLERS", "HELP", "JOIN_MENU", "KEYWORDS", "LIST_MAX", "LOCALES",
     "MAIN_MENU", "MAX_YUAN_DIGITS", "MESSAGES", "N_", "PREFIX", "PRIVATE_ONLY", "PRODUCT_PAGE", "REGISTRY", "SLASH",
     "TEXT_MAX",
-    "VOUCHERS_MAX", "WITHDRAW_CONFIRM_TTL_S", "ChatInputError", "Command", "Context", "Handler", "MenuPlace", "Spec",
-    "_", "command", "current_locale", "execute", "free_text", "help_text", "locale_for", "menu",
+    "VOUCHERS_MAX", "WITHDRAW_CONFIRM_TTL_S", "ChatInputError", "Command", "Context", "Handler", "MenuPlace", "Parser",
+    "Spec",
+    "_", "command", "current_locale", "execute", "first_word", "free_text", "help_text", "locale_for", "menu",
     "menu_key", "money", "normalize", "parse", "parse_payload", "parse_yuan", "percent", "polite",
     "private_only", "product_path", "product_payload", "shop_path", "shop_payload", "telegram_commands",
     "telegram_link", "use_locale", "wechat_menu", "yuan",

@@ -3,22 +3,22 @@ confirmation step is bots/commands/confirm.py)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from bots.commands.confirm import WITHDRAW_CONFIRM_TTL_S, decide, load_offer, store_offer
 from bots.commands.i18n import N_, _
 from bots.commands.parsing import parse_yuan
 from bots.commands.registry import Command, Context, MenuPlace, command, menu_key
-from bots.commands.replies import MESSAGES, creator_of, join_first, money, text
+from bots.commands.replies import MESSAGES, creator_of, money, text
 from bots.types import Button, Reply
 from models import earnings, withdrawals
 from models.money import yuan
 
 
-@command("earnings", keywords=("收益", "我的收益"), private=True, help=N_("/earnings · 收益 — 我的收益"),
+@command("earnings", keywords=("收益", "我的收益"), private=True, creator=True, help=N_("/earnings · 收益 — 我的收益"),
          menu=(MenuPlace("main", 1, 0, N_("我的收益")), MenuPlace("wechat", 2, 0, N_("我的收益"))))
 def cmd_earnings(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     b = earnings.balances(creator)
     lines = [_("我的收益"),
              _("可提现：{amount}").format(amount=money(b["available_fen"])),
@@ -43,12 +43,10 @@ BUCKET_LABELS = {"pending": N_("待结算"), "available": N_("可提现"), "with
                  "credit": N_("购物金")}
 
 
-@command("statement", keywords=("明细", "收益明细"), private=True, help=N_("/statement · 明细 — 收益明细"),
-         menu=MenuPlace("wechat", 2, 1, N_("收益明细")))
+@command("statement", keywords=("明细", "收益明细"), private=True, creator=True,
+         help=N_("/statement · 明细 — 收益明细"), menu=MenuPlace("wechat", 2, 1, N_("收益明细")))
 def cmd_statement(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     entries = earnings.statement(creator, limit=10)
     if not entries:
         return text(_("还没有收益记录。分享商品成交后，佣金会显示在这里。"))
@@ -61,22 +59,34 @@ def cmd_statement(ctx: Context, cmd: Command) -> list[Reply]:
     return text("\n".join(lines))
 
 
-@command("withdraw", keywords=("提现",), private=True, args=True,
+class WithdrawArgs(NamedTuple):
+    amount: int  # fen
+    method: withdrawals.Method
+
+
+def withdraw_args(text: str) -> WithdrawArgs | None:
+    """'100', '100 credit' (or 购物金 / 余额: to shopping credit) -> the amount and the method;
+    None when nothing was typed (the handler shows the balance and the minimum)."""
+    words = text.split()
+    if not words:
+        return None
+    method = withdrawals.Method.WALLET
+    if len(words) > 1 and words[1].lower() in ("credit", "购物金", "余额"):
+        method = withdrawals.Method.CREDIT
+    return WithdrawArgs(parse_yuan(words[0]), method)
+
+
+@command("withdraw", keywords=("提现",), private=True, creator=True, args=withdraw_args,
          help=N_("/withdraw 金额 · 提现 100 — 提现到微信零钱（需确认）"), menu=MenuPlace("wechat", 2, 2, N_("提现")))
 def cmd_withdraw(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     policy = ctx.withdraw_policy
     b = earnings.balances(creator)
-    if not cmd.args:
+    if cmd.value is None:
         return text(_("请发送：提现 金额（元），例如 提现 {example}。\n当前可提现 {available}，最低提现 {minimum}。")
                     .format(example=yuan(policy.min_fen), available=money(b["available_fen"]),
                             minimum=money(policy.min_fen)))
-    amount = parse_yuan(cmd.args[0])
-    method = withdrawals.Method.WALLET
-    if len(cmd.args) > 1 and cmd.args[1].lower() in ("credit", "购物金", "余额"):
-        method = withdrawals.Method.CREDIT
+    amount, method = cmd.value
     if amount < policy.min_fen:
         return text(_("最低提现 {minimum}，你输入的是 {amount}。").format(minimum=money(policy.min_fen),
                                                                 amount=money(amount)))

@@ -11,12 +11,12 @@ from bots.commands.links import (
     shop_path,
     telegram_link,
 )
+from bots.commands.parsing import ChatInputError, first_word
 from bots.commands.registry import Command, Context, MenuPlace, command, menu
 from bots.commands.replies import (
     LIST_MAX,
     creator_of,
     help_hint,
-    join_first,
     level_name,
     level_names,
     money,
@@ -31,9 +31,9 @@ from models.errors import DomainError
 from models.network import BindVia, Creator
 
 
-@command("start", keywords=("开始",), args=True, telegram=False)
+@command("start", keywords=("开始",), args=first_word, telegram=False)
 def cmd_start(ctx: Context, cmd: Command) -> list[Reply]:
-    payload = (ctx.incoming.start_payload or (cmd.args[0] if cmd.args else "")).strip()
+    payload = (ctx.incoming.start_payload or cmd.value or "").strip()
     if payload:
         kind, code, sku = parse_payload(payload[:64])
         if kind == "product" and sku:
@@ -62,11 +62,17 @@ def cmd_join(ctx: Context, cmd: Command) -> list[Reply]:
                 .format(first=first, code=creator.code), buttons=menu("main"))
 
 
-@command("bind", keywords=("绑定", "绑定邀请码"), args=True, help=N_("/bind 邀请码 · 绑定 邀请码 — 绑定邀请人"))
+def invite_code(text: str) -> str:
+    """The invite code typed after /bind (checked by network.bind)."""
+    code = first_word(text)
+    if code is None:
+        raise ChatInputError(_("请发送：/bind 邀请码（或：绑定 邀请码），例如 /bind ABCD2345。"))
+    return code
+
+
+@command("bind", keywords=("绑定", "绑定邀请码"), args=invite_code, help=N_("/bind 邀请码 · 绑定 邀请码 — 绑定邀请人"))
 def cmd_bind(ctx: Context, cmd: Command) -> list[Reply]:
-    if not cmd.args:
-        return text(_("请发送：/bind 邀请码（或：绑定 邀请码），例如 /bind ABCD2345。"))
-    return _join_and_bind(ctx, cmd.args[0], BindVia.TYPED)
+    return _join_and_bind(ctx, cmd.value, BindVia.TYPED)
 
 
 def _join_and_bind(ctx: Context, code: str, via: BindVia) -> list[Reply]:
@@ -108,12 +114,10 @@ def _shop_card(ctx: Context, creator_code: str) -> list[Reply]:
         name=creator.name or creator.code, path=shop_path(creator.code)), buttons=menu("join"))
 
 
-@command("poster", keywords=("海报", "邀请海报"), help=N_("/poster · 海报 — 我的邀请海报"),
+@command("poster", keywords=("海报", "邀请海报"), creator=True, help=N_("/poster · 海报 — 我的邀请海报"),
          menu=(MenuPlace("main", 0, 0, N_("邀请海报")), MenuPlace("wechat", 0, 0, N_("邀请海报"))))
 def cmd_poster(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     from bots import poster
 
     png, key = poster.invite_poster(creator, settings=ctx.settings)
@@ -124,12 +128,10 @@ def cmd_poster(ctx: Context, cmd: Command) -> list[Reply]:
     return [Reply(text=message, image=png, image_key=key, link=link)]
 
 
-@command("team", keywords=("团队", "我的团队"), help=N_("/team · 团队 — 我的团队与业绩"),
+@command("team", keywords=("团队", "我的团队"), creator=True, help=N_("/team · 团队 — 我的团队与业绩"),
          menu=(MenuPlace("main", 0, 1, N_("我的团队")), MenuPlace("wechat", 1, 0, N_("我的团队"))))
 def cmd_team(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     team = network.team(creator)
     names = level_names()
     lines = [_("我的团队"),
@@ -152,12 +154,10 @@ def _need(metric: str, value: int) -> str:
     return money(value) if metric.endswith("_fen") else str(value)
 
 
-@command("progress", keywords=("进度", "升级进度"), help=N_("/progress · 进度 — 升级进度"),
+@command("progress", keywords=("进度", "升级进度"), creator=True, help=N_("/progress · 进度 — 升级进度"),
          menu=(MenuPlace("main", 0, 2, N_("升级进度")), MenuPlace("wechat", 1, 1, N_("升级进度"))))
 def cmd_progress(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     p = levels.progress(creator, entry_videos=ctx.settings.ENTRY_VIDEOS,
                         entry_invites=ctx.settings.ENTRY_INVITES)
     lines = [_("当前等级：{name}").format(name=p.name)]
@@ -176,12 +176,10 @@ def cmd_progress(ctx: Context, cmd: Command) -> list[Reply]:
     return text("\n".join(lines))
 
 
-@command("level", keywords=("等级", "我的等级"), help=N_("/level · 等级 — 我的等级与佣金比例"),
+@command("level", keywords=("等级", "我的等级"), creator=True, help=N_("/level · 等级 — 我的等级与佣金比例"),
          menu=MenuPlace("wechat", 1, 2, N_("我的等级")))
 def cmd_level(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     table = {lv.rank: lv for lv in levels.table()}
     current, nxt = table.get(creator.rank), table.get(creator.rank + 1)
     if current is None:

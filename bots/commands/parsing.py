@@ -80,6 +80,12 @@ def _parse_callback(data: str) -> Command:
     return Command("stale_button")
 
 
+def first_word(text: str) -> str | None:
+    """The first word of the argument text, or None when there is none (an optional code)."""
+    words = text.split()
+    return words[0] if words else None
+
+
 _AMOUNT = re.compile(r"^[¥￥]?\s*(\d+)(?:\.(\d+))?\s*(?:元|块|rmb|cny)?$", re.IGNORECASE)
 
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from bots.commands.i18n import N_, _
 from bots.commands.links import product_path, product_payload, telegram_link
-from bots.commands.parsing import parse_yuan
+from bots.commands.parsing import ChatInputError, first_word, parse_yuan
 from bots.commands.registry import Command, Context, MenuPlace, command
-from bots.commands.replies import LIST_MAX, creator_of, join_first, level_name, level_names, money, percent, text
+from bots.commands.replies import LIST_MAX, level_name, level_names, money, percent, text
 from bots.types import Button, Reply
 from models import earnings, network, pricing
 from models.catalog import Sku, get_sku
 from models.errors import NotFound
 
 
-@command("products", keywords=("商品", "选品", "货架"), help=N_("/products · 商品 — 选品库"),
+@command("products", keywords=("商品", "选品", "货架"), creator=True, help=N_("/products · 商品 — 选品库"),
          menu=(MenuPlace("main", 1, 1, N_("选品")), MenuPlace("wechat", 0, 1, N_("选品推广"))))
 def cmd_products(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
+    creator = ctx.creator
     items = earnings.products(creator, default_cap_bp=ctx.settings.DEFAULT_MAX_MARKUP_BP)
     if not items:
         return text(_("选品库暂时没有商品，请稍后再来。"))
@@ -54,15 +52,19 @@ def _locked_reply(sku: Sku) -> list[Reply]:
         sku=sku.code, level=level_name(sku.min_rank)))
 
 
-@command("markup", keywords=("加价",), args=True, help=N_("/markup 商品编码 金额 · 加价 SKU 5 — 设置我的加价"))
+def markup_args(text: str) -> tuple[Sku, int]:
+    """'SKU001 5' -> the SKU and the markup in fen."""
+    words = text.split()
+    if len(words) < 2:
+        raise ChatInputError(_("请发送：加价 商品编码 金额（元），例如 加价 SKU001 5；加价 0 即取消加价。"))
+    return _sku_arg(words[0]), parse_yuan(words[1])
+
+
+@command("markup", keywords=("加价",), creator=True, args=markup_args,
+         help=N_("/markup 商品编码 金额 · 加价 SKU 5 — 设置我的加价"))
 def cmd_markup(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
-    if len(cmd.args) < 2:
-        return text(_("请发送：加价 商品编码 金额（元），例如 加价 SKU001 5；加价 0 即取消加价。"))
-    sku = _sku_arg(cmd.args[0])
-    amount = parse_yuan(cmd.args[1])
+    creator = ctx.creator
+    sku, amount = cmd.value
     cap = pricing.markup_cap(sku, ctx.settings.DEFAULT_MAX_MARKUP_BP)
     if sku.min_rank > creator.rank:
         return _locked_reply(sku)
@@ -77,14 +79,19 @@ def cmd_markup(ctx: Context, cmd: Command) -> list[Reply]:
         sku=sku.code, amount=money(amount), price=money(pricing.selling_price(sku, amount))))
 
 
-@command("promo", keywords=("推广",), args=True, help=N_("/promo 商品编码 · 推广 SKU — 推广链接与海报"))
+def promo_sku(text: str) -> Sku:
+    """'SKU001' -> the SKU to promote."""
+    code = first_word(text)
+    if code is None:
+        raise ChatInputError(_("请发送：推广 商品编码，例如 推广 SKU001（发送「商品」查看编码）。"))
+    return _sku_arg(code)
+
+
+@command("promo", keywords=("推广",), creator=True, args=promo_sku,
+         help=N_("/promo 商品编码 · 推广 SKU — 推广链接与海报"))
 def cmd_promo(ctx: Context, cmd: Command) -> list[Reply]:
-    creator = creator_of(ctx)
-    if creator is None:
-        return join_first()
-    if not cmd.args:
-        return text(_("请发送：推广 商品编码，例如 推广 SKU001（发送「商品」查看编码）。"))
-    sku = _sku_arg(cmd.args[0])
+    creator = ctx.creator
+    sku = cmd.value
     if sku.min_rank > creator.rank:
         return _locked_reply(sku)
     price = network.price_through(creator, sku)

@@ -1,15 +1,25 @@
 """The command registry: every chat command declared once, with the `@command` decorator.
 
-    @command("withdraw", keywords=("提现",), private=True, args=True,
+    @command("withdraw", keywords=("提现",), private=True, creator=True, args=withdraw_args,
              menu=(MenuPlace("wechat", 2, 2, N_("提现")),),
              help=N_("/withdraw 金额 · 提现 100 — 提现到微信零钱（需确认）"))
-    def cmd_withdraw(ctx: Context, cmd: Command) -> list[Reply]: ...
+    def cmd_withdraw(ctx: Context, cmd: Command) -> list[Reply]: ...  # ctx.creator, cmd.value
 
 A declaration holds everything the rest of the bot needs: the slash names (the command's own
 name unless given), the Chinese keywords, the scope (`private=True`: answered in a private chat
 only), where it appears in the menus, its help line (a catalog message id; the part after
-" — " is its Telegram menu description) and whether it takes arguments (a keyword that takes
-arguments may be glued to them: `提现100`; one that takes none must be the whole message).
+" — " is its Telegram menu description), whether only creators may run it and how its
+arguments are parsed:
+- `creator=True`: a user who is no creator yet is answered "join first" (`join_first()`)
+  before anything else; the handler finds the creator in `ctx.creator`.
+- `args=<parser>`: a function from the argument text as typed (`cmd.rest`, "" when there is
+  none) to a typed value, run after the creator check and before the handler, which finds the
+  value in `cmd.value`. A parser refuses bad input by raising a DomainError (`ChatInputError`
+  with the sentence to show, or a domain error with a code of replies.MESSAGES): the user gets
+  the polite reply and the handler does not run. `args=True` takes arguments without a parser
+  (the handler reads `cmd.args` / `cmd.rest`). A command that takes arguments (a parser or
+  True) may have its keyword glued to them: `提现100`; one that takes none must be the whole
+  message.
 From the registry come the lookup tables of the parser (SLASH, KEYWORDS), the handler table,
 the chat menus (`menu("main")`, `menu("join")`), the help text, the WeChat official account's
 menu and the Telegram command menu (setMyCommands). Help lines and menus keep the order of
@@ -20,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 
@@ -28,6 +38,9 @@ from bots.commands.i18n import N_, _, use_locale
 from bots.types import Button, Incoming, Reply
 from models import withdrawals
 from models.users import User
+
+if TYPE_CHECKING:
+    from models.network import Creator
 
 MENUS = ("main", "join", "wechat")
 # The official account's three top buttons (WeChat allows 3, with up to 5 entries each).
@@ -43,6 +56,7 @@ class Command:
     args: tuple[str, ...] = ()
     rest: str = ""  # the text after the command word, as typed (script topics)
     via_button: bool = False
+    value: Any = None  # the arguments as parsed by the command's declared parser (`args=`)
 
 
 @dataclass
@@ -52,6 +66,7 @@ class Context:
     settings: Any  # qianxing.settings.Settings
     redis: Redis
     withdraw_policy: withdrawals.WithdrawPolicy
+    creator: Creator | None = None  # set for commands declared with creator=True
 
     @property
     def private(self) -> bool:
@@ -67,6 +82,7 @@ class Context:
 
 
 Handler = Callable[[Context, Command], list[Reply]]
+Parser = Callable[[str], Any]  # the argument text -> a typed value; raises a DomainError on bad input
 
 
 @dataclass(frozen=True)
@@ -89,8 +105,10 @@ class Spec:
     private: bool = False
     menu: tuple[MenuPlace, ...] = ()
     help: str | None = None
-    args: bool = False
+    args: bool = False  # takes arguments (a keyword may be glued to them)
     telegram: bool = True  # in the Telegram command menu (when it has a help line)
+    creator: bool = False  # creators only: others are told to join first
+    parser: Parser | None = None  # the arguments' parser (cmd.value)
 
     @property
     def public(self) -> bool:
@@ -109,10 +127,13 @@ KEYWORDS_LONGEST_FIRST: list[str] = []
 
 def command(name: str, *, slash: tuple[str, ...] | None = None, keywords: tuple[str, ...] = (),
             private: bool = False, menu: tuple[MenuPlace, ...] | MenuPlace = (), help: str | None = None,
-            args: bool = False, callback_only: bool = False, telegram: bool = True) -> Callable[[Handler], Handler]:
+            args: bool | Parser = False, creator: bool = False, callback_only: bool = False,
+            telegram: bool = True) -> Callable[[Handler], Handler]:
     """Declare a command (see the module's docstring). `callback_only` commands have no slash
     name or keyword: they run from a button's callback data (withdraw_confirm) or the parser
     (unknown, stale_button)."""
+    parser = None if isinstance(args, bool) else args
+    takes_args = parser is not None or args is True
     aliases = () if callback_only else tuple(s.lstrip("/").lower() for s in (slash or (name,)))
     places = (menu,) if isinstance(menu, MenuPlace) else tuple(menu)
 
@@ -128,11 +149,12 @@ def command(name: str, *, slash: tuple[str, ...] | None = None, keywords: tuple[
         for place in places:
             if place.menu not in MENUS:
                 raise ValueError(f"unknown menu {place.menu!r}")
-        spec = Spec(name, handler, aliases, tuple(keywords), private, places, help, args, telegram)
+        spec = Spec(name, handler, aliases, tuple(keywords), private, places, help, takes_args, telegram,
+                    creator, parser)
         REGISTRY[name] = spec
         HANDLERS[name] = handler
         if spec.public:
-            COMMANDS[name] = (aliases, spec.keywords, args)
+            COMMANDS[name] = (aliases, spec.keywords, takes_args)
             SLASH.update(dict.fromkeys(aliases, name))
             KEYWORDS.update(dict.fromkeys(spec.keywords, name))
             KEYWORDS_LONGEST_FIRST[:] = sorted(KEYWORDS, key=len, reverse=True)

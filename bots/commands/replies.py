@@ -3,12 +3,13 @@ errors, the "join first" answer, star-level names."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import content_ai
 from bots.commands.i18n import N_, _, current_locale
 from bots.commands.parsing import ChatInputError, normalize
-from bots.commands.registry import HANDLERS, Command, Context, menu
+from bots.commands.registry import REGISTRY, Command, Context, menu
 from bots.types import Reply
 from models import levels
 from models.errors import DomainError
@@ -73,12 +74,22 @@ def help_hint() -> str:
 
 
 def execute(ctx: Context, cmd: Command) -> list[Reply]:
-    """Run a command; a domain error becomes a polite reply."""
-    handler = HANDLERS.get(cmd.name)
+    """Run a command as declared: a creators-only command answers "join first" to anyone else
+    (before its arguments are looked at), the declared parser turns the argument text into
+    `cmd.value`, then the handler runs. A domain error (a parser's included) becomes a polite
+    reply."""
+    spec = REGISTRY.get(cmd.name)
     try:
-        if handler is None:
+        if spec is None:
             return text(_("没有这个命令。{hint}").format(hint=help_hint()))
-        return handler(ctx, cmd)
+        if spec.creator:
+            creator = creator_of(ctx)
+            if creator is None:
+                return join_first()
+            ctx = replace(ctx, creator=creator)
+        if spec.parser is not None:
+            cmd = replace(cmd, value=spec.parser(cmd.rest))
+        return spec.handler(ctx, cmd)
     except DomainError as exc:
         return text(polite(exc))
 

@@ -6,6 +6,7 @@ import re
 import time
 
 from bots.commands.i18n import N_, _
+from bots.commands.parsing import first_word
 from bots.commands.registry import Command, Context, MenuPlace, command
 from bots.commands.replies import MESSAGES, PREFIX, VOUCHERS_MAX, money, text
 from bots.types import Reply
@@ -52,14 +53,21 @@ STATUS_LABELS = {Status.PENDING: N_("待付款"), Status.PAID: N_("已付款，�
                  Status.EXPIRED: N_("已过期（未付款）"), Status.REFUNDED: N_("已退款")}
 
 
-@command("resend", keywords=("补发",), private=True, args=True,
+def order_no(text: str) -> str | None:
+    """The order number typed (upper-cased), or None; its format is checked after the rate
+    limit, so a malformed number counts as a try."""
+    no = first_word(text)
+    return no.upper() if no is not None else None
+
+
+@command("resend", keywords=("补发",), private=True, args=order_no,
          help=N_("/resend 订单号 · 补发 订单号 — 重新发送发货通知"))
 def cmd_resend(ctx: Context, cmd: Command) -> list[Reply]:
     if not ctx.private:
         return text(_("请私聊机器人补发。"))
-    if not cmd.args:
+    no = cmd.value
+    if no is None:
         return text(_("请发送：补发 订单号，例如 补发 QX20250101ABCDEF。订单号在小程序「我的订单」里。"))
-    no = cmd.args[0].upper()
     if not _resend_allowed(ctx):
         return text(_("补发太频繁了：每小时最多 {count} 次，请稍后再试。").format(count=ctx.settings.RESEND_PER_HOUR))
     order = None

@@ -13,7 +13,7 @@ import pytest
 from bots import commands, wechat_oa
 from bots.commands import Command, MenuPlace, command, menu_key, use_locale
 from bots.telegram import TelegramSession
-from bots.types import Button
+from bots.types import Button, Reply
 from qianxing.cli.tgbot import publish_commands
 from qianxing.settings import Settings
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -203,3 +203,50 @@ def test_the_polling_process_publishes_the_command_menu_when_it_starts(settings:
     stop.set()  # start, publish, finish what is pending, stop
     assert run_polling(settings, stop, timeout=0) == 0
     assert ("all_group_chats", "zh") in telegram.my_commands
+
+
+@pytest.fixture
+def declared() -> Iterator[None]:
+    """Commands declared by a test are forgotten after it."""
+    from bots.commands import registry
+
+    tables = (registry.REGISTRY, registry.HANDLERS, registry.COMMANDS, registry.SLASH, registry.KEYWORDS)
+    saved = [dict(t) for t in tables] + [list(registry.KEYWORDS_LONGEST_FIRST)]
+    yield
+    for table, before in zip(tables, saved, strict=False):
+        table.clear()
+        table.update(before)
+    registry.KEYWORDS_LONGEST_FIRST[:] = saved[-1]
+
+
+def test_declared_creator_check_and_parser_run_before_the_handler(rt: Any, declared: None):
+    from bots.commands import ChatInputError, parse_yuan
+    from tests.bots.conftest import join, say, text_of
+
+    seen: list[tuple[str, Any]] = []
+    parsed: list[str] = []
+
+    def amount(text: str) -> int:
+        parsed.append(text)
+        if not text:
+            raise ChatInputError("请发送：/probe 金额")
+        return parse_yuan(text)
+
+    @command("probe", slash=("probe",), creator=True, args=amount)
+    def cmd_probe(ctx, cmd):  # noqa: ANN001, ANN202
+        seen.append((ctx.creator.code, cmd.value))
+        return [Reply(text="ok")]
+
+    assert commands.COMMANDS["probe"][2] is True  # a parser means the command takes arguments
+    # not a creator: told to join first, before the arguments are looked at
+    replies = say("/probe abc", who="shopper")
+    assert replies == say("/team", who="shopper") and "/join" in text_of(replies)
+    assert parsed == [] and seen == []
+    # a creator: the parser's refusal is the polite reply, the handler does not run
+    me = join("ann")
+    assert text_of(say("/probe abc")) == "「abc」不是有效金额，请输入数字，例如 100 或 99.50"
+    assert text_of(say("/probe")) == "请发送：/probe 金额"
+    assert seen == []
+    # and good input reaches the handler typed, with the creator
+    assert text_of(say("/probe ¥12.5")) == "ok"
+    assert seen == [(me.code, 1250)]
