@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from bots.buckets import Buckets, Limits
 from bots.send_loop import HORIZON_S, DrainStats, Run, run_sync
-from bots.transport_telegram import TelegramTransport
-from bots.transport_wechat import WeChatTransport
 from bots.transports import ConsoleTransport, Transport, image_path, refresh_image
 from bots.types import Reply
 from models import outbox
@@ -149,6 +147,10 @@ class Sender:
         its connections on its own event loop)."""
         found = getattr(self._local, "telegram", None)
         if found is None:
+            # Imported here: aiogram costs seconds of CPU to import, and every process builds a
+            # sender at bootstrap (a restarted worker must deliver orders before it is loaded).
+            from bots.transport_telegram import TelegramTransport
+
             s = self.settings
             found = self._local.telegram = TelegramTransport(
                 s.TELEGRAM_BOT_TOKEN or "", s.TELEGRAM_API_BASE_URL, redis=self.redis, poster_dir=self.poster_dir,
@@ -158,6 +160,8 @@ class Sender:
     def _wechat(self) -> Transport:
         if self.wechat is None:
             raise RuntimeError("this sender was built without the official account's client")
+        from bots.transport_wechat import WeChatTransport
+
         return WeChatTransport(self.wechat, redis=self.redis, poster_dir=self.poster_dir)
 
     # -- writing rows ----------------------------------------------------------------------
