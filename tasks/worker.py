@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -143,6 +144,7 @@ class Worker(SimpleWorker):
 # once the worker runs, so a chat job does not stall the deliveries queued behind it.
 PRELOAD = ("tasks.chat_updates", "tasks.chat", "tasks.wechat_updates")
 _preloading: list[threading.Thread] = []
+PRELOAD_DELAY_S = 20.0
 
 
 def _preload() -> None:
@@ -152,6 +154,9 @@ def _preload() -> None:
     def load() -> None:
         import importlib
 
+        # Not at once: a worker restarted after a crash first delivers what piled up; the
+        # import holds the GIL for seconds and would slow that catch-up (fault benchmark).
+        time.sleep(PRELOAD_DELAY_S)
         for module in PRELOAD + tuple(dotted.rpartition(".")[0] for dotted, _ in PERIODIC):
             try:
                 importlib.import_module(module)
