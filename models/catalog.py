@@ -1,4 +1,6 @@
-"""Catalog: products, SKUs and bundles, and how much of each can be sold right now."""
+"""Catalog: products, SKUs and bundles, and how much of each can be sold right now.
+
+The operator's edits (validated, evented changes from the admin) are models/catalog_edits.py."""
 
 from __future__ import annotations
 

@@ -225,3 +225,27 @@ def send_user_notice(key: str, user: User, notice: Notice, notifier: Notifier, *
             ("UPDATE notification SET state = %s, sent_at = %s WHERE id = %s",
              ("sent", ts(utcnow()), note_id))])
     return "sent"
+
+
+# ---- operator retries (the admin's failed pushes) ---------------------------------------------
+
+
+def failed(limit: int = 50, before_id: int | None = None) -> list[Notification]:
+    """Failed notices, newest first (the partial index notification_failed, migration 0009)."""
+    query = Notification.select().where(Notification.state == "failed")
+    if before_id is not None:
+        query = query.where(Notification.id < before_id)
+    return list(query.order_by(Notification.id.desc()).limit(limit))
+
+
+def requeue_failed(ids: list[int]) -> list[tuple[int, int, str, str]]:
+    """An operator's retry: these failed notices back to `pending` (as `qianxing orders
+    redeliver` does for an order's notices), so the next push claims them. Returns (id,
+    order_id, channel, kind) of each notice requeued; the caller queues its push after commit
+    (an order notice: `tasks.queues.notify`; a level-up: the level evaluation's retry)."""
+    ids = sorted({int(i) for i in ids})
+    if not ids:
+        return []
+    rows = execute(f"UPDATE notification SET state = %s WHERE id IN ({placeholders(ids)}) AND state = %s "
+                   "RETURNING id, order_id, channel, kind", ("pending", *ids, "failed")).fetchall()
+    return sorted((int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows)

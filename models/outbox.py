@@ -34,8 +34,8 @@ from models.chat import OutboundMessage
 from models.db import db, execute, execute_batch, is_postgres, placeholders, utcnow
 
 __all__ = ["LEASE_S", "MAX_ATTEMPTS", "Claimed", "NewMessage", "Statement", "Try", "apply", "broadcast_key",
-           "check", "claim", "due_platforms", "encode_payload", "next_due", "next_state", "plan_record", "states",
-           "unsent_image_keys", "write"]
+           "check", "claim", "due_platforms", "encode_payload", "failed", "next_due", "next_state", "plan_record",
+           "requeue_failed", "states", "unsent_image_keys", "write"]
 
 LEASE_S = 60  # a claimed row unsent this long is claimable again (its sender died)
 MAX_ATTEMPTS = 25  # tries in all (429s included) before a message is given up
@@ -250,3 +250,29 @@ def unsent_image_keys() -> set[str]:
                    & OutboundMessage.payload.contains("image_key")).tuples())
     return {str(key) for (payload,) in rows.iterator()
             if isinstance(payload, dict) and (key := payload.get("image_key"))}
+
+
+# ---- operator retries (the admin's failed pushes) ---------------------------------------------
+
+
+def failed(limit: int = 50, before_id: int | None = None) -> list[OutboundMessage]:
+    """Failed messages, newest first (read through the (state, not_before) index)."""
+    query = OutboundMessage.select().where(OutboundMessage.state == "failed")
+    if before_id is not None:
+        query = query.where(OutboundMessage.id < before_id)
+    return list(query.order_by(OutboundMessage.id.desc()).limit(limit))
+
+
+def requeue_failed(ids: Sequence[int]) -> list[tuple[int, str]]:
+    """An operator's retry: these failed rows back to `pending`, due now, for the next drain
+    (their attempts are kept, so the retry is one more try numbered on; a row that fails
+    again is `failed` again). Rows in any other state are left alone. Returns (id, platform)
+    of each row requeued, for the caller to schedule the drains after commit."""
+    ids = sorted({int(i) for i in ids})
+    if not ids:
+        return []
+    rows = execute(
+        "UPDATE outbound_message SET state = 'pending', not_before = %s, claimed_at = NULL "
+        f"WHERE id IN ({placeholders(ids)}) AND state = 'failed' RETURNING id, platform",
+        [_ts(utcnow()), *ids]).fetchall()
+    return sorted((int(r[0]), str(r[1])) for r in rows)

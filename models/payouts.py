@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from models import events, ledger
+from models import approvals, events, ledger
 from models.db import db, lock_rows, utcnow
 from models.errors import DomainError, InvalidInput, InvalidState, NotFound
 from models.network import Creator
@@ -83,11 +83,15 @@ def _locked(withdrawal_id: int) -> Withdrawal:
     return found
 
 
-def approve(withdrawal_id: int, actor: str) -> Withdrawal:
-    """An operator lets a withdrawal under review go out at its payout time (or at once, if
-    that has passed). Approving an approved one again changes nothing.
+def approve(withdrawal_id: int, actor: str, *,
+            second_above_fen: int = approvals.SECOND_APPROVAL_ABOVE_FEN) -> Withdrawal:
+    """An operator approves a withdrawal under review. At or below `second_above_fen` (the
+    WITHDRAW_SECOND_APPROVAL_ABOVE_FEN setting) that lets it go out at its payout time (or at
+    once, if that has passed); above it, it takes two different approvers: the first approval
+    is recorded and the withdrawal stays under review until a second, different one
+    (models/approvals.py). Approving an approved one again changes nothing.
 
-    Raises NotFound, InvalidState (withdrawal_not_in_review)."""
+    Raises NotFound, InvalidState (withdrawal_not_in_review), SameApprover (same_approver)."""
     with db.atomic():
         w = _locked(withdrawal_id)
         if w.state == WithdrawalState.APPROVED and w.reviewed_by:
@@ -95,6 +99,11 @@ def approve(withdrawal_id: int, actor: str) -> Withdrawal:
         if w.state != WithdrawalState.REVIEW:
             raise InvalidState(f"withdrawal {w.id} is {w.state}, not waiting for review",
                                code="withdrawal_not_in_review")
+        decision = approvals.register(w, actor, second_above_fen)
+        if not decision.complete:
+            events.record("withdrawal.approval_recorded", w.subject, actor, no=w.no,
+                          approvals=decision.have, needed=decision.need)
+            return w
         now = utcnow()
         Withdrawal.update(state=WithdrawalState.APPROVED.value, reviewed_by=actor[:64],
                           reviewed_at=now).where(Withdrawal.id == w.id).execute()

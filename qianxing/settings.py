@@ -145,6 +145,17 @@ class Settings(BaseSettings):
     POSTER_DIR: str = str(VAR_DIR / "posters")
     POSTER_MAX_AGE_DAYS: int = Field(default=30, ge=1)  # unused this long: pruned (tasks.chat)
 
+    # Operator admin (/admin)
+    ADMIN_LOCALE: Literal["zh_CN", "en"] = "zh_CN"  # default language of the admin pages
+    ADMIN_IDLE_TIMEOUT_S: int = Field(default=30 * 60, ge=60, le=24 * 3600)  # signed out after this idle
+    ADMIN_LOGIN_RATE_PER_ACCOUNT: int = Field(default=5, ge=1)  # failed logins per account per window
+    ADMIN_LOGIN_RATE_PER_IP: int = Field(default=30, ge=1)  # login attempts per IP per window
+    ADMIN_LOGIN_WINDOW_S: int = Field(default=15 * 60, ge=1, le=86_400)
+    ADMIN_TOTP_ISSUER: str = "Qianxing"
+    ADMIN_UPLOAD_MAX_BYTES: int = Field(default=5 * 1024 * 1024, ge=1024)  # CSV uploads (keys, activity)
+    WITHDRAW_SECOND_APPROVAL_ABOVE_FEN: int = Field(default=1_000_000, ge=0)  # two approvers above
+    CHROMIUM_PATH: str = "/usr/bin/chromium"  # the browser the Playwright tests drive
+
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)
     WEB_BIND: str = "127.0.0.1:8000"

@@ -32,9 +32,12 @@ PERIODIC = [
     ("tasks.chat_updates.process_updates", 60),  # stored updates whose drain job was lost
     ("tasks.wechat_updates.recover_stale", 60),  # WeChat messages a crash left unanswered
     ("tasks.chat.prune_posters", 86400),  # images unused for POSTER_MAX_AGE_DAYS
+    ("tasks.rollups.refresh_rollups", 60),  # the dashboard's figures (models/rollups.py)
+    ("tasks.broadcasts.resume_unfinished", 300),  # admin broadcasts whose fan-out job was lost
 ]
 # Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
-JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600}
+JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600,
+                "tasks.rollups.refresh_rollups": 1800}  # the first run after a deploy reads the whole history
 
 
 def run_cron(settings: Settings, parent_pid: int) -> None:

@@ -27,6 +27,12 @@ from models.migrations.m0004_creator_network import TABLES as TABLES_0004
 from models.migrations.m0004_creator_network import install_append_only
 from models.migrations.m0005_chat import TABLES as TABLES_0005
 from models.migrations.m0007_isolated_failures import TABLES as TABLES_0007
+from models.migrations.m0008_operators import TABLES as TABLES_0008
+from models.migrations.m0008_operators import install_audit_triggers
+from models.migrations.m0009_rollups import TABLES as TABLES_0009
+from models.migrations.m0010_admin_order_indexes import TABLES as TABLES_0010
+from models.migrations.m0011_withdrawal_approvals import TABLES as TABLES_0011
+from models.migrations.m0012_broadcasts import TABLES as TABLES_0012
 from models.orders import forget_cached_skus
 from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
@@ -171,7 +177,8 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
     wechat_oa.drain()
 
 
-TABLES = TABLES_0001 + TABLES_0004 + TABLES_0005 + TABLES_0007
+TABLES = (TABLES_0001 + TABLES_0004 + TABLES_0005 + TABLES_0007 + TABLES_0008 + TABLES_0009
+          + TABLES_0010 + TABLES_0011 + TABLES_0012)
 
 
 @pytest.fixture
@@ -205,6 +212,7 @@ def _empty() -> None:
             db.execute_sql("DELETE FROM sqlite_sequence")
     install_schema(db)
     install_append_only(db)
+    install_audit_triggers(db)
 
 
 def settings_is_postgres() -> bool:

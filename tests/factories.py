@@ -283,3 +283,104 @@ def plays(c: Creator, count: int = 1, ref: str = "v1", kind: str = "video_play")
     with db.connection_context():
         activity.record_events([TrackEvent(f"play-{next(_n)}", c.code, kind, ref, count, utcnow())],
                                user_id=None, source="csv")
+
+
+def operator(role: str = "owner", name: str | None = None, password: str = "correct-horse-battery"):  # noqa: ANN201, S107
+    """An admin operator, TOTP-enrolled when the role needs it: (operator, password)."""
+    import pyotp
+
+    from models import operators as ops
+
+    name = name or f"{role}-{ops.Operator.select().count() + 1}"
+    secret = pyotp.random_base32() if role in ("owner", "finance") else None
+    op, _ = ops.create_operator(name, role, password, totp_secret=secret)
+    op.must_change_password = False
+    op.save()
+    return op, password
+
+
+# -- dashboard rollups --------------------------------------------------------------------------
+
+def refunded_at(when: dt.datetime, *order_ids: int) -> None:
+    """As mark_refunded, with the refund stamped at `when` (naive UTC)."""
+    with db.connection_context():
+        Order.update(status="refunded", refunded_at=when).where(Order.id.in_(order_ids)).execute()
+
+
+def watched(c: Creator, when: dt.datetime, count: int = 1, kind: str = "video_play") -> None:
+    """`count` plays (or live-room entries, kind="live_entry") of the creator that happened at
+    `when` (naive UTC), imported as from a platform's CSV (which may arrive days later)."""
+    with db.connection_context():
+        activity.record_events([TrackEvent(f"watch-{next(_n)}", c.code, kind, "v1", count, when)],
+                               user_id=None, source="csv")
+
+
+# -- admin: orders and exports ------------------------------------------------------------------
+
+def order_row(sku: Sku, *, openid: str = "buyer-1", status: str = "paid", amount: int = 1_000,
+              seller: Creator | None = None, live_id: int | None = None, created_at: dt.datetime | None = None,
+              ref: str | None = None, account: str | None = None, risk_hold: bool = False) -> int:
+    """An order in any state at any time (naive UTC), written directly: the admin's list and
+    exports read these columns (placement and payment have their own tests). Its id."""
+    return order_rows(sku, 1, openid=openid, status=status, amount=amount, seller=seller, live_id=live_id,
+                      created_at=created_at, ref=ref, account=account, risk_hold=risk_hold)[0]
+
+
+def order_rows(sku: Sku, count: int, *, openid: str = "buyer-1", status: str = "paid", amount: int = 1_000,
+               seller: Creator | None = None, live_id: int | None = None, created_at: dt.datetime | None = None,
+               ref: str | None = None, account: str | None = None, risk_hold: bool = False) -> list[int]:
+    """`count` such orders in one insert per 500, one second apart up to `created_at` (default
+    now), ids rising with the time. Their ids, oldest first."""
+    end = created_at or utcnow()
+    with db.connection_context():
+        user = buyer(openid)
+        rows = []
+        for i in range(count):
+            at = end - dt.timedelta(seconds=count - 1 - i)
+            rows.append(dict(
+                no=f"QXA{next(_n):013d}", user=user.id, sku=sku.id, quantity=1, unit_price_fen=amount,
+                amount_fen=amount, status=status, ref_code=ref or (seller.code if seller else None),
+                seller_id=seller.id if seller else None, live_id=live_id, recipient_account=account,
+                client_ip="10.1.2.3", risk_hold=risk_hold, created_at=at, expires_at=at + dt.timedelta(minutes=15),
+                paid_at=at if status in ("paid", "delivered", "refunded") else None,
+                delivered_at=at if status == "delivered" else None,
+                refunded_at=at if status == "refunded" else None))
+        ids = []
+        with db.atomic():
+            for start in range(0, len(rows), 500):
+                first = Order.select(Order.id).order_by(Order.id.desc()).scalar() or 0
+                Order.insert_many(rows[start:start + 500]).execute()
+                ids += [i for (i,) in Order.select(Order.id).where(Order.id > first).order_by(Order.id).tuples()]
+        return ids
+
+
+# -- chat users (admin broadcasts) ----------------------------------------------------------------
+
+def chat_user(platform: str, external_id: str, *, name: str = "", rank: int | None = None) -> User:
+    """A chat user as a first message makes one (models.identities.resolve: the identity, its
+    private chat and the user); with `rank`, also a creator of that star level."""
+    from bots.types import Member
+    from models.identities import resolve
+
+    with db.connection_context():
+        user = resolve(platform, Member(external_id, name or external_id), external_id)
+    if rank is not None:
+        creator(user=user, rank=rank)
+    return user
+
+
+def chat_users(platform: str, count: int, *, first: int = 9_000_001) -> list[str]:
+    """`count` chat users of a platform written in bulk, as `chat_user` would leave them (a user
+    `platform:id` and its identity, private chat = the account id): their chat ids, in order."""
+    from models.chat import ChatIdentity
+
+    ids = [str(first + i) for i in range(count)]
+    with db.connection_context(), db.atomic():
+        for start in range(0, count, 500):
+            chunk = ids[start:start + 500]
+            User.insert_many([{"openid": f"{platform}:{e}"} for e in chunk]).execute()
+            users = dict(User.select(User.openid, User.id)
+                         .where(User.openid.in_([f"{platform}:{e}" for e in chunk])).tuples())
+            ChatIdentity.insert_many([{"platform": platform, "external_id": e, "chat_id": e,
+                                       "user": users[f"{platform}:{e}"]} for e in chunk]).execute()
+    return ids

@@ -65,3 +65,43 @@ def test_refunding_an_unpaid_order_fails_cleanly(cli, client, login, shop):
     order = _order(client, login, sku)
     result = cli("orders", "refund", str(order["id"]))
     assert result.exit_code == 1 and "only paid orders can be refunded" in result.output
+
+
+# ---- vault import: the admin upload's checks ---------------------------------------------------
+
+
+def _pool(sku) -> int:  # noqa: ANN001
+    from models.vault import CardKey
+
+    with db.connection_context():
+        return CardKey.select().where(CardKey.sku == sku.id).count()
+
+
+def test_vault_import_refuses_keys_that_start_like_a_formula_with_their_lines(cli, shop, tmp_path):
+    """Given a key file whose lines 3, 4, 6 and 8 start with = + - @ (one after spaces) and line 7
+    with a tab (what the admin's upload refuses); when it is imported with `qianxing vault
+    import`; then the command fails naming those lines, prints no key, and no key is written."""
+    sku = shop.card_sku(keys=0, code="CLI-FORMULA")
+    path = tmp_path / "keys.csv"
+    path.write_text("卡密\nOK-KEY-0001-SECRET\n=HYPERLINK(1)\n+SUM-2\nOK-KEY-0002-SECRET\n  -3-SECRET\n"
+                    "\tTAB-SECRET\n@CMD-SECRET\n", encoding="utf-8")
+    result = cli("vault", "import", str(path), "--sku", sku.code)
+    assert result.exit_code == 1, result.output
+    assert "formula" in result.output and "on lines 3, 4, 6, 7, 8; nothing imported" in result.output
+    assert "SECRET" not in result.output and "HYPERLINK" not in result.output
+    assert _pool(sku) == 0
+
+
+def test_vault_import_refuses_a_file_that_is_not_utf8(cli, shop, tmp_path):
+    """Given a key file saved as GBK (a header in Chinese); when it is imported; then the command
+    fails saying the file is not UTF-8, and no key is written; the same keys as UTF-8 import."""
+    sku = shop.card_sku(keys=0, code="CLI-GBK")
+    path = tmp_path / "keys.csv"
+    path.write_bytes("卡密\nGBK-KEY-00001\nGBK-KEY-00002\n".encode("gbk"))
+    result = cli("vault", "import", str(path), "--sku", sku.code)
+    assert result.exit_code == 1 and "not UTF-8" in result.output and "nothing imported" in result.output
+    assert _pool(sku) == 0
+    path.write_bytes("\ufeff卡密\r\nGBK-KEY-00001\r\nGBK-KEY-00002\r\n".encode())
+    result = cli("vault", "import", str(path), "--sku", sku.code)
+    assert result.exit_code == 0 and "imported 2 keys into CLI-GBK; rejected 0" in result.output
+    assert _pool(sku) == 2

@@ -1,6 +1,6 @@
 """The `qianxing` command: `main`, with the commands of this package's modules registered on it.
 
-One module per area (service, vault, orders, ledger, settle, withdrawals, network, chat, groups,
+One module per area (admin, service, vault, orders, ledger, settle, withdrawals, network, chat, groups,
 tgbot, wechat, bench); each imports `qianxing.cli.boot` for the settings and the booted
 runtime, never this module. `python -m qianxing.cli ...` runs `main` (see __main__.py).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from qianxing.cli import (
+    admin,
     bench,
     chat,
     groups,
@@ -36,6 +37,6 @@ for _command in (
     service.migrate, service.seed_demo, service.web, service.worker, service.run,
     vault.vault, orders.orders, ledger.ledger, bench.bench,
     settle.settle, withdrawals.withdrawals, wechat.wechat, tgbot.tgbot,
-    *network.COMMANDS, chat.chat, groups.groups_cli,
+    *network.COMMANDS, chat.chat, groups.groups_cli, admin.admin,
 ):
     main.add_command(_command)

@@ -38,17 +38,23 @@ def withdrawals_list(state: str | None, limit: int) -> None:
 @withdrawals.command("approve")
 @click.argument("withdrawal_id", type=int)
 def withdrawals_approve(withdrawal_id: int) -> None:
-    """Let a withdrawal under review be paid at its payout time."""
-    boot()
+    """Let a withdrawal under review be paid at its payout time. Above
+    WITHDRAW_SECOND_APPROVAL_ABOVE_FEN it takes two different approvers: the command line
+    counts as one (operator:cli), the other approves in the admin."""
+    second_above = boot().WITHDRAW_SECOND_APPROVAL_ABOVE_FEN
     from models.db import connection
     from models.errors import DomainError
     from models.payouts import approve
 
     with connection():
         try:
-            w = approve(withdrawal_id, OPERATOR)
+            w = approve(withdrawal_id, OPERATOR, second_above_fen=second_above)
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
+    if w.state == WithdrawalState.REVIEW:
+        click.echo(f"withdrawal {w.id}: approval by {OPERATOR} recorded; above {second_above} fen a "
+                   "second, different operator must approve it too")
+        return
     click.echo(f"withdrawal {w.id}: {w.state}, due {w.due_at:%Y-%m-%d %H:%M} UTC")
 
 

@@ -1,0 +1,108 @@
+"""Vault key rotation as a job, with its progress in Redis for the admin page.
+
+The owner starts it from the admin (`queue_rotation`); the worker runs `rotate_keys`, which calls
+`models.vault.rotate_key` (batches that each commit; restartable: a killed run simply leaves
+rows for the next one) and writes after every batch how far it got. `rotation_status` reads that
+back, together with what RQ says about the job, so a run whose worker died shows as interrupted
+and may be started again. One rotation at a time: the job has a fixed id. Nothing here is
+periodic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from models import vault
+from models.db import connection
+from models.errors import Conflict
+from tasks.context import runtime
+
+log = logging.getLogger(__name__)
+
+JOB = "tasks.vault.rotate_keys"
+JOB_ID = "vault-rotate-key"
+PROGRESS_KEY = "qianxing:vault:rotation"
+PROGRESS_TTL_S = 7 * 24 * 3600
+TIMEOUT_S = 6 * 3600
+_ACTIVE = {JobStatus.CREATED, JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+
+
+def _write(**fields: object) -> None:
+    """Record progress; a Redis hiccup must not stop the rotation itself."""
+    try:
+        redis = runtime().redis
+        pipe = redis.pipeline(transaction=False)
+        pipe.hset(PROGRESS_KEY, mapping={k: str(v) for k, v in fields.items()})
+        pipe.expire(PROGRESS_KEY, PROGRESS_TTL_S)
+        pipe.execute()
+    except RedisError as exc:
+        log.warning("vault rotation: progress not recorded (%s)", exc)
+
+
+def _job_status() -> str | None:
+    try:
+        status = Job.fetch(JOB_ID, connection=runtime().redis).get_status()
+    except NoSuchJobError:
+        return None
+    return str(status.value if hasattr(status, "value") else status) if status else None
+
+
+def queue_rotation(operator: str) -> str:
+    """Queue the rotation job. Raises Conflict when one is already waiting or running."""
+    rt = runtime()
+    if _job_status() in {s.value for s in _ACTIVE}:
+        raise Conflict("a key rotation is already queued or running", code="rotation_running")
+    try:
+        Job.fetch(JOB_ID, connection=rt.redis).delete()  # a finished run's record must not block a new one
+    except NoSuchJobError:
+        pass
+    rt.redis.delete(PROGRESS_KEY)  # before the enqueue: a fast worker's first write must survive
+    _write(state="queued", by=operator, queued_at=int(time.time()), total=0, done=0,
+           target=vault.cipher().current_id)
+    try:
+        rt.queue.enqueue(JOB, job_id=JOB_ID, unique=True, job_timeout=TIMEOUT_S, result_ttl=PROGRESS_TTL_S,
+                         failure_ttl=PROGRESS_TTL_S)
+    except DuplicateJobError:
+        raise Conflict("a key rotation is already queued or running", code="rotation_running") from None
+    return JOB_ID
+
+
+def rotate_keys() -> int:
+    """The job: re-encrypt every secret not sealed with the current VOUCHER_KEY, recording
+    progress after each batch. Returns how many secrets were re-encrypted."""
+    _write(state="running", started_at=int(time.time()), target=vault.cipher().current_id, error="")
+    try:
+        with connection():
+            _write(total=vault.rotation_pending(), done=0)
+            rotated = vault.rotate_key(progress=lambda done: _write(done=done))
+    except Exception as exc:
+        _write(state="failed", finished_at=int(time.time()), error=type(exc).__name__)
+        raise
+    _write(state="done", done=rotated, finished_at=int(time.time()))
+    log.info("vault rotation: re-encrypted %d secrets with key %s", rotated, vault.cipher().current_id)
+    return rotated
+
+
+def rotation_status() -> dict[str, Any]:
+    """The last rotation as the admin shows it: state (none, queued, running, done, failed,
+    interrupted), target key id, total, done, percent, who started it and when."""
+    try:
+        raw = runtime().redis.hgetall(PROGRESS_KEY)
+        job = _job_status()
+    except RedisError:
+        return {"state": "unknown", "total": 0, "done": 0, "percent": 0}
+    data = {k.decode(): v.decode() for k, v in raw.items()}
+    state = data.get("state", "none")
+    if state in ("queued", "running") and job not in {s.value for s in _ACTIVE}:
+        state = "interrupted"  # the worker died under it, or the job record expired
+    total, done = int(data.get("total") or 0), int(data.get("done") or 0)
+    percent = 100 if state == "done" else (min(99, done * 100 // total) if total else 0)
+    return {"state": state, "target": data.get("target", ""), "total": total, "done": done, "percent": percent,
+            "by": data.get("by", ""), "queued_at": int(data.get("queued_at") or 0),
+            "finished_at": int(data.get("finished_at") or 0), "error": data.get("error", "")}
