@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from miniapp_api import deps, errors, schemas
 from models.db import db
-from qianxing.settings import Settings
+from qianxing.settings import VAR_DIR, Settings
 from qianxing.wiring import bootstrap
 
 health_log = logging.getLogger("miniapp_api.health")
@@ -89,6 +89,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(wechat_webhook)
     errors.register(app)
     schemas.document(app, settings)
+    from miniapp_api.admin import init_admin
+
+    init_admin(app, settings, VAR_DIR)
 
     # Connections open lazily on the first query (peewee autoconnect) and go back to the pool
     # at the end of the request.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
@@ -23,7 +25,16 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
+# Path prefixes whose errors are pages for people, not JSON (the admin registers /admin): each maps
+# to a function (status, message) -> response.
+HTML_ERRORS: dict[str, Callable[[int, str], Any]] = {}
+
+
 def error_response(status: int, code: str, message: str):  # noqa: ANN201
+    if HTML_ERRORS and has_request_context():
+        for prefix, page in HTML_ERRORS.items():
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                return page(status, message)
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     return response

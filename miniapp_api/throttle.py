@@ -81,6 +81,29 @@ def limit(*rules: Rule) -> Callable:
     return decorate
 
 
+def _key(rule: Rule, value: Any) -> str:
+    digest = hashlib.blake2b(str(value).encode(), digest_size=12).hexdigest()
+    return f"{PREFIX}:{rule.name}:{digest}"
+
+
+def blocked(rule: Rule, values: dict[str, Any]) -> int | None:
+    """Without counting: the seconds to wait if `rule` is already at its limit for these values
+    (for rules counted only on failure, such as wrong passwords per account), else None."""
+    rt = runtime()
+    allowed, _window = rule.limit(rt.settings)
+    value = rule.key(**values)
+    if allowed <= 0 or value is None:
+        return None
+    try:
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.get(_key(rule, value))
+        pipe.ttl(_key(rule, value))
+        count, ttl = pipe.execute()
+    except redis.RedisError:
+        return None
+    return max(int(ttl), 1) if count is not None and int(count) >= allowed else None
+
+
 def hit(rules: tuple[Rule, ...] | list[Rule], values: dict[str, Any]) -> int | None:
     """Count one request against each rule; the seconds to wait if any rule is over its limit,
     else None. Fails open (None) when Redis cannot be reached."""
@@ -92,8 +115,7 @@ def hit(rules: tuple[Rule, ...] | list[Rule], values: dict[str, Any]) -> int | N
         value = rule.key(**values)
         if allowed <= 0 or value is None:
             continue
-        digest = hashlib.blake2b(str(value).encode(), digest_size=12).hexdigest()
-        key = f"{PREFIX}:{rule.name}:{digest}"
+        key = _key(rule, value)
         pipe.set(key, 0, ex=window, nx=True)
         pipe.incr(key)
         pipe.ttl(key)
