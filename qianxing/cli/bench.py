@@ -76,3 +76,20 @@ def bench_fanout(recipients: int, rate: float, paid: bool, inject_429: int, fake
 def bench_faults(clients: int, duration: float, keys: int) -> None:
     """Purchase load while the worker, Redis and the database connections are killed in turn."""
     click.echo(json.dumps(faults.run(settings(), clients=clients, duration=duration, keys=keys)))
+
+
+@bench.command("admin")
+@click.option("--orders", default=1_000_000, show_default=True, help="orders in the scratch database")
+@click.option("--creators", default=10_000, show_default=True, help="creators in the tree")
+@click.option("--samples", default=50, show_default=True, help="timed requests per page (and pings)")
+def bench_admin(orders: int, creators: int, samples: int) -> None:
+    """Admin page latency over a scratch shop of N orders, against GET /api/v1/ping; exits 1
+    after the JSON line when a page answered anything but 200 or a data check failed."""
+    from qianxing.bench import admin
+
+    if orders < 1 or creators < 1 or samples < 1:
+        raise click.BadParameter("--orders, --creators and --samples must be at least 1")
+    result = admin.run(settings(), orders=orders, creators=creators, samples=samples)
+    click.echo(json.dumps(result, ensure_ascii=False))
+    if not result["ok"]:
+        raise SystemExit(1)
