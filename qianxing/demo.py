@@ -108,6 +108,25 @@ def seed_group() -> list[str]:
     return [f"group {DEMO_GROUP}: {len(DEMO_RULES)} keyword rules and a welcome"]
 
 
+DEMO_OPERATOR = "demo"
+
+
+def demo_operator() -> str:
+    """The readonly demo operator of the admin, with a fresh password each call (printed by
+    `qianxing run`; readonly, so it can look at everything and change nothing)."""
+    from models import operators
+
+    password = secrets.token_urlsafe(9)
+    with db.atomic():
+        op = operators.Operator.get_or_none(operators.Operator.name == DEMO_OPERATOR)
+        if op is None:
+            op, _ = operators.create_operator(DEMO_OPERATOR, "readonly", password)
+        operators.set_password(op, password)
+        operators.set_role(op, "readonly")
+        operators.set_active(op, True)
+    return password
+
+
 def demo_summary() -> list[str]:
     """What a newcomer needs to try the demo, read back from the database (so it is the same
     on every run): the creators' invite codes, the live session to buy in, the demo group."""

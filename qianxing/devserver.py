@@ -18,7 +18,7 @@ from qianxing.settings import Settings
 def run_all(settings: Settings, *, seed: bool = True) -> None:
     from models.db import connection
     from models.migrations import migrate
-    from qianxing.demo import demo_summary, seed_demo
+    from qianxing.demo import DEMO_OPERATOR, demo_operator, demo_summary, seed_demo
     from qianxing.wiring import bootstrap
 
     rt = bootstrap(settings)
@@ -26,6 +26,7 @@ def run_all(settings: Settings, *, seed: bool = True) -> None:
     with connection():
         created = seed_demo() if seed else []
         summary = demo_summary()
+        demo_password = demo_operator() if seed else None
     env = dict(os.environ)
     if rt.embedded is not None:
         env["REDIS_URL"] = rt.embedded.url  # children share this process's embedded Redis
@@ -61,6 +62,9 @@ redis {redis}).
   Health        {base}/healthz
 Demo data ({'seeded now' if created else 'already present' if seed else 'not seeded: --no-seed'}):
 {demo}
+Admin         {base}/admin/  ({f'demo operator "{DEMO_OPERATOR}" (readonly), password {demo_password}'
+                               if demo_password else 'qianxing admin create-operator NAME --role owner'})
+  your own:   .venv/bin/qianxing admin create-operator NAME --role owner
 Try: curl -s -X POST {base}/api/v1/auth/dev-login -H 'Content-Type: application/json' \\
        -d '{{"openid":"demo-buyer"}}'
 Operator (another terminal): .venv/bin/qianxing orders show ID, qianxing settle,

@@ -91,7 +91,7 @@ def test_make_run_prints_the_demo_codes_live_session_and_operator_hint(settings,
     env = {**os.environ, **{k: str(v) for k, v in settings.model_dump().items() if v is not None},
            "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}", "WEB_BIND": f"127.0.0.1:{port}",
            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "QIANXING_ENV": "dev", "WEB_WORKERS": "1"}
-    outputs = []
+    outputs, admin_logins = [], []
     for _ in range(2):  # when it starts, stops, and starts again on the same database
         proc = subprocess.Popen([sys.executable, "-m", "qianxing.cli", "run"], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -106,6 +106,7 @@ def test_make_run_prints_the_demo_codes_live_session_and_operator_hint(settings,
                 lines.append(line)
                 if "Ctrl-C stops everything" in line:
                     break
+            admin_logins.append(demo_admin_login(port, "".join(lines)))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -116,3 +117,29 @@ def test_make_run_prints_the_demo_codes_live_session_and_operator_hint(settings,
     assert len(codes_in(first)) == len(DEMO_TEAM) and codes_in(second) == codes_in(first)
     assert re.search(r'"live": \d+', second) and "qianxing chat --as bob --group demo" in second
     assert "Operator (another terminal)" in second and f"http://127.0.0.1:{port}/api/swagger" in second
+    # and the admin's URL with the readonly demo operator's password, new each run, that signs in
+    assert f"http://127.0.0.1:{port}/admin/" in second
+    assert admin_logins == [200, 200]
+
+
+def demo_admin_login(port: int, output: str) -> int:
+    """Sign in to the running admin as the demo operator with the printed password: the status
+    of the dashboard afterwards (200 when signed in)."""
+    import requests
+
+    password = re.search(r'demo operator "demo" \(readonly\), password (\S+)\)', output).group(1)
+    base = f"http://127.0.0.1:{port}/admin"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            browser = requests.Session()
+            page = browser.get(f"{base}/login", timeout=30)
+            break
+        except (requests.ConnectionError, requests.Timeout):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    browser.post(f"{base}/login", data={"name": "demo", "password": password, "csrf_token": token},
+                 timeout=10, allow_redirects=False)
+    return browser.get(f"{base}/", timeout=10, allow_redirects=False).status_code
