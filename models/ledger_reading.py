@@ -147,10 +147,6 @@ class Verification:
     def ok(self) -> bool:
         return not self.unbalanced and not self.problems
 
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "unbalanced": self.unbalanced[:20], "unbalanced_count": len(self.unbalanced),
-                "problems": self.problems[:20], "problem_count": len(self.problems)}
-
 
 def verify() -> Verification:
     """The checks of `qianxing ledger verify`: every transaction balances, and the commission

@@ -1,5 +1,9 @@
 """Operator accounts of the admin: separate from shoppers and creators, roles as data.
 
+TOTP secrets are stored sealed with the vault's cipher (models/vault.py: AES-256-GCM under
+VOUCHER_KEY, bound to the operator's name), like card keys; `reseal_totp_secrets` re-encrypts
+them under the current key when the key is rotated.
+
 An operator signs in with a name and an argon2-hashed password; the owner and finance roles
 also need a TOTP code (RFC 6238, pyotp), enrolled with a QR code on first login. What a role may
 do is the table `ROLE_PERMISSIONS`: the admin asks `allowed(role, permission)` before every view
@@ -8,6 +12,7 @@ and action, so a role's reach is read in one place and tested as a whole.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from enum import StrEnum
@@ -35,7 +40,7 @@ _VIEW_ALL = {"dashboard.view", "orders.view", "creators.view", "catalog.view", "
              "withdrawals.view", "ledger.view", "chat.view", "activity.view", "jobs.view"}
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.FINANCE: frozenset(_VIEW_ALL | {
-        "orders.refund", "orders.mark_paid", "orders.fraud", "orders.hold",
+        "orders.refund", "orders.mark_paid", "orders.fraud", "orders.hold", "orders.retry_settlement",
         "withdrawals.approve", "withdrawals.reject", "ledger.verify",
         "exports.orders", "exports.ledger", "exports.withdrawals", "personal.unmasked", "audit.view",
         "dashboard.refresh"}),
@@ -75,7 +80,9 @@ class Operator(BaseModel):
     name = pw.CharField(max_length=64, unique=True)
     role = pw.CharField(max_length=16)
     password_hash = pw.CharField(max_length=255)
-    totp_secret = pw.CharField(max_length=64, null=True)  # set once enrolment is confirmed
+    # set once enrolment is confirmed: sealed with the vault's key (AES-GCM, bound to the name),
+    # never stored in the clear; `totp_secret_of(op)` opens it
+    totp_secret = pw.CharField(max_length=255, null=True)
     totp_last_step = pw.BigIntegerField(default=0)  # a code is accepted once (no replay)
     active = pw.BooleanField(default=True)
     must_change_password = pw.BooleanField(default=True)  # a one-time password was printed
@@ -113,6 +120,49 @@ def _check_name(name: str) -> str:
     return name
 
 
+_SEALED = "v1"
+
+
+def _aad(name: str) -> bytes:
+    return b"totp:" + name.encode()
+
+
+def seal_secret(name: str, secret: str) -> str:
+    """`v1:<key id>:<nonce>:<ciphertext>` (base64) of a TOTP secret."""
+    from models.vault import cipher
+
+    sealed = cipher().seal(secret, _aad(name))
+    return ":".join((_SEALED, sealed.key_id, base64.b64encode(sealed.nonce).decode(),
+                     base64.b64encode(sealed.ciphertext).decode()))
+
+
+def totp_secret_of(op: Operator) -> str | None:
+    """The operator's TOTP secret in the clear (None: not enrolled)."""
+    from models.vault import Sealed, cipher
+
+    if not op.totp_secret:
+        return None
+    version, key_id, nonce, ciphertext = op.totp_secret.split(":")
+    if version != _SEALED:
+        raise ValueError(f"unknown TOTP secret format {version!r}")
+    return cipher().open(Sealed(key_id, base64.b64decode(nonce), base64.b64decode(ciphertext)), _aad(op.name))
+
+
+def reseal_totp_secrets() -> int:
+    """Re-encrypt every TOTP secret not sealed under the vault's current key (after a rotation);
+    how many were re-sealed."""
+    from models.vault import cipher
+
+    current = cipher().current_id
+    done = 0
+    for op in Operator.select().where(Operator.totp_secret.is_null(False)):
+        if op.totp_secret.split(":")[1] != current:
+            Operator.update(totp_secret=seal_secret(op.name, totp_secret_of(op))).where(
+                Operator.id == op.id).execute()
+            done += 1
+    return done
+
+
 def create_operator(name: str, role: str, password: str | None = None, *,
                     totp_secret: str | None = None) -> tuple[Operator, str]:
     """A new active operator and its password: the given one, or a generated one-time password
@@ -125,7 +175,8 @@ def create_operator(name: str, role: str, password: str | None = None, *,
     if Operator.get_or_none(Operator.name == name) is not None:
         raise Conflict(f"operator {name!r} already exists", code="operator_exists")
     op = Operator.create(name=name, role=role_value, password_hash=_hasher.hash(password),
-                         totp_secret=totp_secret, must_change_password=generated)
+                         totp_secret=seal_secret(name, totp_secret) if totp_secret else None,
+                         must_change_password=generated)
     return op, password
 
 
@@ -227,14 +278,14 @@ def confirm_enrolment(op: Operator, secret: str, code: str) -> None:
     if not _accept(op, secret, code):
         raise BadCredentials("the code does not match; check the time on your phone and try again",
                              code="bad_totp")
-    op.totp_secret = secret
+    op.totp_secret = seal_secret(op.name, secret)
     op.save(only=[Operator.totp_secret])
 
 
 def verify_totp(op: Operator, code: str) -> None:
     if not op.totp_secret:
         raise InvalidInput("two-factor is not enrolled", code="totp_not_enrolled")
-    if not _accept(op, op.totp_secret, code):
+    if not _accept(op, totp_secret_of(op) or "", code):
         raise BadCredentials("wrong or already used code", code="bad_totp")
 
 

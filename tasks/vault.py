@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from models import vault
+from models import operators, vault
 from models.db import connection
 from models.errors import Conflict
 from tasks.context import runtime
@@ -81,6 +81,7 @@ def rotate_keys() -> int:
         with connection():
             _write(total=vault.rotation_pending(), done=0)
             rotated = vault.rotate_key(progress=lambda done: _write(done=done))
+            rotated += operators.reseal_totp_secrets()  # the operators' TOTP secrets, sealed alike
     except Exception as exc:
         _write(state="failed", finished_at=int(time.time()), error=type(exc).__name__)
         raise

@@ -15,6 +15,7 @@ from flask import Flask, render_template, request
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from miniapp_api.admin import actions, i18n
@@ -140,6 +141,6 @@ def init_admin(app: Flask, settings: Settings, var_dir: Path) -> None:
 
     app.register_blueprint(Blueprint("qx_admin_assets", __name__, static_folder="static", template_folder="templates",
                                      static_url_path=f"{PREFIX}/assets"))
-    admin = Admin(app, name="千星运营后台", url=PREFIX, index_view=DashboardView(url=PREFIX),
+    admin = Admin(app, name=_l("千星运营后台"), url=PREFIX, index_view=DashboardView(url=PREFIX),
                   theme=Bootstrap4Theme(base_template="qx/master.html", swatch="default"))
     _views(admin)

@@ -98,6 +98,8 @@ def links() -> dict[str, Any]:
         "low_stock": _link("vault.index", "vault.view") or _link("skus.index_view", "catalog.view"),
         "failed_pushes": _link("chat_failed.index", "chat.view"),
         "jobs": _link("jobs.index", "jobs.view"),
+        "failed_deliveries": _link("set_aside.index", "orders.view", job="delivery"),
+        "failed_settlements": _link("set_aside.index", "orders.view", job="settlement"),
     }
 
 

@@ -19,7 +19,7 @@ from flask_admin import Admin, expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from miniapp_api.admin import order_actions
+from miniapp_api.admin import order_actions, set_aside
 from miniapp_api.admin.actions import form_reason
 from miniapp_api.admin.base import QxView
 from miniapp_api.admin.order_actions import SPECS
@@ -134,3 +134,4 @@ class OrdersView(QxView):
 def register(admin: Admin) -> None:
     """Adds this area's views to the admin."""
     admin.add_view(OrdersView(name=_l("订单"), endpoint="orders", url="orders", category=_l("订单")))
+    set_aside.register(admin)  # the orders batch jobs set aside (miniapp_api/admin/set_aside.py)

@@ -229,21 +229,22 @@ def log_in(http: Any, base_url: str, name: str, password: str, secret: str) -> s
     return "ok" if home.status_code == 200 else f"failed: GET /admin/ after login answered {home.status_code}"
 
 
-def create_operator() -> tuple[str, str, str] | str:
-    """(name, password, TOTP secret) of a new owner, or why there is none."""
+def create_operator(settings: Settings) -> tuple[str, str, str] | str:
+    """(name, password, TOTP secret) of a new owner, or why there is none. The secret is sealed
+    with the VOUCHER_KEY the web process will use to open it."""
     import pyotp
 
+    from models import vault
     from models.db import connection
+    from models.operators import create_operator as create
+    from qianxing.settings import parse_voucher_keys
 
-    try:
-        from models.operators import create_operator as create
-    except ImportError as exc:
-        return f"no operator: {exc}"
+    vault.configure(parse_voucher_keys(settings.VOUCHER_KEY or ""), settings.VOUCHER_HASH_KEY or "")
     secret = pyotp.random_base32()
     try:
         with connection():
             _, password = create(OPERATOR, "owner", secrets.token_urlsafe(18), totp_secret=secret)
-    except Exception as exc:  # noqa: BLE001 - the admin is still being written; reported
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON, the run fails
         return f"no operator: {type(exc).__name__}: {exc}"
     return OPERATOR, password, secret
 
@@ -353,7 +354,7 @@ def run(settings: Settings, *, orders: int = 1_000_000, creators: int = 10_000, 
         log(f"rollups: {rollup}" + (f" in {rollup_s} s" if rollup_s is not None else ""))
         if rollup_s is None:
             notes.append(rollup)
-        operator = create_operator()
+        operator = create_operator(settings)
         if isinstance(operator, str):
             notes.append(operator)
             log(operator)

@@ -66,9 +66,10 @@ def vault_rotate() -> None:
     boot()
     from models import vault as v
     from models.db import connection
+    from models.operators import reseal_totp_secrets
 
     with connection():
-        n = v.rotate_key()
+        n = v.rotate_key() + reseal_totp_secrets()
     click.echo(f"re-encrypted {n} secrets with key {v.cipher().current_id}")
 
 

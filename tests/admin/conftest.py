@@ -11,6 +11,7 @@ import pyotp
 import pytest
 
 from models.db import db
+from models.operators import totp_secret_of
 from tests.factories import operator
 
 CSRF = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
@@ -34,7 +35,7 @@ class AdminClient:
                                                          "csrf_token": self.csrf()})
         assert answer.status_code == 302, answer.data[:500]
         if answer.headers["Location"].endswith("/admin/totp"):
-            totp = pyotp.TOTP(self.op.totp_secret)
+            totp = pyotp.TOTP(totp_secret_of(self.op))
             code = totp.now()
             if int(time.time()) // 30 <= (self.op.totp_last_step or 0):  # that step was used: wait
                 time.sleep(30 - time.time() % 30 + 0.1)

@@ -1,7 +1,7 @@
 """The ledger pages over real HTTP, read-only: platform balances and one creator's buckets equal
 models.ledger's (the balances also while the rollup they are read from catches up), transactions
-with their entries by keyset page and filter, and "verify" runs the checks of `qianxing ledger
-verify`, shows the result and leaves an audit row."""
+with their entries by keyset page and filter, and "verify" queues the checks of `qianxing ledger
+verify` as one job (audited), whose result the page then shows; with Redis down it says so."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from models.ledger_reading import PLATFORM_ACCOUNTS
 from models.withdrawals import Method, request_withdrawal
 from tests.books import release, settle
 from tests.factories import DUE_NOW, earn, named, paid, sell
+
+CSRF_FIELD = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def balances_on(page: bytes, table_id: str) -> dict[str, int]:
@@ -88,8 +90,17 @@ def test_transactions_page_by_keyset(admin):
     assert 'id="next-page"' not in second
 
 
-def test_verify_runs_the_ledger_checks_shows_ok_and_is_audited(admin, rt, shop):
-    # given a healthy ledger: sales through creators, settled and partly released
+def _verify_section(page: bytes) -> str:
+    text = page.decode()
+    return text[text.index('id="verify-status"'):]
+
+
+def test_verify_queues_one_job_even_clicked_twice_and_the_page_then_shows_ok(admin, rt, shop, run_jobs):
+    """Given a healthy ledger (sales through creators, settled and partly released); when finance
+    clicks "verify" twice in a row; then one job is queued, the ledger page says it is queued and
+    reloads itself, the second click is told a verification is already waiting, and one audit
+    row names who asked; after the worker runs it the page shows OK, who asked, and stops
+    reloading."""
     sku = shop.card_sku(keys=3, price=1990)
     up = named("verify-up", rank=1)
     seller = named("verify-c", parent=up, rank=1)
@@ -102,39 +113,86 @@ def test_verify_runs_the_ledger_checks_shows_ok_and_is_audited(admin, rt, shop):
         assert ledger.balance(ledger.creator_account(seller.id, ledger.AVAILABLE)) < 0  # money was released
         assert ledger.balance(ledger.creator_account(seller.id, ledger.PENDING)) < 0
     f = admin("finance")
-    # when finance runs "verify"
-    answer = f.post("/admin/ledger/verify", {}, page="/admin/ledger/", action=False)
-    # then the page says OK and an audit row records the result
-    assert answer.status_code == 200
-    assert 'id="verify-result" data-ok="true"' in answer.data.decode()
+    before = f.get("/admin/ledger/").data
+    assert 'data-state="none"' in _verify_section(before) and b'id="verify-form"' in before
+    # when finance clicks "verify" twice, the second time from the page as it was before the first
+    first = f.post("/admin/ledger/verify", {}, page="/admin/ledger/", action=False)
+    second = f.post("/admin/ledger/verify", {}, page="/admin/ledger/", action=False, follow_redirects=True)
+    # then one job is queued and the ledger page shows it waiting, reloading itself
+    assert first.status_code == 302 and first.headers["Location"].endswith("/admin/ledger/#verify")
+    assert rt.queue.count == 1 and rt.queue.job_ids == ["ledger-verify"]
+    assert second.status_code == 200 and "已有一个账本核对任务在排队或运行中" in second.data.decode()
+    waiting = f.get("/admin/ledger/").data
+    assert 'data-state="queued"' in _verify_section(waiting) and b'http-equiv="refresh" content="3"' in waiting
+    assert "排队中，自" in _verify_section(waiting) and b'id="verify-form"' not in waiting
     with db.connection_context():
         [row] = AuditEntry.select().where(AuditEntry.action == "ledger.verify")
-    assert row.operator_name == f.op.name and row.after["ok"] is True
+    assert row.operator_name == f.op.name and row.after == {"job": "ledger-verify", "queued": True}
+    # when the worker runs it
+    assert run_jobs() == 1
+    # then the page shows OK, who asked, and no longer reloads
+    done = f.get("/admin/ledger/").data
+    section = _verify_section(done)
+    assert 'data-state="done"' in section and 'id="verify-result" data-ok="true"' in section
+    assert f.op.name in section and b'http-equiv="refresh"' not in done and b'id="verify-form"' in done
+    # and the next click queues a new verification
+    assert f.post("/admin/ledger/verify", {}, page="/admin/ledger/", action=False).status_code == 302
+    assert rt.queue.count == 1 and 'data-state="queued"' in _verify_section(f.get("/admin/ledger/").data)
 
 
-def test_verify_shows_what_is_wrong(admin):
-    # given a transaction whose entries do not balance (written behind the services' back)
+def test_verify_shows_what_is_wrong(admin, run_jobs):
+    """Given a transaction whose entries do not balance (written behind the services' back) and
+    commission expense that no commission line explains; when verify runs as a job; then the page
+    names the unbalanced transaction and the settlement problem."""
     with db.connection_context(), db.atomic():
         execute("INSERT INTO ledger_transaction (key, kind, memo, created_at) VALUES (%s, %s, %s, %s)",
                 ("broken:1", "test", "", "2025-01-01 00:00:00"))
         txn = execute("SELECT id FROM ledger_transaction WHERE key = %s", ("broken:1",)).fetchone()[0]
         execute("INSERT INTO posting (txn_id, account, amount_fen) VALUES (%s, %s, %s)", (txn, ledger.SALES, -5))
-    # when verify runs
-    answer = admin("finance").post("/admin/ledger/verify", {}, page="/admin/ledger/", action=False)
-    # then it names the unbalanced transaction, and the audit row says not ok
-    page = answer.data.decode()
-    assert 'data-ok="false"' in page and "broken:1" in page
+    earn(named("verify-orphan"), 7_000)  # expense -> available without commission lines
+    f = admin("finance")
+    assert f.post("/admin/ledger/verify", {}, page="/admin/ledger/", action=False).status_code == 302
+    run_jobs()
+    section = _verify_section(f.get("/admin/ledger/").data)
+    assert 'data-ok="false"' in section and "broken:1" in section
+    assert "commission expense 7000 fen, but live commission lines sum to 0" in section
+    assert "不平衡的流水 1 笔" in section
+
+
+def test_with_redis_down_the_button_and_the_page_say_so(admin, rt, monkeypatch):
+    """Given a signed-in finance operator and then Redis unreachable; when they click verify and
+    open the ledger page; then the click is answered with a message (no 500, no audit row, nothing
+    queued) and the page shows the balances and says the state cannot be read."""
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    f = admin("finance")
+    page = "/admin/ledger/"
+    form = f.get(page).data
+    token = CSRF_FIELD.search(form).group(1).decode()
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    live = rt.redis
+    monkeypatch.setattr(rt, "redis", dead)
+    monkeypatch.setattr(rt.queue, "connection", dead)
+    answer = f.client.post("/admin/ledger/verify", data={"csrf_token": token}, follow_redirects=True)
+    assert answer.status_code == 200
+    text = answer.data.decode()
+    assert "Redis 不可用，无法开始核对" in text and 'id="verify-redis-down"' in text
+    assert 'id="platform-accounts"' in text
+    monkeypatch.undo()
+    assert live.llen("rq:queue:" + rt.queue.name) == 0
     with db.connection_context():
-        [row] = AuditEntry.select().where(AuditEntry.action == "ledger.verify")
-    assert row.after["ok"] is False and row.after["unbalanced"] == ["broken:1"]
+        assert AuditEntry.select().where(AuditEntry.action == "ledger.verify").count() == 0
 
 
-def test_roles_without_ledger_verify_are_refused(admin):
+def test_roles_without_ledger_verify_are_refused(admin, rt):
     for role in ("support", "ops", "readonly"):
         a = admin(role)
         assert a.post("/admin/ledger/verify", {}, page="/admin/", action=False).status_code == 403, role
     assert admin("support").get("/admin/ledger/").status_code == 403  # support has no ledger.view
     assert b'id="verify-form"' not in admin("readonly").get("/admin/ledger/").data
+    assert rt.queue.count == 0
     with db.connection_context():
         assert AuditEntry.select().where(AuditEntry.action == "ledger.verify").count() == 0
 

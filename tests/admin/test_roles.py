@@ -112,6 +112,9 @@ ROUTES = [
     Route("withdrawals.reject", "withdrawals.reject", lambda w: f"/admin/withdrawals/{w['withdrawal']}/reject",
           lambda w: {"reason": "role test"}),
 ]
+ROUTES += [Route("set_aside.retry", perm, lambda w, j=job: f"/admin/orders/set-aside/{j}/{w['order']}/retry",
+                 lambda w: {"reason": "role test"})
+           for job, perm in (("delivery", "orders.redeliver"), ("settlement", "orders.retry_settlement"))]
 ORDER_ACTIONS = {"mark_paid": "orders.mark_paid", "refund": "orders.refund", "redeliver": "orders.redeliver",
                  "resend": "orders.resend", "hold": "orders.hold", "release": "orders.hold",
                  "fraud": "orders.fraud"}

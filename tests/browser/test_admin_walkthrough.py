@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from models.audit import AuditEntry
 from models.db import db
-from models.operators import create_operator
+from models.operators import create_operator, totp_secret_of
 from models.orders import Order
 from models.vault import CardKey
 from models.withdrawals import Withdrawal
@@ -117,7 +117,7 @@ def test_an_operators_day(page: Page, browser: Browser, base_url: str, client, f
     with db.connection_context():
         fin1, fin_password = operator("finance", "fin-a")
     finance = new_page(browser, base_url)
-    sign_in(finance, "fin-a", fin_password, fin1.totp_secret)
+    sign_in(finance, "fin-a", fin_password, totp_secret_of(fin1))
     finance.goto("/admin/orders/")
     finance.fill("#f-sku", "YOUKU-VIP-1M")
     finance.click("#search")
@@ -170,7 +170,7 @@ def test_an_operators_day(page: Page, browser: Browser, base_url: str, client, f
     with db.connection_context():
         fin2, fin2_password = operator("finance", "fin-b")
     second = new_page(browser, base_url)
-    sign_in(second, "fin-b", fin2_password, fin2.totp_secret)
+    sign_in(second, "fin-b", fin2_password, totp_secret_of(fin2))
     second.goto(f"/admin/withdrawals/{withdrawal_id}")
     second.click("#approve-form button")
     expect(second.locator("#state")).to_have_attribute("data-state", "approved")
