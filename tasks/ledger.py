@@ -18,12 +18,10 @@ import time
 from typing import Any
 
 from redis.exceptions import RedisError
-from rq.exceptions import DuplicateJobError, NoSuchJobError
-from rq.job import Job, JobStatus
 
 from models import ledger_reading
 from models.db import connection
-from models.errors import Conflict
+from tasks import singleton
 from tasks.context import runtime
 
 log = logging.getLogger(__name__)
@@ -31,13 +29,10 @@ log = logging.getLogger(__name__)
 JOB = "tasks.ledger.verify_ledger"
 JOB_ID = "ledger-verify"
 RESULT_KEY = "qianxing:ledger:verify"
-QUEUEING_KEY = "qianxing:ledger:verify:queueing"  # held for the check-and-enqueue, a few ms
 RESULT_TTL_S = 7 * 24 * 3600
 TIMEOUT_S = 3600
 SHOWN = 50  # problems of each kind kept in the result
 TEXT_MAX = 300  # characters kept of each problem
-_ACTIVE = {s.value for s in (JobStatus.CREATED, JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED,
-                             JobStatus.STARTED)}
 
 
 def _write(**fields: object) -> None:
@@ -51,37 +46,14 @@ def _write(**fields: object) -> None:
         log.warning("ledger verify: result not recorded (%s)", exc)
 
 
-def _job_status() -> str | None:
-    try:
-        status = Job.fetch(JOB_ID, connection=runtime().redis).get_status()
-    except NoSuchJobError:
-        return None
-    return str(status.value if hasattr(status, "value") else status) if status else None
-
-
 def queue_verification(requested_by: str) -> str:
     """Queue the verification job; returns its id. Raises Conflict when one is already queued or
     running (or being queued by another click this very moment), RedisError when Redis is down."""
-    rt = runtime()
-    if not rt.redis.set(QUEUEING_KEY, requested_by, nx=True, ex=10):
-        raise Conflict("a ledger verification is already being queued", code="verify_running")
-    try:
-        if _job_status() in _ACTIVE:
-            raise Conflict("a ledger verification is already queued or running", code="verify_running")
-        try:
-            Job.fetch(JOB_ID, connection=rt.redis).delete()  # a finished run's record must not block a new one
-        except NoSuchJobError:
-            pass
-        rt.redis.delete(RESULT_KEY)  # before the enqueue: a fast worker's first write must survive
-        _write(state="queued", by=requested_by, queued_at=int(time.time()))
-        try:
-            rt.queue.enqueue(JOB, requested_by, job_id=JOB_ID, unique=True, job_timeout=TIMEOUT_S,
-                             result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S)
-        except DuplicateJobError:
-            raise Conflict("a ledger verification is already queued or running", code="verify_running") from None
-    finally:
-        rt.redis.delete(QUEUEING_KEY)
-    return JOB_ID
+    return singleton.queue_once(
+        JOB, JOB_ID, requested_by, who=requested_by, state_key=RESULT_KEY,
+        write_queued=lambda: _write(state="queued", by=requested_by, queued_at=int(time.time())),
+        timeout_s=TIMEOUT_S, ttl_s=RESULT_TTL_S, busy="a ledger verification is already queued or running",
+        code="verify_running")
 
 
 def _kept(items: list[str]) -> str:
@@ -113,13 +85,13 @@ def verification_status() -> dict[str, Any]:
     not yet), and once done: ok, the first unbalanced keys and problems, and their counts."""
     try:
         raw = runtime().redis.hgetall(RESULT_KEY)
-        job = _job_status()
+        job = singleton.status(JOB_ID)
     except RedisError:
         return {"state": "unknown", "ok": False, "unbalanced": [], "problems": [], "unbalanced_count": 0,
                 "problem_count": 0, "by": "", "queued_at": 0, "started_at": 0, "finished_at": 0, "error": ""}
     data = {k.decode(): v.decode() for k, v in raw.items()}
     state = data.get("state", "none")
-    if state in ("queued", "running") and job not in _ACTIVE:
+    if state in ("queued", "running") and job not in singleton.ACTIVE:
         state = "interrupted"  # the worker died under it, or the job record expired
     return {"state": state, "ok": state == "done" and data.get("ok") == "1",
             "unbalanced": json.loads(data.get("unbalanced") or "[]"),

@@ -15,12 +15,10 @@ import time
 from typing import Any
 
 from redis.exceptions import RedisError
-from rq.exceptions import DuplicateJobError, NoSuchJobError
-from rq.job import Job, JobStatus
 
 from models import operators, vault
 from models.db import connection
-from models.errors import Conflict
+from tasks import singleton
 from tasks.context import runtime
 
 log = logging.getLogger(__name__)
@@ -30,7 +28,6 @@ JOB_ID = "vault-rotate-key"
 PROGRESS_KEY = "qianxing:vault:rotation"
 PROGRESS_TTL_S = 7 * 24 * 3600
 TIMEOUT_S = 6 * 3600
-_ACTIVE = {JobStatus.CREATED, JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
 
 
 def _write(**fields: object) -> None:
@@ -45,32 +42,14 @@ def _write(**fields: object) -> None:
         log.warning("vault rotation: progress not recorded (%s)", exc)
 
 
-def _job_status() -> str | None:
-    try:
-        status = Job.fetch(JOB_ID, connection=runtime().redis).get_status()
-    except NoSuchJobError:
-        return None
-    return str(status.value if hasattr(status, "value") else status) if status else None
-
-
 def queue_rotation(operator: str) -> str:
     """Queue the rotation job. Raises Conflict when one is already waiting or running."""
-    rt = runtime()
-    if _job_status() in {s.value for s in _ACTIVE}:
-        raise Conflict("a key rotation is already queued or running", code="rotation_running")
-    try:
-        Job.fetch(JOB_ID, connection=rt.redis).delete()  # a finished run's record must not block a new one
-    except NoSuchJobError:
-        pass
-    rt.redis.delete(PROGRESS_KEY)  # before the enqueue: a fast worker's first write must survive
-    _write(state="queued", by=operator, queued_at=int(time.time()), total=0, done=0,
-           target=vault.cipher().current_id)
-    try:
-        rt.queue.enqueue(JOB, job_id=JOB_ID, unique=True, job_timeout=TIMEOUT_S, result_ttl=PROGRESS_TTL_S,
-                         failure_ttl=PROGRESS_TTL_S)
-    except DuplicateJobError:
-        raise Conflict("a key rotation is already queued or running", code="rotation_running") from None
-    return JOB_ID
+    return singleton.queue_once(
+        JOB, JOB_ID, who=operator, state_key=PROGRESS_KEY,
+        write_queued=lambda: _write(state="queued", by=operator, queued_at=int(time.time()), total=0, done=0,
+                                    target=vault.cipher().current_id),
+        timeout_s=TIMEOUT_S, ttl_s=PROGRESS_TTL_S, busy="a key rotation is already queued or running",
+        code="rotation_running")
 
 
 def rotate_keys() -> int:
@@ -95,12 +74,12 @@ def rotation_status() -> dict[str, Any]:
     interrupted), target key id, total, done, percent, who started it and when."""
     try:
         raw = runtime().redis.hgetall(PROGRESS_KEY)
-        job = _job_status()
+        job = singleton.status(JOB_ID)
     except RedisError:
         return {"state": "unknown", "total": 0, "done": 0, "percent": 0}
     data = {k.decode(): v.decode() for k, v in raw.items()}
     state = data.get("state", "none")
-    if state in ("queued", "running") and job not in {s.value for s in _ACTIVE}:
+    if state in ("queued", "running") and job not in singleton.ACTIVE:
         state = "interrupted"  # the worker died under it, or the job record expired
     total, done = int(data.get("total") or 0), int(data.get("done") or 0)
     percent = 100 if state == "done" else (min(99, done * 100 // total) if total else 0)
