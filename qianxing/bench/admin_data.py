@@ -4,7 +4,7 @@ the data consistent are in admin_checks.py, the index juggling of the load in ad
 
 Rows are generated in Python from one seeded random stream (the same data on both backends)
 and written in chunks of CHUNK orders, each chunk one transaction: COPY on PostgreSQL,
-executemany on SQLite; the next chunk is generated in a thread while one is written. Memory
+executemany on SQLite, through admin_load.Writer; the next chunk is generated in a thread while one is written. Memory
 stays bounded by two chunks (plus 3% of N refunded (id, time) pairs). While the orders and what
 hangs off them go in, the secondary indexes of those tables are dropped and then built again
 from their own definitions (pg_get_indexdef / sqlite_master), and a PostgreSQL superuser skips
@@ -32,15 +32,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import io
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from qianxing.bench.admin_load import LOADED, create_indexes, drop_indexes, is_superuser, secondary_indexes
+from qianxing.bench.admin_load import LOADED, Writer, create_indexes, drop_indexes, is_superuser, secondary_indexes
 
 if TYPE_CHECKING:
     from models.settlement import PayoutPolicy
@@ -78,60 +77,6 @@ CATALOG = (
 
 def log_nothing(message: str) -> None:
     return None
-
-
-# ---- writing rows -------------------------------------------------------------------------
-
-
-class Writer:
-    """Bulk rows into one table: COPY on PostgreSQL, executemany on SQLite. Values are ints,
-    bools, None, datetimes or strings free of tabs, newlines and backslashes."""
-
-    def __init__(self, postgres: bool) -> None:
-        self.postgres = postgres
-        self.seconds: dict[str, float] = {}  # spent writing, per table
-
-    def begin(self, *, skip_foreign_keys: bool = False) -> None:
-        """Open the transaction now (peewee's pool begins lazily; COPY bypasses it). With
-        `skip_foreign_keys` (PostgreSQL superusers only) the rows of this transaction are not
-        checked against their foreign keys row by row: `admin_checks.check()` proves them afterwards."""
-        from models.db import execute
-
-        if not self.postgres:
-            execute("SELECT 1")
-            return
-        execute("SET LOCAL synchronous_commit TO OFF")
-        if skip_foreign_keys:
-            execute("SET LOCAL session_replication_role TO replica")
-
-    def rows(self, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
-        from models.db import db
-
-        started = time.perf_counter()
-        try:
-            return self._rows(db, table, columns, rows)
-        finally:
-            self.seconds[table] = self.seconds.get(table, 0.0) + time.perf_counter() - started
-
-    def _rows(self, db: Any, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
-        names = ", ".join(columns)
-        if not self.postgres:
-            batch = list(rows)
-            if batch:
-                marks = ", ".join("?" * len(columns))
-                db.connection().executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', batch)
-            return len(batch)
-        line = "\t".join(["%s"] * len(columns)) + "\n"
-        out = io.StringIO()
-        n = 0
-        for row in rows:
-            out.write(line % (row if None not in row else tuple("\\N" if v is None else v for v in row)))
-            n += 1
-        if n:
-            out.seek(0)
-            with db.connection().cursor() as cur:
-                cur.copy_expert(f'COPY "{table}" ({names}) FROM STDIN', out)
-        return n
 
 
 # ---- creators and catalog -------------------------------------------------------------------

@@ -1,11 +1,71 @@
 """Bulk loading for the scratch shop of `qianxing bench admin` (qianxing/bench/admin_data.py):
-the secondary indexes of the loaded tables are dropped while rows go in and built again from
-their own definitions afterwards, and a PostgreSQL superuser may skip the row-by-row foreign-key
-triggers (admin_checks.check proves every reference afterwards)."""
+rows go in through `Writer` (COPY on PostgreSQL, executemany on SQLite); the secondary indexes
+of the loaded tables are dropped while rows go in and built again from their own definitions
+afterwards, and a PostgreSQL superuser may skip the row-by-row foreign-key triggers
+(admin_checks.check proves every reference afterwards)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+# ---- writing rows -------------------------------------------------------------------------
+
+
+class Writer:
+    """Bulk rows into one table: COPY on PostgreSQL, executemany on SQLite. Values are ints,
+    bools, None, datetimes or strings free of tabs, newlines and backslashes."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        self.seconds: dict[str, float] = {}  # spent writing, per table
+
+    def begin(self, *, skip_foreign_keys: bool = False) -> None:
+        """Open the transaction now (peewee's pool begins lazily; COPY bypasses it). With
+        `skip_foreign_keys` (PostgreSQL superusers only) the rows of this transaction are not
+        checked against their foreign keys row by row: `admin_checks.check()` proves them afterwards."""
+        from models.db import execute
+
+        if not self.postgres:
+            execute("SELECT 1")
+            return
+        execute("SET LOCAL synchronous_commit TO OFF")
+        if skip_foreign_keys:
+            execute("SET LOCAL session_replication_role TO replica")
+
+    def rows(self, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
+        from models.db import db
+
+        started = time.perf_counter()
+        try:
+            return self._rows(db, table, columns, rows)
+        finally:
+            self.seconds[table] = self.seconds.get(table, 0.0) + time.perf_counter() - started
+
+    def _rows(self, db: Any, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
+        names = ", ".join(columns)
+        if not self.postgres:
+            batch = list(rows)
+            if batch:
+                marks = ", ".join("?" * len(columns))
+                db.connection().executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', batch)
+            return len(batch)
+        line = "\t".join(["%s"] * len(columns)) + "\n"
+        out = io.StringIO()
+        n = 0
+        for row in rows:
+            out.write(line % (row if None not in row else tuple("\\N" if v is None else v for v in row)))
+            n += 1
+        if n:
+            out.seek(0)
+            with db.connection().cursor() as cur:
+                cur.copy_expert(f'COPY "{table}" ({names}) FROM STDIN', out)
+        return n
+
+
+# ---- loading without secondary indexes ------------------------------------------------------
 
 LOADED = ("order", "payment", "refund", "ledger_transaction", "posting", "event")
 
