@@ -17,12 +17,9 @@ import logging
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from models import ledger_reading
 from models.db import connection
 from tasks import singleton
-from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +33,7 @@ TEXT_MAX = 300  # characters kept of each problem
 
 
 def _write(**fields: object) -> None:
-    """Record the state; a Redis hiccup must not stop the checks themselves."""
-    try:
-        pipe = runtime().redis.pipeline(transaction=False)
-        pipe.hset(RESULT_KEY, mapping={k: str(v) for k, v in fields.items()})
-        pipe.expire(RESULT_KEY, RESULT_TTL_S)
-        pipe.execute()
-    except RedisError as exc:
-        log.warning("ledger verify: result not recorded (%s)", exc)
+    singleton.write_state(RESULT_KEY, RESULT_TTL_S, "ledger verify", **fields)
 
 
 def queue_verification(requested_by: str) -> str:
@@ -83,16 +73,11 @@ def verification_status() -> dict[str, Any]:
     """The latest verification as the admin shows it: state (none, queued, running, done, failed,
     interrupted, or unknown when Redis cannot be read), who asked, the times (epoch seconds, 0 =
     not yet), and once done: ok, the first unbalanced keys and problems, and their counts."""
-    try:
-        raw = runtime().redis.hgetall(RESULT_KEY)
-        job = singleton.status(JOB_ID)
-    except RedisError:
+    data = singleton.read_state(RESULT_KEY, JOB_ID)
+    if data is None:
         return {"state": "unknown", "ok": False, "unbalanced": [], "problems": [], "unbalanced_count": 0,
                 "problem_count": 0, "by": "", "queued_at": 0, "started_at": 0, "finished_at": 0, "error": ""}
-    data = {k.decode(): v.decode() for k, v in raw.items()}
-    state = data.get("state", "none")
-    if state in ("queued", "running") and job not in singleton.ACTIVE:
-        state = "interrupted"  # the worker died under it, or the job record expired
+    state = data["state"]
     return {"state": state, "ok": state == "done" and data.get("ok") == "1",
             "unbalanced": json.loads(data.get("unbalanced") or "[]"),
             "problems": json.loads(data.get("problems") or "[]"),

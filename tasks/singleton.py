@@ -4,20 +4,24 @@ rotation, the ledger verification), with their state in a Redis hash the admin p
 `queue_once` takes a short lock for the check-and-enqueue, so two clicks at the same moment
 cannot both pass the "is one running?" check; a finished run's RQ record is dropped so it never
 blocks the next one; the state hash is reset before the enqueue (a fast worker's first write
-must survive). `active(job_id)` tells a queued or running job from a finished or lost one, so a
-run whose worker died shows as interrupted.
+must survive). `write_state` records the job's state hash (a Redis hiccup never stops the job);
+`read_state` reads it back and calls a queued or running state with no live RQ job behind it
+interrupted (its worker died).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from models.errors import Conflict
 from tasks.context import runtime
 
+log = logging.getLogger(__name__)
 ACTIVE = frozenset(s.value for s in (JobStatus.CREATED, JobStatus.QUEUED, JobStatus.SCHEDULED,
                                      JobStatus.DEFERRED, JobStatus.STARTED))
 
@@ -60,3 +64,31 @@ def queue_once(func: str, job_id: str, *args: object, who: str, state_key: str,
     finally:
         rt.redis.delete(lock)
     return job_id
+
+
+def write_state(key: str, ttl_s: int, what: str, **fields: object) -> None:
+    """Record fields of a job's state hash; a Redis hiccup must not stop the job itself (`what`
+    names the job in the warning)."""
+    try:
+        pipe = runtime().redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+        pipe.expire(key, ttl_s)
+        pipe.execute()
+    except RedisError as exc:
+        log.warning("%s: state not recorded (%s)", what, exc)
+
+
+def read_state(key: str, job_id: str) -> dict[str, str] | None:
+    """A job's state hash as the admin shows it, with `state` defaulting to "none" and set to
+    "interrupted" when it says queued or running but RQ has no such live job (the worker died
+    under it, or the job record expired); None when Redis cannot be read."""
+    try:
+        raw = runtime().redis.hgetall(key)
+        job = status(job_id)
+    except RedisError:
+        return None
+    data = {k.decode(): v.decode() for k, v in raw.items()}
+    data.setdefault("state", "none")
+    if data["state"] in ("queued", "running") and job not in ACTIVE:
+        data["state"] = "interrupted"
+    return data

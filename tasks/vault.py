@@ -14,12 +14,9 @@ import logging
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from models import operators, vault
 from models.db import connection
 from tasks import singleton
-from tasks.context import runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +28,7 @@ TIMEOUT_S = 6 * 3600
 
 
 def _write(**fields: object) -> None:
-    """Record progress; a Redis hiccup must not stop the rotation itself."""
-    try:
-        redis = runtime().redis
-        pipe = redis.pipeline(transaction=False)
-        pipe.hset(PROGRESS_KEY, mapping={k: str(v) for k, v in fields.items()})
-        pipe.expire(PROGRESS_KEY, PROGRESS_TTL_S)
-        pipe.execute()
-    except RedisError as exc:
-        log.warning("vault rotation: progress not recorded (%s)", exc)
+    singleton.write_state(PROGRESS_KEY, PROGRESS_TTL_S, "vault rotation", **fields)
 
 
 def queue_rotation(operator: str) -> str:
@@ -72,15 +61,10 @@ def rotate_keys() -> int:
 def rotation_status() -> dict[str, Any]:
     """The last rotation as the admin shows it: state (none, queued, running, done, failed,
     interrupted), target key id, total, done, percent, who started it and when."""
-    try:
-        raw = runtime().redis.hgetall(PROGRESS_KEY)
-        job = singleton.status(JOB_ID)
-    except RedisError:
+    data = singleton.read_state(PROGRESS_KEY, JOB_ID)
+    if data is None:
         return {"state": "unknown", "total": 0, "done": 0, "percent": 0}
-    data = {k.decode(): v.decode() for k, v in raw.items()}
-    state = data.get("state", "none")
-    if state in ("queued", "running") and job not in singleton.ACTIVE:
-        state = "interrupted"  # the worker died under it, or the job record expired
+    state = data["state"]
     total, done = int(data.get("total") or 0), int(data.get("done") or 0)
     percent = 100 if state == "done" else (min(99, done * 100 // total) if total else 0)
     return {"state": state, "target": data.get("target", ""), "total": total, "done": done, "percent": percent,
