@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import qrcode
@@ -111,6 +112,25 @@ def _pending_operator() -> Operator | None:
     return op if op is not None and op.active else None
 
 
+def _code_attempt(op: Operator, check: Callable[[str], None]) -> int | None:
+    """One try at a two-factor code (a sign-in or an enrolment): None when `check` accepted the
+    posted code; else the status to answer with (429 throttled, 401 wrong or reused), with the
+    message flashed and the try audited and counted against the account."""
+    wait = _throttled(op.name)
+    if wait is not None:
+        _audit_as(op, op.name, "auth.throttled", f"retry after {wait} s")
+        flash(_("尝试次数过多，请 %(seconds)s 秒后再试", seconds=wait), "error")
+        return 429
+    try:
+        check(request.form.get("code") or "")
+    except DomainError as exc:
+        _failed(op.name)
+        _audit_as(op, op.name, "auth.totp_failed", exc.code)
+        flash(_("验证码错误或已使用"), "error")
+        return 401
+    return None
+
+
 @admin_auth.route("/totp", methods=["GET", "POST"])
 def totp():  # noqa: ANN201
     op = _pending_operator()
@@ -120,21 +140,9 @@ def totp():  # noqa: ANN201
         return redirect(url_for("admin_auth.enrol"))
     status = 200
     if request.method == "POST":
-        wait = _throttled(op.name)
-        if wait is not None:
-            _audit_as(op, op.name, "auth.throttled", f"retry after {wait} s")
-            flash(_("尝试次数过多，请 %(seconds)s 秒后再试", seconds=wait), "error")
-            status = 429
-        else:
-            try:
-                operators.verify_totp(op, request.form.get("code") or "")
-            except DomainError as exc:
-                _failed(op.name)
-                _audit_as(op, op.name, "auth.totp_failed", exc.code)
-                flash(_("验证码错误或已使用"), "error")
-                status = 401
-            else:
-                return _finish(op, session[SESSION_KEY].get("next") or url_for("admin.index"))
+        status = _code_attempt(op, lambda code: operators.verify_totp(op, code))
+        if status is None:
+            return _finish(op, session[SESSION_KEY].get("next") or url_for("admin.index"))
     return render_template("qx/totp.html", operator=op), status
 
 
@@ -159,21 +167,10 @@ def enrol():  # noqa: ANN201
         session.modified = True
     status = 200
     if request.method == "POST":
-        wait = _throttled(op.name)
-        if wait is not None:
-            flash(_("尝试次数过多，请 %(seconds)s 秒后再试", seconds=wait), "error")
-            status = 429
-        else:
-            try:
-                operators.confirm_enrolment(op, secret, request.form.get("code") or "")
-            except DomainError as exc:
-                _failed(op.name)
-                _audit_as(op, op.name, "auth.totp_failed", exc.code)
-                flash(_("验证码错误或已使用"), "error")
-                status = 401
-            else:
-                _audit_as(op, op.name, "auth.totp_enrolled")
-                return _finish(op, data.get("next") or url_for("admin.index"))
+        status = _code_attempt(op, lambda code: operators.confirm_enrolment(op, secret, code))
+        if status is None:
+            _audit_as(op, op.name, "auth.totp_enrolled")
+            return _finish(op, data.get("next") or url_for("admin.index"))
     uri = operators.provisioning_uri(op, secret, runtime().settings.ADMIN_TOTP_ISSUER)
     return render_template("qx/enrol.html", operator=op, secret=secret, qr=_qr_svg(uri)), status
 
