@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from flask import request
+from flask import flash, request
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 from miniapp_api.admin.security import client_ip, current
@@ -41,6 +42,11 @@ def new_token() -> str:
 def token_input() -> Markup:
     """The hidden one-time token field for an action form (a Jinja global)."""
     return Markup(f'<input type="hidden" name="{TOKEN_FIELD}" value="{new_token()}">')  # noqa: S704 - no user input
+
+
+def flash_duplicate() -> None:
+    """Tell the operator a form they sent again was not acted on twice (Outcome.duplicate)."""
+    flash(_("这个操作已经提交过了，没有重复执行"), "warning")
 
 
 def form_reason(field: str = "reason", *, required: bool = True) -> str:

@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import FileStorage
 
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import LargeUploads, QxView, size_text, upload_limit
 from miniapp_api.admin.security import must
 from models.activity import CSV_COLUMNS, EXPORT_TIMEZONE, ImportReport, import_csv
@@ -101,7 +101,7 @@ class ActivityView(LargeUploads, QxView):
             flash(exc.message, "error")
             return self._page(400, timezone=timezone)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
             return self._page(timezone=timezone)
         report: ImportReport = outcome.result
         flash(_("导入完成：新增 %(imported)s 行，重复 %(duplicates)s 行，错误 %(bad)s 行",

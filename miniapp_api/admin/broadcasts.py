@@ -23,7 +23,7 @@ from flask_babel import lazy_gettext as _l
 from PIL import Image, UnidentifiedImageError
 
 from bots.sender import store_image
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.activity import read_upload
 from miniapp_api.admin.base import LargeUploads, QxView
 from miniapp_api.admin.security import must
@@ -129,7 +129,7 @@ class BroadcastsView(LargeUploads, QxView):
             flash(exc.message, "error")
             return self._compose(form, 400)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
             return redirect(url_for(".index"))
         b = outcome.result
         if queue_broadcast(b.id):
@@ -161,7 +161,7 @@ class BroadcastsView(LargeUploads, QxView):
             flash(exc.message, "error")
             return redirect(url_for(".detail", broadcast_id=broadcast_id))
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         elif outcome.result:
             flash(_("已重新排队"), "success")
         else:

@@ -11,6 +11,7 @@ from typing import Any
 from flask import flash, request
 from flask_babel import gettext as _
 
+from miniapp_api.admin.actions import flash_duplicate
 from miniapp_api.admin.security import current
 from models import catalog_edits as edits
 from models.catalog import Kind, Sku
@@ -153,6 +154,6 @@ def bundle_lines(text: str) -> list[tuple[Sku, int]]:
 def done(outcome: Any, success: str) -> None:
     """Flash the outcome of `perform`: `success`, or that the form had been submitted already."""
     if outcome.duplicate:
-        flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+        flash_duplicate()
     else:
         flash(success, "success")

@@ -24,7 +24,7 @@ from flask_babel import lazy_gettext as _l
 
 from bots.groups import configure, list_rules, save_rule, set_rule_active
 from miniapp_api.admin import broadcasts
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import QxView
 from miniapp_api.admin.security import must, personal
 from models import notifications, outbox
@@ -82,7 +82,7 @@ class RulesView(QxView):
             flash(exc.message, "error")
             return self._page(400, form)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(_("已添加规则 %(id)s", id=outcome.result.id), "success")
         return redirect(url_for(".index"))
@@ -121,7 +121,7 @@ class RulesView(QxView):
             return self.render("qx/chat_rule_edit.html", rule=rule, form=form,
                                matches=[m.value for m in MatchType]), 400
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(_("规则 %(old)s 已停用，修改后的规则为 %(new)s", old=rule.id, new=outcome.result.id), "success")
         return redirect(url_for(".index"))
@@ -138,7 +138,7 @@ class RulesView(QxView):
             flash(exc.message, "error")
             return self._page(404 if isinstance(exc, NotFound) else 400)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(_("已启用") if what == "enable" else _("已停用"), "success")
         return redirect(url_for(".index"))
@@ -198,8 +198,10 @@ class GroupsView(QxView):
         except DomainError as exc:
             flash(exc.message, "error")
             return self._page(400, {**form, "active": form["active"] == "1", "ai_fallback": form["ai_fallback"] == "1"})
-        flash(_("这个操作已经提交过了，没有重复执行") if outcome.duplicate else _("已保存群设置 %(key)s", key=key),
-              "warning" if outcome.duplicate else "success")
+        if outcome.duplicate:
+            flash_duplicate()
+        else:
+            flash(_("已保存群设置 %(key)s", key=key), "success")
         return redirect(url_for(".index", key=key))
 
 
@@ -245,7 +247,7 @@ class FailedPushesView(QxView):
             flash(exc.message, "error")
             return redirect(url_for(".index"))
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
             return redirect(url_for(".index"))
         messages, notices = outcome.result
         if not after_retry({platform for _id, platform in messages}, notices):

@@ -16,7 +16,7 @@ from flask_admin import Admin, expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import QxView
 from miniapp_api.admin.security import must, personal
 from models import team
@@ -115,7 +115,7 @@ class CreatorsView(QxView):
             flash(exc.message, "error")
             return self._profile(Creator.get_by_id(c.id), status=exc.status if exc.status in (403, 409) else 400)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(_("已完成"), "success")
         return redirect(url_for(".profile", creator_id=c.id))

@@ -33,7 +33,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import QxView
 from miniapp_api.admin.security import must
 from miniapp_api.deps import runtime
@@ -191,7 +191,7 @@ class JobsView(QxView):
             flash(exc.message, "error")
             return redirect(url_for(".index"))
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(_("任务已重新排队") if what == "retry" else _("任务已从失败列表删除"), "success")
         return redirect(url_for(".index"))

@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from miniapp_api.admin import order_actions, set_aside
-from miniapp_api.admin.actions import form_reason
+from miniapp_api.admin.actions import flash_duplicate, form_reason
 from miniapp_api.admin.base import QxView
 from miniapp_api.admin.order_actions import SPECS
 from miniapp_api.admin.security import current, must, personal
@@ -125,7 +125,7 @@ class OrdersView(QxView):
             flash(order_actions.message(exc), "error")
             return self._detail(order_id, error_status(exc))
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(text, "success")
         return redirect(url_for(".detail", order_id=order_id))

@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from miniapp_api.admin import order_actions
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import QxView
 from miniapp_api.admin.security import current, must
 from miniapp_api.deps import runtime
@@ -103,7 +103,7 @@ class SetAsideView(QxView):
             flash(order_actions.message(exc), "error")
             return self._page(order_actions_status(exc))
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             still = open_failure(job, order_id)
             if still is None:

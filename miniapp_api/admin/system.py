@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from miniapp_api.admin import local_time
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import QxModelView, QxView
 from miniapp_api.admin.security import current, personal
 from models import operators
@@ -80,7 +80,7 @@ class OperatorsView(QxView):
             flash(exc.message, "error")
             return self.index(), 400
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
             return redirect(url_for(".index"))
         op, password = outcome.result
         flash(_("已创建操作员 %(name)s", name=op.name), "success")
@@ -123,7 +123,7 @@ class OperatorsView(QxView):
             flash(exc.message, "error")
             return redirect(url_for(".index"))
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
             return redirect(url_for(".index"))
         flash(_("已完成"), "success")
         if shown:

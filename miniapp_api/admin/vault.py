@@ -25,7 +25,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import FileStorage
 
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import LargeUploads, QxView, size_text, upload_limit
 from miniapp_api.admin.security import must
 from miniapp_api.deps import runtime
@@ -143,7 +143,7 @@ class VaultView(LargeUploads, QxView):
                 return self._sku_page(sku, status)
             return self._index(status, selected=sku.id if sku else None)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
             return redirect(url_for(".sku", sku_id=sku.id))
         report: vault.ImportReport = outcome.result
         flash(_("导入完成：新增 %(imported)s 个卡密，拒绝 %(rejected)s 行", imported=report.imported,
@@ -177,7 +177,7 @@ class VaultView(LargeUploads, QxView):
             flash(message_of(exc), "error")
             return redirect(url_for(".rotation_page"))
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(_("密钥轮换已开始，进度会自动刷新"), "success")
         return redirect(url_for(".rotation_page"))

@@ -17,7 +17,7 @@ from flask_admin import Admin, expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from miniapp_api.admin.actions import form_reason, perform
+from miniapp_api.admin.actions import flash_duplicate, form_reason, perform
 from miniapp_api.admin.base import QxView
 from miniapp_api.admin.security import must, personal
 from miniapp_api.deps import runtime
@@ -121,7 +121,7 @@ class WithdrawalsView(QxView):
             flash(exc.message, "error")
             return self._detail(self._withdrawal(w.id), status=409 if exc.status == 409 else 400)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         elif outcome.result.state == WithdrawalState.REVIEW:
             flash(_("已记录你的批准（第 1 位，共需 2 位）。金额超过 %(limit)s，还需要另一位操作员批准。",
                     limit=rmb(threshold)), "success")
@@ -145,7 +145,7 @@ class WithdrawalsView(QxView):
             flash(exc.message, "error")
             return self._detail(self._withdrawal(w.id), status=409 if exc.status == 409 else 400)
         if outcome.duplicate:
-            flash(_("这个操作已经提交过了，没有重复执行"), "warning")
+            flash_duplicate()
         else:
             flash(_("已驳回，金额已退回达人的可提现余额"), "success")
         return redirect(url_for(".detail", withdrawal_id=w.id))
