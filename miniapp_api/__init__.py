@@ -81,6 +81,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_api(api)
     app.register_api(creator_api)
+    from miniapp_api import live
+
+    live.register(app)
     app.register_blueprint(webhooks)
     from miniapp_api.share import share
 

@@ -37,7 +37,7 @@ class Role(StrEnum):
 TOTP_ROLES = frozenset({Role.OWNER, Role.FINANCE})
 
 _VIEW_ALL = {"dashboard.view", "orders.view", "creators.view", "catalog.view", "vault.view",
-             "withdrawals.view", "ledger.view", "chat.view", "activity.view", "jobs.view"}
+             "withdrawals.view", "ledger.view", "chat.view", "activity.view", "jobs.view", "live.view"}
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.FINANCE: frozenset(_VIEW_ALL | {
         "orders.refund", "orders.mark_paid", "orders.fraud", "orders.hold", "orders.retry_settlement",

@@ -155,6 +155,15 @@ class Settings(BaseSettings):
     ADMIN_UPLOAD_MAX_BYTES: int = Field(default=5 * 1024 * 1024, ge=1024)  # CSV uploads (keys, activity)
     WITHDRAW_SECOND_APPROVAL_ABOVE_FEN: int = Field(default=1_000_000, ge=0)  # two approvers above
     CHROMIUM_PATH: str = "/usr/bin/chromium"  # the browser the Playwright tests drive
+    # ---- live commerce (issue 13) ----
+    LIVE_TIMEZONE: str = "Asia/Shanghai"  # how session times are shown (stored in UTC)
+    # -- live A sessions --
+    # -- live B reservations and reminders --
+    # -- live C lottery --
+    # -- live D tiered prices --
+    # -- live E assist --
+    # -- live F dashboard and votes --
+    # -- live G short drama --
 
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)

@@ -384,3 +384,18 @@ def chat_users(platform: str, count: int, *, first: int = 9_000_001) -> list[str
             ChatIdentity.insert_many([{"platform": platform, "external_id": e, "chat_id": e,
                                        "user": users[f"{platform}:{e}"]} for e in chunk]).execute()
     return ids
+
+
+# ---- live: sessions (issue 13, A) -------------------------------------------------------------
+
+# ---- live: reservations and reminders (B) ----------------------------------------------------
+
+# ---- live: lottery (C) ------------------------------------------------------------------------
+
+# ---- live: tiered prices and the sold-out gate (D) -------------------------------------------
+
+# ---- live: team assist (E) --------------------------------------------------------------------
+
+# ---- live: dashboard and votes (F) ------------------------------------------------------------
+
+# ---- live: short drama (G) --------------------------------------------------------------------

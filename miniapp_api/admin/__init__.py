@@ -73,16 +73,20 @@ def _views(admin: Admin) -> None:
         catalog,
         chat,
         creators,
+        drama,
         exports,
         jobs,
         ledger,
+        live,
+        live_dashboard,
         orders,
         system,
         vault,
         withdrawals,
     )
 
-    for area in (orders, creators, withdrawals, ledger, catalog, vault, chat, activity, jobs, exports, system):
+    for area in (orders, creators, live, live_dashboard, drama, withdrawals, ledger, catalog, vault, chat,
+                 activity, jobs, exports, system):
         area.register(admin)
 
 

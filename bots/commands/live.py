@@ -1,0 +1,3 @@
+"""Chat commands: live (issue 13)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Chat commands: live_stats (issue 13)."""
+
+from __future__ import annotations

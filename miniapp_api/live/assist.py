@@ -1,0 +1,11 @@
+"""Live routes: assist (issue 13)."""
+
+from __future__ import annotations
+
+from flask_openapi3 import APIBlueprint, Tag
+
+from miniapp_api.api import _json_object_body
+
+bp = APIBlueprint("live_assist", __name__, url_prefix="/api/v1")
+bp.before_request(_json_object_body)
+tag = Tag(name="live-assist", description="live commerce: assist")
