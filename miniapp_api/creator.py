@@ -1,15 +1,17 @@
 """The creator routes of the mini-program API (/api/v1/creator/...): joining and binding, the
 earnings center (balances, statement and its CSV, commissions, team, progress, funnel), prices,
-withdrawals, live sessions; and /api/v1/track for the mini-program's activity events. Views
+withdrawals; and /api/v1/track for the mini-program's activity events. Views
 parse, authenticate, call one service, map errors. A user who has not joined gets 404
 not_a_creator on every creator route except /creator/join (/track needs only a login)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
+from redis import RedisError
 
 from miniapp_api.api import BEARER, ERRORS, _iso, _json_object_body
 from miniapp_api.auth import current_user
@@ -21,9 +23,6 @@ from miniapp_api.creator_schemas import (
     CreatorProductList,
     FunnelOut,
     JoinIn,
-    LiveIn,
-    LiveOut,
-    LivePath,
     PriceIn,
     PriceOut,
     ProfileOut,
@@ -41,10 +40,11 @@ from miniapp_api.creator_schemas import (
 from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
 from miniapp_api.schemas import IdempotencyHeader
-from models import activity, earnings, levels, live, network, withdrawals
+from models import activity, earnings, levels, live_dashboard, network, withdrawals
+from models.db import utcnow
 from models.network import Creator
-from tasks import queues
 
+log = logging.getLogger(__name__)
 creator_api = APIBlueprint("creator", __name__, url_prefix="/api/v1")
 creator_api.before_request(_json_object_body)
 tag = Tag(name="creator", description="the creator plan: network, prices, earnings center, live")
@@ -203,26 +203,18 @@ def track(body: TrackIn):  # noqa: ANN201
                                   count=e.count, occurred_at=e.at) for e in body.events]
     result = activity.record_events(events, user_id=user.id, source="api",
                                     max_batch=runtime().settings.ACTIVITY_MAX_BATCH)
+    _live_entries(events, user.id)
     return result.as_dict()
 
 
-def _live_out(session: live.LiveSession, queued: bool = False) -> dict:
-    return LiveOut(id=session.id, title=session.title, state=session.state,
-                   started_at=_iso(session.started_at), ended_at=_iso(session.ended_at),
-                   settlement_queued=queued).model_dump()
+def _live_entries(events: list[activity.TrackEvent], viewer_id: int) -> None:
+    """Live-room entries feed the live dashboard's counters (models/live_dashboard.py); the
+    events are stored already, so Redis being away only loses the online figure for a moment."""
+    entries = [(e.ref, e.occurred_at) for e in events if e.kind == activity.ActivityKind.LIVE_ENTRY]
+    if not entries:
+        return
+    try:
+        live_dashboard.entries_tracked(runtime().redis, entries, viewer_id, utcnow())
+    except RedisError as exc:
+        log.warning("live dashboard: entries not counted, Redis unavailable: %s", exc)
 
-
-@creator_api.post("/creator/live", tags=[tag], security=BEARER, responses={201: LiveOut, **ERRORS})
-def start_live(body: LiveIn):  # noqa: ANN201
-    """Go live: orders placed with this session's id as `live` count as live GMV."""
-    return _live_out(live.start_live(_me(), body.title)), 201
-
-
-@creator_api.post("/creator/live/<int:live_id>/end", tags=[tag], security=BEARER,
-                  responses={200: LiveOut, **ERRORS})
-def end_live(path: LivePath):  # noqa: ANN201
-    """End my live session; its orders are settled right after (ending twice is harmless)."""
-    session, ended_now = live.end_live(_me(), path.live_id)
-    if ended_now:
-        queues.settle_live(session.id)  # after the commit, as every enqueue
-    return _live_out(session, ended_now)

@@ -134,24 +134,6 @@ class CreatorProductList(BaseModel):
     products: list[CreatorProductOut]
 
 
-class LiveIn(BaseModel):
-    model_config = _strict
-    title: str = Field(default="", max_length=120, pattern=NO_NUL)
-
-
-class LivePath(BaseModel):
-    live_id: int = Field(ge=1, le=2**62)
-
-
-class LiveOut(BaseModel):
-    id: int
-    title: str
-    state: Literal["live", "ended"]
-    started_at: str
-    ended_at: str | None
-    settlement_queued: bool = Field(default=False, description="ending queued its orders' settlement")
-
-
 class CreatorListQuery(CachedSchema):
     limit: int = Field(default=50, ge=1, le=500)
     before_id: Id | Absent = Field(default=None, json_schema_extra=_no_default)
@@ -190,8 +172,10 @@ class TrackEventIn(BaseModel):
     model_config = _strict
     id: str = Field(pattern=EVENT_ID_PATTERN.pattern, description="unique per event: a replay is a duplicate")
     creator: str = Field(pattern=CODE_PATTERN.pattern, description="the creator's code")
-    type: Literal["video_play", "live_entry"]
-    ref: str = Field(pattern=REF_PATTERN.pattern, description="video id or live session id")
+    type: Literal["video_play", "live_entry", "drama_play", "drama_click"] = Field(
+        description="drama_play / drama_click (the click-through to the live room): ref is the episode id "
+                    "and creator the series' creator")
+    ref: str = Field(pattern=REF_PATTERN.pattern, description="video id, live session id or drama episode id")
     count: JsonInt = Field(default=1, ge=1, le=MAX_COUNT["api"])
     at: dt.datetime = Field(strict=False, description="when it happened (ISO 8601; UTC unless an offset is given)")
 

@@ -4,11 +4,12 @@ it: the creators' invite codes, the live session, the demo group."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
-from models import catalog, live, network, vault
+from models import catalog, live, live_planning, network, vault
 from models.catalog import Kind, Sku
-from models.db import db
+from models.db import db, utcnow
 from models.users import User, get_or_create_by_openid
 
 
@@ -20,7 +21,8 @@ def _keys(prefix: str, n: int) -> list[tuple[int, str]]:
 def seed_demo(keys_per_sku: int = 50) -> list[str]:
     """Create what is missing; returns what it created, one line each (empty: all present)."""
     if Sku.select().where(Sku.code == "IQY-GOLD-1M").exists():
-        return seed_group()  # a database seeded before the demo group existed gets it too
+        # a database seeded before the demo group or the scheduled session existed gets them too
+        return seed_group() + seed_live_plan()
     created = []
     with db.atomic():
         video = catalog.create_product("爱奇艺黄金会员", "官方直充卡密，购买后在“我的卡券”查看")
@@ -47,6 +49,7 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
         created.append(f"{sku.code}: {report.imported} keys")
     created += seed_creators(iqy)
     created += seed_group()
+    created += seed_live_plan()
     return created
 
 
@@ -154,3 +157,28 @@ def demo_summary() -> list[str]:
     lines.append(f"group chat: .venv/bin/qianxing chat --as bob --group demo "
                  f"(rules: {', '.join(p for p, _ in DEMO_RULES)})")
     return lines
+
+
+# A scheduled session of 阿星 (demo-creator-2) tomorrow, with two pinned products and a price
+# ladder on the first: see it at GET /api/v1/live/sessions/<id>, reserve it, start it with
+# POST /api/v1/creator/live/sessions/<id>/start.
+DEMO_PLAN_TITLE = "明晚会员福利专场"
+
+
+def seed_live_plan() -> list[str]:
+    """The demo's scheduled session, unless one is still scheduled (a past one was closed by
+    the never-started job: a new one is planned)."""
+    user = User.get_or_none(User.openid == DEMO_TEAM[1][0])
+    host = network.Creator.get_or_none(network.Creator.user == user.id) if user else None
+    if host is None or not Sku.select().where(Sku.code.in_(("IQY-GOLD-1M", "QQM-GREEN-1M"))).count() == 2:
+        return []
+    if live.LiveSession.select().where((live.LiveSession.creator == host.id) & (live.LiveSession.state == "scheduled")
+                                       & (live.LiveSession.title == DEMO_PLAN_TITLE)).exists():
+        return []
+    start = (utcnow() + dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    ladder = {"tiers": [{"units": 20, "price_fen": 990}, {"units": 30, "price_fen": 1490}]}
+    pins = [live_planning.PinSpec("IQY-GOLD-1M", start + dt.timedelta(minutes=10), ladder),
+            live_planning.PinSpec("QQM-GREEN-1M")]
+    session = live_planning.schedule(host, live_planning.SessionSpec(DEMO_PLAN_TITLE, start, 90, pins=pins))
+    return [f"scheduled live session {session.id} of {host.name} at {start:%Y-%m-%d %H:%M} UTC "
+            f"(2 pinned products, a price ladder on IQY-GOLD-1M)"]
