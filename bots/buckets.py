@@ -220,6 +220,7 @@ class Limits:
     telegram_per_group_per_min: float = 20.0
     telegram_paid_per_s: float = 1000.0
     wechat_per_s: float = 50.0
+    wxa_per_s: float = 50.0  # mini-program subscribe messages
     chat_burst: int = 3
     group_burst: int = 3
     overall_burst_share: float = 0.05
@@ -233,6 +234,7 @@ class Limits:
             telegram_per_group_per_min=settings.TELEGRAM_RATE_PER_GROUP_PER_MIN,
             telegram_paid_per_s=settings.TELEGRAM_PAID_BROADCAST_PER_S,
             wechat_per_s=settings.WECHAT_OA_RATE_PER_S,
+            wxa_per_s=settings.WXA_SUBSCRIBE_RATE_PER_S,
         )
         values.update(overrides)
         return cls(**values)
@@ -247,6 +249,8 @@ class Limits:
             return self._overall(f"{self.prefix}:telegram:all", self.telegram_per_s)
         if platform == "wechat":
             return self._overall(f"{self.prefix}:wechat:all", self.wechat_per_s)
+        if platform == "wxa":
+            return self._overall(f"{self.prefix}:wxa:all", self.wxa_per_s)
         return None  # the console has no limits
 
     def chat(self, platform: str, chat_id: str) -> Bucket | None:

@@ -34,9 +34,11 @@ from bots.send_loop import HORIZON_S, DrainStats, Run, run_sync
 from bots.transports import ConsoleTransport, Transport, image_path, refresh_image
 from bots.types import Reply
 from models import outbox
-from models.chat import Platform
+from models.chat import OutboundMessage, Platform
+from models.db import db, execute, placeholders
 from models.inbox import reply_key
 from models.outbox import NewMessage, encode_payload
+from models.reminders import WXA
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -124,7 +126,7 @@ class Sender:
                  transports: dict[str, Callable[[], Transport]] | None = None,
                  schedule: Callable[[str, dt.datetime | None], None] | None = None,
                  intervals: Sequence[int] | None = None, poster_dir: str | Path | None = None,
-                 concurrency: int = 16, wechat: Any = None) -> None:
+                 concurrency: int = 16, wechat: Any = None, wxa: Any = None) -> None:
         self.redis, self.settings = redis, settings
         self.limits = limits or Limits.from_settings(settings)
         self.buckets = Buckets(redis)
@@ -136,11 +138,12 @@ class Sender:
             Platform.TELEGRAM.value: self._telegram,
             Platform.WECHAT.value: self._wechat,
             Platform.CONSOLE.value: lambda: self.console,
+            WXA: self._wxa,
         }
         self._factories.update(transports or {})
         self._local = threading.local()
         self.schedule = schedule or _no_drain
-        self.wechat = wechat
+        self.wechat, self.wxa = wechat, wxa
 
     def _telegram(self) -> Transport:
         """This thread's Telegram transport (its Bot is built once; each pass opens and closes
@@ -162,7 +165,15 @@ class Sender:
             raise RuntimeError("this sender was built without the official account's client")
         from bots.transport_wechat import WeChatTransport
 
-        return WeChatTransport(self.wechat, redis=self.redis, poster_dir=self.poster_dir)
+        return WeChatTransport(self.wechat, redis=self.redis, poster_dir=self.poster_dir,
+                               concurrency=self.concurrency)
+
+    def _wxa(self) -> Transport:
+        if self.wxa is None:
+            raise RuntimeError("this sender was built without the mini-program's client")
+        from bots.transport_wxa import WxaTransport
+
+        return WxaTransport(self.wxa, concurrency=self.concurrency)
 
     # -- writing rows ----------------------------------------------------------------------
     def enqueue(self, key: str, platform: str, chat_id: str, payload: Reply | dict[str, Any], *,
@@ -176,6 +187,34 @@ class Sender:
         if schedule:
             self.schedule(platform, None)
         return inserted == 1
+
+    def write(self, messages: Sequence[tuple[str, str, str, dict[str, Any]]], *,
+              broadcast_id: str | None = None, not_before: dt.datetime | None = None) -> int:
+        """Many private messages under keys of the caller's own ((key, platform, chat_id,
+        payload) each: a reminder per reservation), checked, then written in bulk in one
+        transaction (a statement per 1,000; a savepoint inside the caller's); keys written
+        before are skipped. With `not_before` (naive UTC) the new rows wait until then (a
+        reminder written ahead of its moment). No drain is scheduled: the caller calls
+        `schedule` after its commit. Returns the rows written."""
+        encoded: dict[int, str] = {}
+        rows = []
+        for key, platform, chat_id, payload in messages:
+            body = encoded.get(id(payload))
+            if body is None:
+                body = encoded[id(payload)] = encode_payload(
+                    self._check(platform, "0", "private", payload_of(payload, self.poster_dir)))
+            rows.append(NewMessage(key, platform, str(chat_id), "private", body, False, broadcast_id))
+        for row in rows:
+            outbox.check(row.chat_id, "private", {})
+        with db.atomic():
+            written = outbox.write(rows)
+            if not_before is not None and written:
+                when = OutboundMessage.not_before.db_value(not_before)
+                for start in range(0, len(rows), outbox.INSERT_CHUNK):
+                    keys = [r.key for r in rows[start:start + outbox.INSERT_CHUNK]]
+                    execute(f"UPDATE outbound_message SET not_before = %s WHERE key IN ({placeholders(keys)}) "
+                            "AND state = 'pending' AND attempts = 0 AND not_before < %s", [when, *keys, when])
+        return written
 
     def broadcast(self, broadcast_id: str, chat_ids: Iterable[str | int], payload: Reply | dict[str, Any], *,
                   paid: bool = False, platform: str = Platform.TELEGRAM.value, chat_kind: str = "private") -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import requests
 from wechatpy.exceptions import WeChatClientException
@@ -67,18 +68,20 @@ def menu_choice(redis: Redis, openid: str, text: str) -> str | None:
     return options[index] if 0 <= index < len(options) else None
 
 
-class WeChatTransport:
-    """Customer-service messages through the official account's wechatpy client (sync calls
-    run in threads, `concurrency` at a time)."""
+class ThreadedWeChatTransport:
+    """The shared part of the wechatpy transports (`WeChatTransport`, bots/transport_wxa.py):
+    sync calls run in threads, `concurrency` at a time; an invalid or expired token is fetched
+    again once; WeChat and network errors become Results (`permanent_errors`: the errcodes never
+    retried). A subclass implements `send_sync`."""
 
-    platform = "wechat"
+    platform: str
+    permanent_errors: dict[int, str] = {}
 
-    def __init__(self, client: Any, *, redis: Redis | None, poster_dir: str | Path, concurrency: int = 4) -> None:
-        self.client, self.redis, self.poster_dir = client, redis, poster_dir
-        self.concurrency = concurrency
+    def __init__(self, client: Any, *, concurrency: int) -> None:
+        self.client, self.concurrency = client, concurrency
         self._slots: asyncio.Semaphore | None = None
 
-    async def __aenter__(self) -> WeChatTransport:
+    async def __aenter__(self) -> Self:
         self._slots = asyncio.Semaphore(self.concurrency)
         return self
 
@@ -91,23 +94,25 @@ class WeChatTransport:
             return await asyncio.to_thread(self.send_sync, message)
 
     def send_sync(self, message: Outgoing) -> Result:
+        raise NotImplementedError
+
+    def _call(self, call: Callable[[], Any]) -> Result:
+        """`call` (with one token refresh), its WeChat and network errors as a Result."""
         try:
-            self._with_token_refresh(lambda: self._send(message))
+            self._with_token_refresh(call)
         except WeChatClientException as exc:
             code = exc.errcode
-            if code in _PERMANENT_WX:
-                return Result("permanent", f"errcode {code}", f"errcode {code}: {_PERMANENT_WX[code]}")
+            if code in self.permanent_errors:
+                return Result("permanent", f"errcode {code}", f"errcode {code}: {self.permanent_errors[code]}")
             return Result("transient", f"errcode {code}", f"errcode {code}: {exc.errmsg}"[:200])
         except requests.Timeout as exc:
             return Result("transient", "timeout", short_error(exc))
         except requests.RequestException as exc:
             return Result("transient", "network", short_error(exc))
-        except MissingImage as exc:
-            return Result("permanent", "no image", str(exc))
         return SENT
 
-    def _with_token_refresh(self, call: Any) -> Any:
-        """40001/42001 (token invalid or expired): fetch a new token once and try again."""
+    def _with_token_refresh(self, call: Callable[[], Any]) -> Any:
+        """40001/40014/42001 (token invalid or expired): fetch a new token once and try again."""
         try:
             return call()
         except WeChatClientException as exc:
@@ -115,6 +120,24 @@ class WeChatTransport:
                 raise
             self.client.fetch_access_token()
             return call()
+
+
+class WeChatTransport(ThreadedWeChatTransport):
+    """Customer-service messages through the official account's wechatpy client (sync calls
+    run in threads, `concurrency` at a time)."""
+
+    platform = "wechat"
+    permanent_errors = _PERMANENT_WX
+
+    def __init__(self, client: Any, *, redis: Redis | None, poster_dir: str | Path, concurrency: int = 4) -> None:
+        super().__init__(client, concurrency=concurrency)
+        self.redis, self.poster_dir = redis, poster_dir
+
+    def send_sync(self, message: Outgoing) -> Result:
+        try:
+            return self._call(lambda: self._send(message))
+        except MissingImage as exc:
+            return Result("permanent", "no image", str(exc))
 
     def _send(self, message: Outgoing) -> None:
         payload, openid = message.payload, message.chat_id

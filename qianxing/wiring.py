@@ -104,7 +104,7 @@ def bootstrap(settings: Settings) -> Runtime:
     else:
         gateway = SandboxGateway(settings.WECHAT_APPID, settings.WECHATPAY_MCH_ID,
                                  settings.WECHATPAY_API_KEY or "", settings.notify_url)
-    sender = Sender(redis, settings, wechat=oa, schedule=_schedule_drain)
+    sender = Sender(redis, settings, wechat=oa, wxa=wechat, schedule=_schedule_drain)
     _runtime = Runtime(
         settings=settings,
         redis=redis,

@@ -19,6 +19,7 @@ from typing import Any
 from models import outbox
 from models.chat import Platform
 from models.db import connection, utcnow
+from models.reminders import WXA
 from tasks import queues
 from tasks.context import runtime
 
@@ -47,7 +48,7 @@ def drain_all() -> list[str]:
     with connection():
         due = outbox.due_platforms()
     for platform in due:
-        if platform in {p.value for p in Platform}:
+        if platform in {p.value for p in Platform} | {WXA}:  # chats, and mini-program subscribe messages
             queues.drain_outbound(platform)
     return due
 

@@ -8,7 +8,8 @@ One command, three spellings, the same behaviour everywhere:
 - menu-click keys `CMD_<NAME>` (`CMD_POSTER`), which the WeChat adapter passes as a callback.
 
 Button presses come back as `Incoming.callback`: `CMD_<NAME>`, `wd:ok:<token>` /
-`wd:no:<token>` (withdrawal confirmation) and `promo:<SKU>`. The tables come from the
+`wd:no:<token>` (withdrawal confirmation), `promo:<SKU>` and `<command>:<arguments>` for any
+command that takes arguments (the live session card's `reserve:<id>`). The tables come from the
 registry (bots/commands/registry.py).
 """
 
@@ -77,6 +78,8 @@ def _parse_callback(data: str) -> Command:
                            via_button=True)
     if kind == "promo" and arg:
         return Command("promo", (arg[:64],), arg[:64], via_button=True)
+    if arg and kind in COMMANDS and COMMANDS[kind][2]:  # `<command>:<arguments>` (reserve:12)
+        return Command(kind, tuple(arg[:64].split()), arg[:64], via_button=True)
     return Command("stale_button")
 
 

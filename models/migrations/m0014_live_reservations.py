@@ -1,10 +1,14 @@
-"""Issue 13: tables of models/reservations.py (filled in by that module's author)."""
+"""Issue 13: reservations of live sessions (models/reservations.py) and the reminder planner's
+progress per session, plan and reminder (models/reminders.py)."""
 
 from __future__ import annotations
 
 import peewee as pw
 
-TABLES: list[type[pw.Model]] = []
+from models.reminders import ReminderRun
+from models.reservations import Reservation
+
+TABLES: list[type[pw.Model]] = [Reservation, ReminderRun]
 
 
 def up(db: pw.Database) -> None:

@@ -72,17 +72,23 @@ def _serve_fake(conn: Connection) -> None:
 
 
 class FakeProcess:
+    """A fake platform API in a spawned process, driven over a pipe (`call`, `stop`)."""
+
     def __init__(self) -> None:
         if not (ROOT / "tests" / "fakes" / "telegram_api.py").exists():
             raise RuntimeError("bench fanout runs from a checkout: tests/fakes/telegram_api.py is missing")
+        self.spawn(_serve_fake, (), name="fake-telegram", what="the fake Bot API process")
+
+    def spawn(self, target: Callable[..., None], args: tuple[Any, ...], *, name: str, what: str) -> None:
+        """Start `target(*args, conn)` in a spawned process and wait for the base URL it sends."""
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve_fake, args=(child,), daemon=True, name="fake-telegram")
+        self.proc = ctx.Process(target=target, args=(*args, child), daemon=True, name=name)
         self.proc.start()
         child.close()  # the child's end lives in the child only: its death is an EOFError here
         if not self.conn.poll(60):
             self.proc.kill()
-            raise RuntimeError("the fake Bot API process did not start")
+            raise RuntimeError(f"{what} did not start")
         self.base_url: str = self.conn.recv()
         self._lock = threading.Lock()
 

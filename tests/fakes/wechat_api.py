@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
+from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -80,6 +82,9 @@ class FakeWeChatAPI(FakeServer):
         self._codes: dict[str, _Code] = {}
         self._used_codes: set[str] = set()
         self._failures: list[_Failure] = []
+        self.arrivals: list[tuple[str, str, float]] = []  # (endpoint, touser, time.monotonic()) per message kept
+        self._rate: tuple[float, int] | None = None  # (sends per 1-second window, errcode beyond it)
+        self._window: deque[float] = deque()
         self.route("GET", TOKEN_PATH, self._token)
         self.route("GET", CODE2SESSION_PATH, self._code2session)
         self.route("POST", SUBSCRIBE_SEND_PATH, self._subscribe_send)
@@ -135,6 +140,24 @@ class FakeWeChatAPI(FakeServer):
             self._failures.extend(
                 _Failure(errcode, http_status, errmsg, endpoint) for _ in range(n)
             )
+
+    def limit_rate(self, per_s: float | None, errcode: int = 45009) -> None:
+        """Enforce a global rate on the message sends (both endpoints together): sends beyond
+        `per_s` in any 1-second window are refused with `errcode` and not recorded."""
+        with self._lock:
+            self._rate = (per_s, errcode) if per_s else None
+            self._window.clear()
+
+    def _over_rate(self) -> FakeResponse | None:
+        if self._rate is None:
+            return None
+        now = time.monotonic()
+        while self._window and now - self._window[0] >= 1.0:
+            self._window.popleft()
+        if len(self._window) >= self._rate[0]:
+            return wechat_error(self._rate[1])
+        self._window.append(now)
+        return None
 
     @property
     def pending_failures(self) -> int:
@@ -203,7 +226,7 @@ class FakeWeChatAPI(FakeServer):
     def _message_send(
         self, req: RecordedRequest, endpoint: str, required: tuple[str, ...]
     ) -> tuple[FakeResponse | None, dict[str, Any]]:
-        failure = self._take_failure(endpoint)
+        failure = self._take_failure(endpoint) or self._over_rate()
         if failure is not None:
             return failure, {}
         if not self._token_valid(req):
@@ -228,6 +251,7 @@ class FakeWeChatAPI(FakeServer):
         if any(k.startswith("thing") and len(v["value"]) > THING_MAX for k, v in data.items()):
             return wechat_error(47003, "argument invalid! data.thing.value exceeds limit")
         self.subscribe_messages.append(payload)
+        self.arrivals.append(("subscribe", str(payload["touser"]), time.monotonic()))
         return wechat_error(0, "ok")
 
     def _custom_send(self, req: RecordedRequest) -> FakeResponse:
@@ -235,6 +259,7 @@ class FakeWeChatAPI(FakeServer):
         if error is not None:
             return error
         self.custom_messages.append(payload)
+        self.arrivals.append(("custom", str(payload["touser"]), time.monotonic()))
         return wechat_error(0, "ok")
 
     def _menu_create(self, req: RecordedRequest) -> FakeResponse:
