@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from models import operators, vault
+from models import lottery, operators, vault
 from models.db import connection
 from tasks import singleton
 
@@ -50,6 +50,7 @@ def rotate_keys() -> int:
             _write(total=vault.rotation_pending(), done=0)
             rotated = vault.rotate_key(progress=lambda done: _write(done=done))
             rotated += operators.reseal_totp_secrets()  # the operators' TOTP secrets, sealed alike
+            rotated += lottery.reseal_seeds()  # the live lotteries' secret seeds, sealed alike
     except Exception as exc:
         _write(state="failed", finished_at=int(time.time()), error=type(exc).__name__)
         raise

@@ -66,10 +66,11 @@ def vault_rotate() -> None:
     boot()
     from models import vault as v
     from models.db import connection
+    from models.lottery import reseal_seeds
     from models.operators import reseal_totp_secrets
 
     with connection():
-        n = v.rotate_key() + reseal_totp_secrets()
+        n = v.rotate_key() + reseal_totp_secrets() + reseal_seeds()
     click.echo(f"re-encrypted {n} secrets with key {v.cipher().current_id}")
 
 
