@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 
 import requests
 from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
+from redis import Redis
+from redis.exceptions import RedisError
 from wechatpy.exceptions import WeChatClientException
 
 from miniapp_api import throttle
@@ -35,11 +38,13 @@ from miniapp_api.schemas import (
     VoucherPath,
 )
 from miniapp_api.webhooks import process_payment_notification
-from models import catalog, delivery, inventory, orders, payments, users
+from models import catalog, delivery, inventory, live_dashboard, live_orders, orders, payments, users
 from models.db import once_more_if_lost
 from models.errors import DomainError, Forbidden, InvalidInput, NotFound
 from models.orders import Order
 from tasks import queues
+
+log = logging.getLogger(__name__)
 
 BEARER = [{"bearer": []}]
 ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 429: ErrorOut}
@@ -184,13 +189,33 @@ def get_product(path: ProductPath):  # noqa: ANN201
 @api.post("/orders", tags=[me_tag], security=BEARER,
           responses={200: OrderOut, 201: OrderOut, **ERRORS})
 def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN201
-    """Place an order and reserve its stock. 201 when created, 200 for an idempotent replay."""
+    """Place an order and reserve its stock. 201 when created, 200 for an idempotent replay.
+    An order naming a live session (`live`) for a product pinned there with a live price gets
+    the price of the first tier with room (or an unlocked assist's); 409 `sold_out` when every
+    place of the ladder is taken, 409 `live_not_on_air` outside the session."""
     user = current_user()
     req = orders.OrderRequest(sku=body.sku, quantity=body.quantity, ref=body.ref,
                               account=body.account, live=body.live)
-    order, created = orders.place_order(user, req, runtime().policy, client_ip=client_ip(),
-                                        idempotency_key=header.idempotency_key)
+    rt = runtime()
+    if req.live is not None:  # the live branch (models/live_orders.py): the sold-out gate first
+        order, created = live_orders.place(
+            user, req, rt.policy, client_ip=client_ip(), idempotency_key=header.idempotency_key,
+            redis=rt.redis, gate_ttl_s=rt.settings.LIVE_GATE_TTL_S, cache_s=rt.settings.LIVE_PIN_CACHE_S)
+    else:
+        order, created = orders.place_order(user, req, rt.policy, client_ip=client_ip(),
+                                            idempotency_key=header.idempotency_key)
+    if created and order.live_id is not None:
+        _count_live_order(rt.redis, order)
     return _order_out(order), 201 if created else 200
+
+
+def _count_live_order(redis: Redis, order: Order) -> None:
+    """The live dashboard's "orders placed" counter (models/live_dashboard.py); a Redis outage
+    costs the counter until the session's reconcile, never the order."""
+    try:
+        live_dashboard.order_placed(redis, order.live_id, order.sku.id, order.amount_fen)
+    except RedisError:
+        log.warning("live dashboard: order %s not counted (Redis unreachable)", order.id)
 
 
 @api.get("/orders", tags=[me_tag], security=BEARER, responses={200: OrderList, 401: ErrorOut})

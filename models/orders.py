@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -13,7 +14,7 @@ from enum import StrEnum
 
 import peewee as pw
 
-from models import events, inventory
+from models import events, inventory, live_prices
 from models.catalog import Kind, Sku, components
 from models.db import BaseModel, db, execute, execute_batch, for_update, is_postgres, utcnow
 from models.errors import (
@@ -165,22 +166,33 @@ def place_order(
     *,
     client_ip: str,
     idempotency_key: str | None = None,
+    price_fen: int | None = None,
 ) -> tuple[Order, bool]:
     """Create an order and reserve its stock atomically. Returns (order, created), the order
     carrying its SKU.
+
+    `price_fen` fixes the unit price when a rule of the caller decided it (a lottery prize is a
+    zero-price order: models/lottery.py); the seller's markup does not apply then, and the
+    order takes the statement path below on both backends (qx_place_order prices in SQL).
 
     The same idempotency key with the same request returns the first order (created=False).
     Raises NotFound (unknown SKU), InvalidInput, Conflict (key reused with another body),
     TooManyUnpaidOrders, OutOfStock. On any error nothing is written.
     """
-    if is_postgres():
+    fixed = price_fen is not None
+    if fixed and (not isinstance(price_fen, int) or isinstance(price_fen, bool) or price_fen < 0):
+        raise InvalidInput("a fixed price is a whole number of fen, not negative", code="invalid_price")
+    if is_postgres() and not fixed:
         sku, parts = _sku_metadata(req.sku)
     else:
         sku, parts = _sku_for_sale(req.sku), []
     _validate(req, sku, policy)
     who = attribute(req.ref, sku.id, req.live)
+    if fixed:
+        who = dataclasses.replace(who, markup_per_unit_fen=0)
     now = utcnow()
-    unit = selling_price(sku, who.markup_per_unit_fen)  # qx_place_order computes the same in SQL
+    # qx_place_order computes the same in SQL
+    unit = price_fen if fixed else selling_price(sku, who.markup_per_unit_fen)
     order = Order(
         no=new_order_no(), user=user, sku=sku, quantity=req.quantity,
         unit_price_fen=unit, amount_fen=unit * req.quantity,
@@ -192,7 +204,7 @@ def place_order(
         risk_hold=False, created_at=now, expires_at=now + dt.timedelta(seconds=policy.ttl_seconds),
     )
     try:
-        if is_postgres():
+        if is_postgres() and not fixed:
             _place_on_postgres(order, sku, parts, policy)
             return order, True
         with db.atomic():
@@ -289,9 +301,11 @@ def _ts(value: dt.datetime) -> object:
     return Order.created_at.db_value(value)
 
 
-def expire_due(now: dt.datetime | None = None, batch: int = 200) -> int:
+def expire_due(now: dt.datetime | None = None, batch: int = 200, *,
+               expired_ids: list[int] | None = None) -> int:
     """Expire unpaid orders past their deadline and release their stock. Safe to run
-    concurrently and repeatedly: each order flips pending -> expired exactly once."""
+    concurrently and repeatedly: each order flips pending -> expired exactly once. The ids of
+    the orders expired are appended to `expired_ids` when given (the job reopens live gates)."""
     now = now or utcnow()
     expired = 0
     while True:
@@ -312,9 +326,12 @@ def expire_due(now: dt.datetime | None = None, batch: int = 200) -> int:
                     .execute()
                 )
                 if flipped:
+                    live_prices.released([order_id])  # before the stock: tier rows, then SKU rows
                     inventory.release(order_id)
                     events.record("order.expired", f"order:{order_id}", "system")
                     expired += 1
+                    if expired_ids is not None:
+                        expired_ids.append(order_id)
         if len(ids) < batch:
             return expired
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import peewee as pw
 
-from models import events, inventory, ledger
+from models import events, inventory, ledger, live_prices
 from models.catalog import Kind, Sku
 from models.db import BaseModel, db, execute, execute_batch, for_update, is_postgres, lock_rows, utcnow
 from models.delivery import TopupRequest, Voucher
@@ -236,6 +236,41 @@ def pay_with_credit(order_id: int, user: User) -> Order:
     return Order.get_by_id(order.id)
 
 
+FREE_PROVIDER = "free"
+
+
+def pay_free(order_id: int, *, actor: str) -> Order:
+    """Confirm a zero-amount order as paid (a prize of the reservation lottery, models/lottery.py:
+    a zero-price order that then goes through delivery like any other). In one transaction
+    under the order's lock: the order and payment writes every payment uses (`_paid_statements`,
+    provider `free`) and the `order.paid` event. No ledger transaction: the ledger records money
+    that moves and none does (the supply cost of the prize shows as the order's `cost_fen`, as
+    for any sale). The caller queues delivery, as for any payment. Paying it again returns it.
+
+    Raises NotFound (order_not_found), InvalidState (order_not_payable: not pending, past its
+    deadline, or not a zero-amount order).
+    """
+    with db.atomic():
+        order = lock_rows(Order.select().where(Order.id == order_id)).first()
+        if order is None:
+            raise NotFound(f"order {order_id} not found", code="order_not_found")
+        payment = Payment.get_or_none(Payment.order == order.id)
+        if (order.status in (Status.PAID, Status.DELIVERED) and payment is not None
+                and payment.provider == FREE_PROVIDER):
+            return Order.get_by_id(order.id)
+        if order.amount_fen != 0 or order.status != Status.PENDING or order.expires_at <= utcnow():
+            raise InvalidState("this order cannot be confirmed free of charge", code="order_not_payable")
+        now = Payment.paid_at.db_value(utcnow())
+        reference = f"free-{order.no}"
+        execute_batch([
+            *_paid_statements(order.id, payment.id if payment else None, FREE_PROVIDER, 0, reference, now,
+                              claim_provider=True),
+            events.statement("order.paid", order.subject, actor, transaction_id=reference, amount_fen=0,
+                             late=False, method=FREE_PROVIDER),
+        ])
+    return Order.get_by_id(order.id)
+
+
 _PAYABLE = (
     "SELECT o.id, o.status, o.amount_fen, o.sku_id, o.quantity, p.id, p.state, p.transaction_id "
     'FROM "order" o LEFT JOIN payment p ON p.order_id = o.id WHERE o.no = %s'
@@ -246,6 +281,8 @@ def _revive(order_id: int, sku_id: int, quantity: int) -> Outcome:
     """A payment for an expired order: reserve again if the shelf still has it."""
     try:
         with db.atomic():  # savepoint
+            if not live_prices.reclaim(order_id):  # its live tier filled up meanwhile
+                raise OutOfStock("sold out at the live price")
             inventory.reserve(order_id, Sku.get_by_id(sku_id), quantity)
     except OutOfStock:
         return Outcome.REFUND
@@ -274,8 +311,9 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
     if refund.state == "succeeded":
         return refund
     credit = _credit_account(order)
+    free = order.amount_fen == 0  # a prize: no money to send back, no ledger entry (pay_free)
     try:
-        provider_ref = (f"credit-{refund.refund_no}" if credit else
+        provider_ref = (f"credit-{refund.refund_no}" if credit else f"free-{refund.refund_no}" if free else
                         gateway.refund(order.no, refund.refund_no, order.amount_fen, refund.amount_fen))
     except GatewayError as exc:
         Refund.update(state="failed", last_error=str(exc)[:200]).where(Refund.id == refund.id).execute()
@@ -285,6 +323,7 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
         if order.status == Status.REFUNDED:
             return Refund.get_by_id(refund.id)
         now = utcnow()
+        live_prices.released([order.id])  # a live order's places go back to its tier, once
         vouchers = {v.card_key_id: v for v in Voucher.select().where(Voucher.order == order.id)}
         for key in CardKey.select().where(CardKey.order_id == order.id):
             voucher = vouchers.get(key.id)
@@ -308,12 +347,13 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
         Order.update(status=Status.REFUNDED, refunded_at=now).where(Order.id == order.id).execute()
         Refund.update(state="succeeded", provider_ref=provider_ref, done_at=now).where(
             Refund.id == refund.id).execute()
-        ledger.post(
-            f"refund:{order.no}", "refund",
-            [ledger.Leg(ledger.SALES, order.amount_fen),
-             ledger.Leg(credit or ledger.CASH_WECHATPAY, -order.amount_fen)],
-            order_id=order.id,
-        )
+        if not free:
+            ledger.post(
+                f"refund:{order.no}", "refund",
+                [ledger.Leg(ledger.SALES, order.amount_fen),
+                 ledger.Leg(credit or ledger.CASH_WECHATPAY, -order.amount_fen)],
+                order_id=order.id,
+            )
         events.record("order.refunded", order.subject, actor, reason=reason,
                       amount_fen=order.amount_fen, ref=order.ref_code)
     return Refund.get_by_id(refund.id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from peewee import SQL, Field, Select, Tuple, fn
 
-from models import orders, payments
+from models import live_orders, orders, payments
 from models.chat import BotUpdate, OutboundMessage
 from models.db import connection, utcnow
 from models.notifications import Notification, send_notices
@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def expire_unpaid_orders() -> int:
+    expired: list[int] = []
     with connection():
-        return orders.expire_due()
+        count = orders.expire_due(expired_ids=expired)
+        live_orders.reopen_gates(runtime().redis, expired)  # places given back: sell them at once
+    return count
 
 
 def reconcile_payments(older_than_s: int = 120) -> dict[str, int]:

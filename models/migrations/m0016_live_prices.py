@@ -1,10 +1,14 @@
-"""Issue 13: tables of models/live_prices.py (filled in by that module's author)."""
+"""Issue 13: the tiers of live price ladders (live_tier: units, price, places taken, unique per
+pin and position) and the 1:1 price row of every live order (live_order_price, keyed by the
+order id: its tier, price, assist unlock and whether its places were given back)."""
 
 from __future__ import annotations
 
 import peewee as pw
 
-TABLES: list[type[pw.Model]] = []
+from models.live_prices import LiveOrderPrice, LiveTier
+
+TABLES: list[type[pw.Model]] = [LiveTier, LiveOrderPrice]
 
 
 def up(db: pw.Database) -> None:

@@ -29,6 +29,7 @@ from qianxing.bench.harness import (
     REQUEST_TIMEOUT_S,
     SKU_CODE,
     Scratch,
+    bench_settings,
     child_env,
     free_port,
     log,
@@ -38,13 +39,21 @@ from qianxing.bench.harness import (
     verify,
     wait_healthy,
 )
-from qianxing.settings import Settings, load_settings
+from qianxing.settings import Settings
 
 DELIVERY_WAIT_S = 60.0  # at least this long; longer while the run stays under TIME_BUDGET_S
 TIME_BUDGET_S = 215.0  # the whole run, teardown included, stays under four minutes
 
 
 # ---- load generation ----------------------------------------------------------------------
+
+
+def p99_ms(latencies: list[float]) -> float:
+    """The 99th-percentile latency (nearest rank) in milliseconds; 0.0 when there are none."""
+    if not latencies:
+        return 0.0
+    ordered = sorted(latencies)
+    return round(ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000, 2)
 
 
 @dataclass
@@ -60,10 +69,7 @@ class _Stats:
     elapsed: float = 0.0
 
     def p99_ms(self) -> float:
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        return round(ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000, 2)
+        return p99_ms(self.latencies)
 
     def per_s(self) -> float:
         """Answered requests per second."""
@@ -78,7 +84,8 @@ class _Stats:
                       self.elapsed + other.elapsed)
 
 
-def _session(clients: int) -> aiohttp.ClientSession:
+def http_session(clients: int) -> aiohttp.ClientSession:
+    """An aiohttp session of up to `clients` connections; a request times out after REQUEST_TIMEOUT_S."""
     connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients, ttl_dns_cache=None)
     return aiohttp.ClientSession(connector=connector,
                                  timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
@@ -107,7 +114,7 @@ async def _send(stats: _Stats, http: aiohttp.ClientSession, method: str, url: st
 async def _baseline(base_url: str, clients: int, duration: float) -> _Stats:
     stats = _Stats()
     url = base_url + "/api/v1/ping"
-    async with _session(clients) as http:
+    async with http_session(clients) as http:
         warm = _Stats()
         await asyncio.gather(*(_send(warm, http, "GET", url) for _ in range(clients * 4)))
         started = time.perf_counter()
@@ -135,7 +142,7 @@ async def _flash_sale(base_url: str, clients: int, duration: float,
     stats = _Stats()
     run_id = secrets.token_hex(4)
     orders_url, notify_url = base_url + "/api/v1/orders", base_url + "/webhooks/wechatpay/notify"
-    async with _session(clients) as http:
+    async with http_session(clients) as http:
 
         async def login(i: int) -> str:
             async with http.post(base_url + "/api/v1/auth/dev-login",
@@ -167,7 +174,7 @@ async def _flash_sale(base_url: str, clients: int, duration: float,
                 if status != 201:
                     stats.unexpected += 1
                     continue
-                order = _json(body)
+                order = json_body(body)
                 # Pay what was created, even past the deadline: no order is left pending.
                 paid = await _send(stats, http, "POST", notify_url,
                                    data=notify_xml(order["no"], int(order["amount_fen"]), openid),
@@ -185,7 +192,7 @@ async def _flash_sale(base_url: str, clients: int, duration: float,
     return stats
 
 
-def _json(body: bytes) -> dict[str, Any]:
+def json_body(body: bytes) -> dict[str, Any]:
     import json
 
     return json.loads(body)
@@ -228,14 +235,7 @@ def run(settings: Settings, *, clients: int = 64, keys: int = 2000, duration: fl
         redis_url = scratch.open_redis()
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        bench = load_settings(**{
-            **settings.model_dump(),
-            "QIANXING_ENV": "dev", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-            "WEB_BIND": f"127.0.0.1:{port}", "PUBLIC_BASE_URL": base_url,
-            "WECHATPAY_NOTIFY_URL": None, "PAYMENT_PROVIDER": "sandbox",
-            "MAX_UNPAID_PER_IP": 1_000_000, "NOTIFY_CHANNELS": "log", "LOG_LEVEL": "WARNING",
-            "ORDER_TTL_SECONDS": 900,
-        })
+        bench = bench_settings(settings, database_url, redis_url, port)
         database = "postgresql" if scratch.pg_admin_url else "sqlite"
         log(f"{database} database {database_url.rsplit('/', 1)[-1]}, redis {redis_url}, "
              f"gunicorn {bench.WEB_WORKERS} workers x {bench.WEB_THREADS} threads on {base_url}")

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from wechatpy.pay import calculate_signature, dict_to_xml
 
 from qianxing.processes import stop_all
-from qianxing.settings import VAR_DIR, Settings
+from qianxing.settings import VAR_DIR, Settings, load_settings
 
 BENCH_DIR = VAR_DIR / "bench"
 BENCH_DATABASE = "qianxing_bench"
@@ -183,9 +183,8 @@ class Scratch:
             # An embedded server of our own: the development one (var/redis) keeps its queues.
             from qianxing.embedded_redis import EmbeddedRedis
 
-            data_dir = BENCH_DIR / "redis"
-            shutil.rmtree(data_dir, ignore_errors=True)
-            self.embedded = EmbeddedRedis(data_dir)
+            shutil.rmtree(self.redis_dir(), ignore_errors=True)
+            self.embedded = EmbeddedRedis(self.redis_dir())
             self.redis_url = self.embedded.url
         from redis import Redis
 
@@ -195,6 +194,10 @@ class Scratch:
         finally:
             client.close()
         return self.redis_url
+
+    def redis_dir(self) -> Path:
+        """The data directory of the embedded Redis (when REDIS_URL is unset)."""
+        return BENCH_DIR / "redis"
 
     def log_dir(self) -> Path:
         return BENCH_DIR
@@ -236,7 +239,7 @@ class Scratch:
             if self.embedded is not None:
                 with contextlib.suppress(Exception):
                     self.embedded.stop()
-                shutil.rmtree(BENCH_DIR / "redis", ignore_errors=True)
+                shutil.rmtree(self.redis_dir(), ignore_errors=True)
 
     def _close_database(self) -> None:
         from models.db import db
@@ -277,8 +280,22 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def wait_healthy(scratch: Scratch, base_url: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+def bench_settings(settings: Settings, database_url: str, redis_url: str, port: int) -> Settings:
+    """The settings of a benchmark's web server and worker: the scratch database and Redis, on
+    127.0.0.1:`port`, the sandbox payment provider, no per-IP unpaid limit, quiet logs."""
+    return load_settings(**{
+        **settings.model_dump(),
+        "QIANXING_ENV": "dev", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+        "WEB_BIND": f"127.0.0.1:{port}", "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "WECHATPAY_NOTIFY_URL": None, "PAYMENT_PROVIDER": "sandbox",
+        "MAX_UNPAID_PER_IP": 1_000_000, "NOTIFY_CHANNELS": "log", "LOG_LEVEL": "WARNING",
+        "ORDER_TTL_SECONDS": 900,
+    })
+
+
+def wait_healthy(scratch: Scratch, base_url: str, timeout: float = STARTUP_TIMEOUT_S) -> None:
+    """Wait (up to `timeout` seconds) until the web server answers /healthz."""
+    deadline = time.monotonic() + timeout
     while True:
         scratch.check_alive()
         try:
