@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from models import delivery, failures, inventory, payments
+from redis import RedisError
+
+from models import delivery, failures, inventory, live_dashboard, live_orders, payments
 from models.db import connection
 from models.delivery import Fulfilment, TopupFailed, TopupUnavailable
 from models.notifications import send_notice, send_notices
@@ -80,7 +82,17 @@ def deliver_orders(order_ids: list[int], *, retry_set_aside: bool = False) -> di
             if outcome == Fulfilment.NEEDS_TOPUP:
                 queues.topup(order_id)
         _after_delivery([o for o, outcome in outcomes.items() if outcome == Fulfilment.DELIVERED])
+        _count_live_sales(ids)
     return outcomes
+
+
+def _count_live_sales(order_ids: list[int]) -> None:
+    """The live dashboard counts each paid order of a live session once (a set of counted ids
+    in Redis: this batch may run again). Redis away: the dashboard rebuilds from the database."""
+    try:
+        live_dashboard.orders_paid(runtime().redis, order_ids)
+    except RedisError as exc:
+        log.warning("live dashboard: paid orders not counted, Redis unavailable: %s", exc)
 
 
 def retry_set_aside(limit: int = 100) -> dict[str, int]:
@@ -146,6 +158,8 @@ def refund_order(order_id: int, reason: str) -> str:
             order_id, rt.gateway, actor="system:worker", reason=reason,
             revoke_unrevealed=rt.settings.REFUND_UNREVEALED_KEYS == "revoke",
         )
+        if refund.state == "succeeded":
+            live_orders.reopen_gates(rt.redis, [order_id])  # a live order's place is for sale again
     if refund.state == "succeeded":
         queues.reverse_refunded()  # take back its commission
     return refund.state

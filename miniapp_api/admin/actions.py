@@ -27,7 +27,7 @@ from miniapp_api.admin.security import client_ip, current
 from miniapp_api.deps import runtime
 from models import audit
 from models.db import db
-from models.errors import Forbidden, InvalidInput
+from models.errors import DomainError, Forbidden, InvalidInput
 
 log = logging.getLogger(__name__)
 TOKEN_FIELD = "action_token"  # noqa: S105 - a form field name
@@ -115,6 +115,20 @@ def perform(action: str, obj: str, *, run: Callable[[], Any], reason: str = "", 
         _release(token)
         raise
     return Outcome(duplicate=False, result=result)
+
+def perform_flashed(action: str, obj: str, success: str, *, reason_required: bool = True, **kwargs: Any) -> None:
+    """`perform` with the form's reason, and tell the operator how it went: the domain error
+    (a missing reason included), a form sent again (`flash_duplicate`), or `success`."""
+    try:
+        outcome = perform(action, obj, reason=form_reason(required=reason_required), **kwargs)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return
+    if outcome.duplicate:
+        flash_duplicate()
+    else:
+        flash(success, "success")
+
 
 
 def record(action: str, obj: str = "", *, reason: str = "", before: Any = None, after: Any = None,
