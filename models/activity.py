@@ -1,6 +1,8 @@
 """Activity data: short-video plays and live-room entries, from the mini-program tracking route
-and from platform CSV exports. Every event has an id and is stored once (a replayed batch or a
-re-imported file changes nothing); they feed star levels, traffic rewards and the funnel."""
+and from platform CSV exports; short-drama plays and click-throughs to the live room from the
+tracking route only. Every event has an id and is stored once (a replayed batch or a re-imported
+file changes nothing); they feed star levels, traffic rewards and the funnels (levels and rollups
+read video_play and live_entry only; models/drama_funnel.py reads the drama kinds)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,13 @@ from models.network import CODE_PATTERN
 class ActivityKind(StrEnum):
     VIDEO_PLAY = "video_play"
     LIVE_ENTRY = "live_entry"
+    DRAMA_PLAY = "drama_play"  # ref: a short-drama episode id (models/drama.py)
+    DRAMA_CLICK = "drama_click"  # ref: the episode whose link to the live room was followed
+
+
+# Kinds each source may report: platform exports know nothing of our drama episodes.
+KINDS = {"api": tuple(ActivityKind), "csv": (ActivityKind.VIDEO_PLAY, ActivityKind.LIVE_ENTRY)}
+DRAMA_KINDS = (ActivityKind.DRAMA_PLAY, ActivityKind.DRAMA_CLICK)
 
 
 class ActivityEvent(BaseModel):
@@ -78,8 +87,8 @@ class TrackEvent:
 
     event_id: str
     creator_code: str
-    kind: str  # video_play | live_entry
-    ref: str  # video id or live session id, <= 40 characters
+    kind: str  # video_play | live_entry | drama_play | drama_click
+    ref: str  # video id, live session id or drama episode id, <= 40 characters
     count: int
     occurred_at: dt.datetime  # naive UTC, or aware (converted to UTC)
 
@@ -106,17 +115,21 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def _check(index: int, ev: TrackEvent, max_count: int, now: dt.datetime) -> TrackEvent:
+def _check(index: int, ev: TrackEvent, max_count: int, now: dt.datetime,
+           kinds: tuple[str, ...] = KINDS["csv"]) -> TrackEvent:
     """The event with occurred_at in naive UTC; raises InvalidEvent."""
     if not isinstance(ev.event_id, str) or not EVENT_ID_PATTERN.match(ev.event_id):
         raise InvalidEvent(index, "event_id", "1-64 letters, digits or _ . : -", code="invalid_event_id")
     if not isinstance(ev.creator_code, str) or not CODE_PATTERN.match(ev.creator_code):
         raise InvalidEvent(index, "creator_code", "an invite code is 4-32 letters, digits, - or _",
                            code="invalid_creator_code")
-    if ev.kind not in (ActivityKind.VIDEO_PLAY, ActivityKind.LIVE_ENTRY):
-        raise InvalidEvent(index, "kind", "must be video_play or live_entry", code="invalid_kind")
+    if ev.kind not in kinds:
+        raise InvalidEvent(index, "kind", f"must be {' or '.join(kinds)}", code="invalid_kind")
     if not isinstance(ev.ref, str) or not REF_PATTERN.match(ev.ref):
         raise InvalidEvent(index, "ref", "1-40 letters, digits or _ . : + / = -", code="invalid_ref")
+    if ev.kind in DRAMA_KINDS and not (ev.ref.isascii() and ev.ref.isdigit() and len(ev.ref) <= 18
+                                       and int(ev.ref) > 0):
+        raise InvalidEvent(index, "ref", "a drama event's ref is an episode id", code="invalid_ref")
     if not isinstance(ev.count, int) or isinstance(ev.count, bool) or not 1 <= ev.count <= max_count:
         raise InvalidEvent(index, "count", f"must be a whole number from 1 to {max_count}",
                            code="invalid_count")
@@ -137,6 +150,16 @@ def _creator_ids(codes: set[str]) -> dict[str, int]:
     rows = execute(f"SELECT code, id FROM creator WHERE active AND code IN ({placeholders(wanted)})",
                    wanted).fetchall()
     return {code: cid for code, cid in rows}
+
+
+def _episode_owners(episode_ids: set[int]) -> dict[int, int]:
+    """episode id -> the creator id of its series (models/drama.py's tables): one query."""
+    if not episode_ids:
+        return {}
+    wanted = sorted(episode_ids)
+    rows = execute("SELECT e.id, s.creator_id FROM drama_episode e JOIN drama_series s ON s.id = e.series_id "
+                   f"WHERE e.id IN ({placeholders(wanted)})", wanted).fetchall()
+    return {eid: cid for eid, cid in rows}
 
 
 def _insert(rows: list[tuple[TrackEvent, int]], *, source: str, user_id: int | None) -> int:
@@ -164,7 +187,8 @@ def record_events(events: list[TrackEvent], *, user_id: int | None, source: str,
     (more than `max_batch`), invalid_source, or an InvalidEvent naming the bad item's index
     (invalid_event_id, invalid_creator_code, invalid_kind, invalid_ref, invalid_count -- 1..100
     from the API, 1..10,000,000 from a CSV export -- invalid_occurred_at); NotFound
-    unknown_creator when a code belongs to no active creator.
+    unknown_creator when a code belongs to no active creator, unknown_episode when a drama
+    event's episode is not one of that creator's (the drama kinds come from the API only).
     """
     if source not in SOURCES:
         raise InvalidInput(f"source must be one of {', '.join(SOURCES)}", code="invalid_source")
@@ -175,12 +199,16 @@ def record_events(events: list[TrackEvent], *, user_id: int | None, source: str,
     if not events:
         return RecordResult(0, 0)
     now = utcnow()
-    checked = [_check(i, ev, MAX_COUNT[source], now) for i, ev in enumerate(events)]
+    checked = [_check(i, ev, MAX_COUNT[source], now, KINDS[source]) for i, ev in enumerate(events)]
     ids = _creator_ids({ev.creator_code for ev in checked})
+    owners = _episode_owners({int(ev.ref) for ev in checked if ev.kind in DRAMA_KINDS})
     for i, ev in enumerate(checked):
         if ev.creator_code not in ids:
             raise NotFound(f"events[{i}].creator_code: no creator has the code {ev.creator_code!r}",
                            code="unknown_creator")
+        if ev.kind in DRAMA_KINDS and owners.get(int(ev.ref)) != ids[ev.creator_code]:
+            raise NotFound(f"events[{i}].ref: {ev.creator_code!r} has no drama episode {ev.ref}",
+                           code="unknown_episode")
     with db.atomic():
         accepted = _insert([(ev, ids[ev.creator_code]) for ev in checked], source=source,
                            user_id=user_id)
