@@ -1,5 +1,7 @@
-"""The landing page behind a creator's product share QR (`/p/<sku>?ref=<code>`): the product at
-the creator's price and how to open it in the mini-program. Plain HTML, no login, read-only."""
+"""The landing pages behind share links and QR codes, plain HTML, no login, read-only:
+`/p/<sku>?ref=<code>` (a creator's product at the creator's price) and `/live/<id>` (a live
+session: title, host, start in LIVE_TIMEZONE, state), each saying how to open it in the
+mini-program."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from html import escape
 
 from flask import Blueprint, Response, request
 
+from miniapp_api.deps import runtime
+from models import live, live_rules
 from models.catalog import get_sku
 from models.errors import NotFound
 from models.money import rmb
@@ -16,6 +20,8 @@ from models.pricing import selling_price
 share = Blueprint("share", __name__)
 
 PRODUCT_PAGE = "pages/product/index"
+LIVE_PAGE = "pages/live/index"
+_LIVE_STATE = {"scheduled": "即将开播", "live": "正在直播", "ended": "直播已结束", "cancelled": "直播已取消"}
 
 
 @share.get("/p/<sku_code>")
@@ -34,6 +40,23 @@ def product_page(sku_code: str) -> Response:
             f"<p>{escape(sku.product.description)}</p>"
             f"<p>在微信中打开小程序「千星」，进入页面：<code>{escape(path)}</code></p>")
     return Response(_page(f"{sku.product.title} · {sku.name}", body, raw=True), mimetype="text/html")
+
+
+@share.get("/live/<int:session_id>")
+def live_page(session_id: int) -> Response:
+    """The page behind a session's share link (reminders, the Telegram card, the reservation poster)."""
+    try:
+        session = live.get_session(session_id)
+    except NotFound:
+        return Response(_page("直播不存在", "这场直播不存在或已被删除。"), status=404, mimetype="text/html")
+    tz = runtime().settings.LIVE_TIMEZONE
+    start = session.started_at if session.state != "scheduled" else session.scheduled_at
+    path = f"{LIVE_PAGE}?id={session.id}"
+    body = (f"<p>主播：{escape(session.creator.name or session.creator.code)}</p>"
+            f"<p>{escape(_LIVE_STATE.get(session.state, session.state))}"
+            + (f" · 开播时间 {escape(live_rules.local_time(start, tz))}（{escape(tz)}）" if start else "")
+            + f"</p><p>在微信中打开小程序「千星」，进入页面：<code>{escape(path)}</code></p>")
+    return Response(_page(session.title or f"直播 #{session.id}", body, raw=True), mimetype="text/html")
 
 
 def _page(title: str, body: str, *, raw: bool = False) -> str:

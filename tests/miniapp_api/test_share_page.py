@@ -29,3 +29,19 @@ def test_unknown_products_and_mangled_refs_are_handled_politely(client, shop):
     page = client.get(f"/p/{sku.code}?ref=<script>")
     assert page.status_code == 200 and "<script>" not in page.get_data(as_text=True)
     assert client.get(f"/p/{sku.code}?ref=UNKNOWNCODE").status_code == 200
+
+
+def test_a_live_sessions_share_link_shows_its_start_in_shanghai_time(client):
+    # given a session scheduled by a creator
+    with db.connection_context():
+        host = factories.creator("live-sharer", name="星星主播")
+    session_id = factories.planned_session(host, in_hours=3, title="周末福利<专场>")
+    # when someone opens its share link (reminders, the Telegram card and the poster's QR lead here)
+    page = client.get(f"/live/{session_id}")
+    text = page.get_data(as_text=True)
+    # then the page names the session, its host, its state and start in Asia/Shanghai, escaped
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "周末福利&lt;专场&gt;" in text and "星星主播" in text and "即将开播" in text
+    assert "Asia/Shanghai" in text and f"pages/live/index?id={session_id}" in text
+    # and an unknown session is a polite 404
+    assert client.get("/live/999999").status_code == 404
