@@ -158,11 +158,66 @@ class Settings(BaseSettings):
     # ---- live commerce (issue 13) ----
     LIVE_TIMEZONE: str = "Asia/Shanghai"  # how session times are shown (stored in UTC)
     # -- live A sessions --
+    LIVE_NEVER_STARTED_GRACE_S: int = Field(default=2 * 3600, ge=60, le=7 * 86_400)  # then a plan is cancelled
+    LIVE_MAX_PINS: int = Field(default=50, ge=1, le=100)  # pinned products per session (a plan fits MAX_BODY_BYTES)
     # -- live B reservations and reminders --
+    # Reminders before a session's start, seconds (T-24h, T-10m, T-0): distinct, 0..7 days, at
+    # least LIVE_REMINDER_MIN_GAP_S apart (two reminders never overlap).
+    LIVE_REMINDER_OFFSETS: str = "86400,600,0"
+    LIVE_REMINDER_MIN_GAP_S: int = Field(default=60, ge=1, le=3600)
+    # The reminder that uses a mini-program subscribe consent (one consent = one message).
+    LIVE_SUBSCRIBE_REMINDER_OFFSET: int = Field(default=600, ge=0, le=7 * 86400)
+    LIVE_SUBSCRIBE_TEMPLATE_ID: str = "live-reminder-template"  # fields thing1, time2, thing3
+    # A reminder is written only within this many seconds after it was due (never sent late).
+    LIVE_REMINDER_LATE_S: int = Field(default=60, ge=5, le=3600)
+    # Reminders are written this long ahead, due at their moment (outbox not_before): sending starts on time.
+    LIVE_REMINDER_AHEAD_S: int = Field(default=60, ge=0, le=600)
+    WXA_SUBSCRIBE_RATE_PER_S: float = Field(default=50.0, gt=0)  # mini-program subscribe messages
+
+    @field_validator("LIVE_REMINDER_OFFSETS")
+    @classmethod
+    def _reminder_offsets(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise ValueError("must be a comma-separated list of whole seconds before the start, e.g. 86400,600,0")
+        offsets = sorted((int(p) for p in parts), reverse=True)
+        if len(set(offsets)) != len(offsets) or offsets[0] > 7 * 86400:
+            raise ValueError("offsets must be distinct and at most 7 days (604800 s)")
+        return ",".join(str(o) for o in offsets)
+
+    @model_validator(mode="after")
+    def _reminder_plan(self) -> Settings:
+        offsets = self.reminder_offsets
+        gaps = [a - b for a, b in zip(offsets, offsets[1:], strict=False)]
+        if gaps and min(gaps) < self.LIVE_REMINDER_MIN_GAP_S:
+            raise ValueError(f"LIVE_REMINDER_OFFSETS overlap: reminders must be at least "
+                             f"LIVE_REMINDER_MIN_GAP_S={self.LIVE_REMINDER_MIN_GAP_S} s apart")
+        if self.LIVE_SUBSCRIBE_REMINDER_OFFSET not in offsets:
+            raise ValueError("LIVE_SUBSCRIBE_REMINDER_OFFSET must be one of LIVE_REMINDER_OFFSETS")
+        return self
+
+    @property
+    def reminder_offsets(self) -> list[int]:
+        """LIVE_REMINDER_OFFSETS, largest first."""
+        return [int(p) for p in self.LIVE_REMINDER_OFFSETS.split(",")]
     # -- live C lottery --
+    # the draw waits this long after T-0 (a reservation committed at the last moment)
+    LIVE_LOTTERY_DRAW_DELAY_S: int = Field(default=5, ge=0, le=300)
     # -- live D tiered prices --
+    # The sold-out gate of a live price ladder: a Redis counter per pinned product, reloaded from
+    # the database when missing and at the latest this many seconds after it was loaded.
+    LIVE_GATE_TTL_S: int = Field(default=5, ge=1, le=300)
+    LIVE_PIN_CACHE_S: float = Field(default=2.0, ge=0, le=10)  # per-process cache of a pin's route facts
     # -- live E assist --
+    LIVE_ASSIST_WINDOW_S: int = Field(default=1800, ge=60, le=86_400)  # an unlocked assist price holds this long
+    LIVE_ASSIST_MAX_HELPS_PER_SESSION: int = Field(default=3, ge=1, le=100)  # assists one helper counts for
     # -- live F dashboard and votes --
+    LIVE_VIEWER_TIMEOUT_S: int = Field(default=60, ge=10, le=600)  # a viewer without heartbeat is gone after
+    LIVE_DASHBOARD_SAMPLE_S: int = Field(default=15, ge=5, le=60)  # one sample of the figures per (hints)
+    LIVE_DASHBOARD_HISTORY: int = Field(default=240, ge=10, le=2000)  # samples kept (240 x 15 s = 1 h)
+    LIVE_DASHBOARD_STREAM_S: int = Field(default=60, ge=1, le=300)  # one SSE stream's life; the client reconnects
+    LIVE_DASHBOARD_STREAM_EVERY_S: float = Field(default=1.0, ge=0.5, le=2.0)  # seconds between SSE events
+    LIVE_DASHBOARD_RECONCILE_DELAY_S: int = Field(default=120, ge=0, le=86_400)  # after the end, then reconcile
     # -- live G short drama --
 
     WEB_WORKERS: int = Field(default=2, ge=1)

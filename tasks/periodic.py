@@ -34,6 +34,11 @@ PERIODIC = [
     ("tasks.chat.prune_posters", 86400),  # images unused for POSTER_MAX_AGE_DAYS
     ("tasks.rollups.refresh_rollups", 60),  # the dashboard's figures (models/rollups.py)
     ("tasks.broadcasts.resume_unfinished", 300),  # admin broadcasts whose fan-out job was lost
+    ("tasks.reminders.plan_reminders", 5),  # live reservation reminders and notices (issue 13, B)
+    ("tasks.live.close_abandoned_sessions", 60),  # scheduled sessions that never started
+    ("tasks.lottery.run_draws", 10),  # reservation lotteries due at T-0, prizes, winners' notices (issue 13, C)
+    ("tasks.live_dashboard.sample_live", 15),  # live dashboard samples for the hint rules (issue 13, F)
+    ("tasks.live_dashboard.reconcile_ended", 60),  # ended sessions' final figures (issue 13, F)
 ]
 # Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
 JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600,

@@ -20,6 +20,7 @@ from werkzeug.serving import make_server
 
 from models import activity, levels
 from models.db import db
+from models.live_orders import forget_cached_pins
 from models.migrations import migrate
 from models.migrations.m0001_initial import TABLES as TABLES_0001
 from models.migrations.m0001_initial import up as install_schema
@@ -128,6 +129,7 @@ def make_settings(database_url: str, redis_url: str, wechat: FakeWeChatAPI, pay:
         WECHATPAY_API_BASE_URL=pay.base_url, PUBLIC_BASE_URL="http://127.0.0.1:9",
         MAX_UNPAID_PER_IP=10_000, LOG_LEVEL="WARNING", NOTIFY_CHANNELS="wxa_subscribe",
         DELIVERY_RETRY_INTERVALS="1,1,1", TOPUP_RETRY_INTERVALS="1,1", DELIVERY_LINGER_MS=0,
+        LIVE_DASHBOARD_STREAM_S=1,  # one event per stream: a fuzzed stream must not hold a thread for a minute
     )
     values.update(overrides)
     return load_settings(**values)
@@ -198,6 +200,7 @@ def telegram(rt: wiring.Runtime, fake_telegram: FakeTelegramAPI) -> FakeTelegram
 
 def _truncate() -> None:
     forget_cached_skus()
+    forget_cached_pins()
     with db.connection_context():
         _empty()
         levels.seed_defaults()

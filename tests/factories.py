@@ -388,14 +388,208 @@ def chat_users(platform: str, count: int, *, first: int = 9_000_001) -> list[str
 
 # ---- live: sessions (issue 13, A) -------------------------------------------------------------
 
+def planned_session(host: Creator, *, in_hours: float = 2.0, title: str = "周末福利专场",
+                    skus: tuple[str, ...] = (), minutes: int = 60) -> int:
+    """A session of `host` scheduled through models.live_planning.schedule `in_hours` from now,
+    with the SKU codes `skus` pinned (no ladder, assist or lottery). Its id."""
+    from models import live_planning
+
+    start = utcnow() + dt.timedelta(hours=in_hours)
+    with db.connection_context():
+        return live_planning.schedule(host, live_planning.SessionSpec(
+            title, start, minutes, pins=[live_planning.PinSpec(code) for code in skus])).id
+
+
 # ---- live: reservations and reminders (B) ----------------------------------------------------
+
+def live_session(host: Creator | None = None, *, start: dt.datetime | None = None, title: str = "预约测试直播",
+                 state: str = "scheduled"):  # noqa: ANN201
+    """A live session row of `host` (a fresh creator by default) planned for `start` (default:
+    two hours from now), written directly (the scheduling service has its own tests)."""
+    from models.live import LiveSession
+
+    host = host or creator()
+    with db.connection_context():
+        return LiveSession.create(creator=host.id, title=title, state=state,
+                                  scheduled_at=start or utcnow() + dt.timedelta(hours=2), started_at=None)
+
+
+def linked(user: User, *, telegram: str | None = None, wechat: str | None = None,
+           wechat_seen: dt.datetime | None = None) -> User:
+    """Give `user` chat identities linked to it: a Telegram account (chat = its id) and/or a
+    WeChat official-account openid last heard from at `wechat_seen` (default: now)."""
+    from models.chat import ChatIdentity
+
+    with db.connection_context():
+        if telegram:
+            ChatIdentity.create(platform="telegram", external_id=telegram, user=user.id, chat_id=telegram,
+                                last_inbound_at=utcnow())
+        if wechat:
+            ChatIdentity.create(platform="wechat", external_id=wechat, user=user.id, chat_id=wechat,
+                                last_inbound_at=wechat_seen or utcnow())
+    return user
+
 
 # ---- live: lottery (C) ------------------------------------------------------------------------
 
+LOTTERY_START = dt.timedelta(hours=1)  # lottery sessions start this long after "now"
+
+
+def lottery_session(shop, *, threshold: int = 3, prizes: int = 2, keys: int = 10,  # noqa: ANN001
+                    title: str = "抽奖直播") -> tuple:
+    """A session scheduled through the real scheduling service (models/live_planning.py) with a
+    reservation lottery whose prize is a card-key SKU with `keys` keys; (session, prize SKU)."""
+    from models.live_planning import SessionSpec, schedule
+
+    prize = shop.card_sku(keys=keys, price=990)
+    host = creator(name="host")
+    with db.connection_context():
+        session = schedule(host, SessionSpec(title, utcnow() + LOTTERY_START, lottery={
+            "threshold": threshold, "prizes": prizes, "prize_sku": prize.code}), actor="test")
+    return session, prize
+
+
+def reserve_many(session_id: int, count: int, *, prefix: str = "fan") -> list[int]:
+    """`count` buyers reserve the session through models/reservations.py; their reservation ids."""
+    from models import reservations
+
+    ids = []
+    with db.connection_context():
+        for i in range(count):
+            made, _ = reservations.reserve(buyer(f"{prefix}-{session_id}-{i}"), session_id, "miniapp")
+            ids.append(made.id)
+    return ids
+
+
 # ---- live: tiered prices and the sold-out gate (D) -------------------------------------------
+
+def laddered(sku: Sku, tiers: tuple[tuple[int, int], ...] = ((50, 990), (50, 1990)), *,
+             seller: Creator | None = None, on_air: bool = True):  # noqa: ANN201
+    """A live session of `seller` (a fresh creator by default) that is on air (or only
+    scheduled), with `sku` pinned under a ladder of (units, price_fen) tiers: (session, pin)."""
+    from models import live, live_orders, live_prices
+    from models.live import LivePin, LiveSession
+
+    live_orders.forget_cached_pins()  # ids restart with each test: no pin facts of an earlier one
+    seller = seller or creator()
+    with db.connection_context():
+        session = live.start_live(seller, "live ladder")
+        if not on_air:
+            LiveSession.update(state="scheduled", started_at=None,
+                               scheduled_at=utcnow() + dt.timedelta(hours=1)).where(
+                LiveSession.id == session.id).execute()
+        with db.atomic():
+            pin = LivePin.create(session=session.id, sku=sku.id)
+            live_prices.save_ladder(pin, [live_prices.TierSpec(u, p) for u, p in tiers])
+        return LiveSession.get_by_id(session.id), pin
+
+
+def live_order(sku: Sku | str, session_id: int, openid: str = "buyer-1", quantity: int = 1, *,
+               redis=None, key: str | None = None, policy: OrderPolicy = POLICY) -> tuple[Order, bool]:  # noqa: ANN001
+    """An order placed through the live branch (models.live_orders.place), the gate on `redis`."""
+    from models import live_orders
+
+    code = sku if isinstance(sku, str) else sku.code
+    with db.connection_context():
+        return live_orders.place(buyer(openid), OrderRequest(code, quantity, live=session_id), policy,
+                                 client_ip="10.0.0.2", idempotency_key=key, redis=redis, cache_s=0)
+
+
+def tier_counts(pin_id: int) -> list[tuple[int, int, int]]:
+    """(units, taken, unreleased places recorded on orders) per tier of the pin, in order."""
+    from models.live_prices import LiveOrderPrice, LiveTier
+
+    with db.connection_context():
+        out = []
+        for tier in LiveTier.select().where(LiveTier.pin == pin_id).order_by(LiveTier.seq):
+            held = (LiveOrderPrice.select(LiveOrderPrice.quantity)
+                    .where((LiveOrderPrice.tier_id == tier.id) & ~LiveOrderPrice.released))
+            out.append((tier.units, tier.taken, sum(r.quantity for r in held)))
+        return out
+
 
 # ---- live: team assist (E) --------------------------------------------------------------------
 
+def assist_session(sku: Sku, *, state: str = "live", helpers_needed: int = 3, price_fen: int | None = None,
+                   window_s: int | None = None, new_users_only: bool = False,
+                   host: Creator | None = None) -> tuple[int, int]:
+    """A session of `host` (a new creator by default) scheduled through the real service with `sku`
+    pinned and an assist offer on it (unlock at `price_fen`, by default 30 yuan below retail, 0 at
+    least), then taken live unless `state` is "scheduled"; returns (session id, pin id)."""
+    from models import live, live_orders, live_planning
+    from models.live import LivePin
+
+    live_orders.forget_cached_pins()  # ids restart with each test: no pin facts of an earlier one
+    host = host or creator(name="主播")
+    price = price_fen if price_fen is not None else max(0, sku.retail_price_fen - 3000)
+    offer = {"helpers_needed": helpers_needed, "price_fen": price, "new_users_only": new_users_only,
+             **({"window_s": window_s} if window_s is not None else {})}
+    spec = live_planning.SessionSpec(title="周五福利专场", scheduled_at=utcnow() + dt.timedelta(hours=1),
+                                     pins=[live_planning.PinSpec(sku.code, assist=offer)])
+    with db.connection_context():
+        session = live_planning.schedule(host, spec, actor=host.actor)
+        if state == "live":
+            live.go_live(host, session.id, actor=host.actor)
+        pin = LivePin.get(LivePin.session == session.id)
+    return session.id, pin.id
+
+
 # ---- live: dashboard and votes (F) ------------------------------------------------------------
 
+def on_air(host: Creator | None = None, *, title: str = "看板测试直播") -> tuple[Creator, int]:
+    """A creator (a fresh one by default) live now through models.live.start_live: (host, session id)."""
+    from models import live
+
+    host = host or creator(name="看板主播")
+    with db.connection_context():
+        return host, live.start_live(host, title).id
+
+
+def live_sale(sku: Sku, host: Creator, session_id: int, openid: str, *, dispatch: bool = True) -> Order:
+    """A buyer orders through the host's ref in the live session and pays (as `paid`); with
+    `dispatch`, the delivery job that reports it to the dashboard is queued (run_jobs runs it)."""
+    return paid(sku, openid, ref=host.code, live=session_id, dispatch=dispatch)
+
+
+def end_session(host: Creator, session_id: int, *, ago: dt.timedelta = dt.timedelta(0)) -> None:
+    """End the session through models.live.end_live, stamped `ago` in the past."""
+    from models import live
+    from models.live import LiveSession
+
+    with db.connection_context():
+        live.end_live(host, session_id)
+        LiveSession.update(ended_at=utcnow() - ago).where(LiveSession.id == session_id).execute()
+
+
 # ---- live: short drama (G) --------------------------------------------------------------------
+
+def live_session_row(host: Creator, *, state: str = "scheduled", title: str = "番外直播",
+                     in_hours: float = 2.0) -> int:
+    """A live session of `host` written directly (scheduled `in_hours` from now, or live/ended/
+    cancelled since an hour ago): scheduling has its own tests (models/live_planning). Its id."""
+    from models.live import LiveSession
+
+    now = utcnow()
+    planned = now + dt.timedelta(hours=in_hours) if state == "scheduled" else now - dt.timedelta(hours=1)
+    with db.connection_context():
+        return LiveSession.create(
+            creator=host.id, title=title, state=state, scheduled_at=planned,
+            started_at=None if state in ("scheduled", "cancelled") else planned,
+            ended_at=now if state == "ended" else None,
+            cancelled_at=now if state == "cancelled" else None).id
+
+
+def drama_series(host: Creator, *, title: str = "霸总的秘密", episodes: int = 0, sku_codes: tuple[str, ...] = (),
+                 link: tuple[str, int] | None = None) -> int:
+    """A series of `host` through models/drama with `episodes` episodes (number 1.., each with
+    the products `sku_codes`; the last one linked by `link` = (kind, session id)). Its id."""
+    from models import drama
+
+    with db.connection_context():
+        series = drama.create_series(host, drama.SeriesSpec(title, "https://cdn.example.com/cover.jpg"))
+        for n in range(1, episodes + 1):
+            spec_link = drama.LinkSpec(*link) if link is not None and n == episodes else None
+            drama.add_episode(host, series.id, drama.EpisodeSpec(
+                n, f"第{n}集", f"https://cdn.example.com/ep{n}.mp4", list(sku_codes), spec_link))
+        return series.id
+

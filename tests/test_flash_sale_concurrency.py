@@ -45,7 +45,7 @@ def server(rt, fake_wechat, fake_pay, database_url, redis_url) -> Iterator[str]:
              subprocess.Popen([*cmd, "worker", "--no-cron"], env=env)]
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # gunicorn on a loaded CI host
         while True:
             try:
                 if requests.get(f"{base}/healthz", timeout=1).status_code == 200:

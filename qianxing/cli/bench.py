@@ -93,3 +93,36 @@ def bench_admin(orders: int, creators: int, samples: int) -> None:
     click.echo(json.dumps(result, ensure_ascii=False))
     if not result["ok"]:
         raise SystemExit(1)
+
+
+@bench.command("live-burst")
+@click.option("--units", default=100, show_default=True, help="units at the two-tier ladder (half at each price)")
+@click.option("--buyers", default=5000, show_default=True, help="distinct buyers in the burst")
+@click.option("--window", default=1.0, show_default=True, help="seconds over which the buyers arrive (open loop)")
+@click.option("--baseline", "baseline_s", default=3.0, show_default=True, help="seconds per ping baseline window")
+def bench_live_burst(units: int, buyers: int, window: float, baseline_s: float) -> None:
+    """A live flash sale: N buyers within a second for a two-tier ladder, mostly refused."""
+    from qianxing.bench import live_burst
+
+    if units < 1 or buyers < 1 or window <= 0 or baseline_s <= 0:
+        raise click.BadParameter("--units and --buyers at least 1, --window and --baseline positive")
+    click.echo(json.dumps(live_burst.run(settings(), units=units, buyers=buyers, window=window,
+                                         baseline_s=baseline_s)))
+
+
+@bench.command("reminders")
+@click.option("--reservations", default=100_000, show_default=True, help="reservations of the session")
+@click.option("--rate", default=500.0, show_default=True,
+              help="configured messages per second of EACH platform (a benchmark setting: real ones are ~30-50/s)")
+@click.option("--lead", "lead_s", default=60.0, show_default=True, help="seconds until the T-10m reminder is due")
+@click.option("--fake-limit", default=1.1, show_default=True,
+              help="the fakes refuse sends beyond this many times the rate in any second (0: off)")
+def bench_reminders(reservations: int, rate: float, lead_s: float, fake_limit: float) -> None:
+    """The T-10m reminders of one session reserved by N people, planned and sent against fake
+    Telegram and WeChat servers that enforce a limit."""
+    from qianxing.bench import reminders
+
+    if reservations < 2 or rate <= 0 or lead_s < 1 or fake_limit < 0:
+        raise click.BadParameter("--reservations at least 2, --rate positive, --lead at least 1")
+    click.echo(json.dumps(reminders.run(settings(), reservations=reservations, rate=rate, lead_s=lead_s,
+                                        fake_limit=fake_limit), ensure_ascii=False))

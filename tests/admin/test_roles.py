@@ -112,9 +112,20 @@ ROUTES = [
     Route("withdrawals.reject", "withdrawals.reject", lambda w: f"/admin/withdrawals/{w['withdrawal']}/reject",
           lambda w: {"reason": "role test"}),
 ]
+ROUTES += [Route(f"live_admin.{name}", "live.manage", lambda w, u=url: f"/admin/live/sessions{u}",
+                 lambda w: {"creator": "nobody", "start": "2030-01-01 20:00", "reason": "role test"})
+           for name, url in (("create", "/new"), ("reschedule", "/1/reschedule"), ("cancel", "/1/cancel"),
+                             ("start", "/1/start"), ("end", "/1/end"))]
+ROUTES += [Route(f"drama.{name}", "live.manage", lambda w, u=url: f"/admin/live/drama{u}",
+                 lambda w: {"title": "role test", "number": "1", "video_url": "https://x.example/1.mp4"})
+           for name, url in (("edit_series", "/1/edit"), ("add_episode", "/1/episodes"),
+                             ("edit_episode", "/1/episodes/1"))]
 ROUTES += [Route("set_aside.retry", perm, lambda w, j=job: f"/admin/orders/set-aside/{j}/{w['order']}/retry",
                  lambda w: {"reason": "role test"})
            for job, perm in (("delivery", "orders.redeliver"), ("settlement", "orders.retry_settlement"))]
+ROUTES += [Route(f"live_dashboard.{name}", "live.manage", lambda w, u=url: f"/admin/live/dashboard{u}",
+                 lambda w: {"reason": "role test", "text": "role test", "lead_s": "60", "enabled": "1"})
+           for name, url in (("reconcile", "/1/reconcile"), ("close_poll", "/polls/1/close"), ("rule", "/rules/1"))]
 ORDER_ACTIONS = {"mark_paid": "orders.mark_paid", "refund": "orders.refund", "redeliver": "orders.redeliver",
                  "resend": "orders.resend", "hold": "orders.hold", "release": "orders.hold",
                  "fraud": "orders.fraud"}

@@ -33,6 +33,15 @@ HELP_ZH = """千星机器人命令（英文命令与中文关键词效果相同�
 /products · 商品 — 选品库
 /markup 商品编码 金额 · 加价 SKU 5 — 设置我的加价
 /promo 商品编码 · 推广 SKU — 推广链接与海报
+/live · 直播 — 我的直播；直播 12-08 20:00 标题 预告，改期，取消
+/golive 编号 · 开播 12 — 开始预告的直播（不写编号即立即开播）
+/endlive 编号 · 下播 12 — 结束直播（订单进入结算）
+/reserve 编号 · 预约 编号 — 预约直播，开播前提醒你
+/livecard 编号 · 直播卡片 编号 — 生成可转发到群里的直播预约卡片
+/reservations · 预约人数 — 查看我的直播预约人数
+/liveposter 编号 · 预约海报 编号 — 生成直播预约海报（扫码预约）
+/dashboard · 看板 — 直播实时数据和提示
+/vote 问题 | 选项A | 选项B · 投票 — 直播中发起投票
 /script [主题] · 文案 [主题] — 带货文案
 /vouchers · 我的卡券 — 查看卡密（仅私聊）
 /resend 订单号 · 补发 订单号 — 重新发送发货通知
@@ -45,6 +54,10 @@ KEYWORDS_ZH = {
     "明细": "statement", "收益明细": "statement", "提现": "withdraw", "商品": "products", "选品": "products",
     "货架": "products", "加价": "markup", "推广": "promo", "文案": "script", "话术": "script",
     "我的卡券": "vouchers", "卡券": "vouchers", "卡密": "vouchers", "补发": "resend", "帮助": "help", "菜单": "help",
+    # live commerce (issue 13)
+    "直播": "live", "预告": "live", "开播": "golive", "下播": "endlive", "预约": "reserve", "直播卡片": "live_card",
+    "预约人数": "reservations", "预约海报": "reserve_poster", "看板": "dashboard", "数据": "dashboard",
+    "直播数据": "dashboard", "投票": "vote",
 }
 
 
@@ -90,11 +103,14 @@ def test_the_chat_menus_are_generated():
 
 def test_the_keyword_and_slash_tables_are_generated():
     assert commands.KEYWORDS == KEYWORDS_ZH
-    assert commands.SLASH == {**{name: name for name in commands.COMMANDS}, "menu": "help"}
+    renamed = {"live_card": "livecard", "reserve_poster": "liveposter"}  # slash names differ from the command's
+    assert commands.SLASH == {**{renamed.get(name, name): name for name in commands.COMMANDS}, "menu": "help"}
     takes_args = {name for name, (_, _, args) in commands.COMMANDS.items() if args}
-    assert takes_args == {"start", "bind", "withdraw", "markup", "promo", "script", "resend"}
+    assert takes_args == {"start", "bind", "withdraw", "markup", "promo", "script", "resend", "live", "golive",
+                          "endlive", "reserve", "live_card", "reservations", "reserve_poster", "dashboard", "vote"}
     assert commands.PRIVATE_ONLY == {"withdraw", "vouchers", "statement", "earnings", "resend",
-                                     "withdraw_confirm", "withdraw_cancel"}
+                                     "withdraw_confirm", "withdraw_cancel", "live", "golive", "endlive",
+                                     "dashboard"}
     # button-only commands have no slash name or keyword, and their menu key is refused as stale
     assert "withdraw_confirm" in commands.HANDLERS and "withdraw_confirm" not in commands.COMMANDS
     assert commands.parse(_incoming(callback="CMD_WITHDRAW_CONFIRM")) == Command("stale_button")
@@ -147,7 +163,8 @@ def test_telegram_commands_come_from_the_help_lines():
     group = dict(commands.telegram_commands(private=False))
     assert private["withdraw"] == "提现到微信零钱（需确认）" and private["help"] == "本说明"
     assert "start" not in private  # /start is what Telegram's own start button sends
-    assert set(private) - set(group) == {"earnings", "statement", "withdraw", "vouchers", "resend"}
+    assert set(private) - set(group) == {"earnings", "statement", "withdraw", "vouchers", "resend", "live", "golive",
+                                         "endlive", "dashboard"}
     with use_locale("en"):
         assert dict(commands.telegram_commands(private=True))["withdraw"] == \
             "withdraw to your WeChat wallet (asks to confirm)"
