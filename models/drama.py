@@ -27,10 +27,10 @@ import peewee as pw
 
 from models import events
 from models.catalog import Sku
-from models.db import BaseModel, db, lock_rows, utcnow
+from models.db import BaseModel, db, utcnow
 from models.errors import Conflict, InvalidInput, NotFound
 from models.live import LiveSession, LiveState
-from models.network import Creator
+from models.network import Creator, actor_of, lock_owned
 
 
 class LinkKind(StrEnum):
@@ -193,15 +193,8 @@ def _check_placement(kind: str | None, product_count: int) -> None:
 
 # ---- writing -------------------------------------------------------------------------------------
 
-def _actor(creator: Creator | None, actor: str | None) -> str:
-    return actor or (creator.actor if creator is not None else "operator")
-
-
 def _series_for_update(creator: Creator | None, series_id: int) -> DramaSeries:
-    query = DramaSeries.select().where(DramaSeries.id == series_id)
-    if creator is not None:
-        query = query.where(DramaSeries.creator == creator.id)
-    series = lock_rows(query).first()
+    series = lock_owned(DramaSeries.select().where(DramaSeries.id == series_id), DramaSeries.creator, creator)
     if series is None:
         raise NotFound(f"drama series {series_id} not found", code="series_not_found")
     return series
@@ -211,7 +204,7 @@ def create_series(creator: Creator, spec: SeriesSpec, *, actor: str | None = Non
     title, cover = _title(spec.title), _url(spec.cover_url, "cover_url", optional=True)
     with db.atomic():
         series = DramaSeries.create(creator=creator.id, title=title, cover_url=cover)
-        events.record("drama.series_created", f"drama:{series.id}", _actor(creator, actor), title=title)
+        events.record("drama.series_created", f"drama:{series.id}", actor_of(creator, actor), title=title)
     return series
 
 
@@ -226,7 +219,7 @@ def update_series(creator: Creator | None, series_id: int, *, title: Any = UNSET
         series = _series_for_update(creator, series_id)
         if changes:
             DramaSeries.update(**changes, updated_at=utcnow()).where(DramaSeries.id == series.id).execute()
-            events.record("drama.series_updated", f"drama:{series.id}", _actor(creator, actor),
+            events.record("drama.series_updated", f"drama:{series.id}", actor_of(creator, actor),
                           fields=sorted(changes))
     return DramaSeries.get_by_id(series_id)
 
@@ -258,7 +251,7 @@ def add_episode(creator: Creator | None, series_id: int, spec: EpisodeSpec, *,
         episode = DramaEpisode.create(series=series.id, number=number, title=title, video_url=video,
                                       link_kind=kind, live_session=session.id if session else None)
         _place(episode.id, skus)
-        events.record("drama.episode_added", f"drama:{series.id}", _actor(creator, actor),
+        events.record("drama.episode_added", f"drama:{series.id}", actor_of(creator, actor),
                       episode=episode.id, number=number, link=kind,
                       session=session.id if session else None)
     return episode
@@ -275,11 +268,8 @@ def update_episode(creator: Creator | None, episode_id: int, changes: EpisodeCha
         values["video_url"] = _url(changes.video_url, "video_url")
     skus = _skus(changes.sku_codes) if changes.sku_codes is not UNSET else None
     with db.atomic():
-        query = (DramaEpisode.select(DramaEpisode, DramaSeries).join(DramaSeries)
-                 .where(DramaEpisode.id == episode_id))
-        if creator is not None:
-            query = query.where(DramaSeries.creator == creator.id)
-        episode = lock_rows(query).first()
+        episode = lock_owned(DramaEpisode.select(DramaEpisode, DramaSeries).join(DramaSeries)
+                             .where(DramaEpisode.id == episode_id), DramaSeries.creator, creator)
         if episode is None:
             raise NotFound(f"episode {episode_id} not found", code="episode_not_found")
         kind = episode.link_kind
@@ -299,7 +289,7 @@ def update_episode(creator: Creator | None, episode_id: int, changes: EpisodeCha
         if skus is not None:
             _place(episode.id, skus)
         if values or skus is not None:
-            events.record("drama.episode_updated", f"drama:{episode.series_id}", _actor(creator, actor),
+            events.record("drama.episode_updated", f"drama:{episode.series_id}", actor_of(creator, actor),
                           episode=episode.id,
                           fields=sorted([*values, *(["products"] if skus is not None else [])]))
     return DramaEpisode.get_by_id(episode_id)

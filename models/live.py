@@ -25,7 +25,7 @@ from models.db import BaseModel, db, execute, lock_rows, utcnow
 from models.errors import NotFound
 from models.live_rules import NEVER_STARTED, Action, LiveState, check_reason, check_start, check_title, next_state
 from models.live_rules import local_time as local_time
-from models.network import Creator
+from models.network import Creator, actor_of, lock_owned
 
 __all__ = ["LivePin", "LiveSession", "LiveState", "cancel", "close_abandoned", "end_live", "get_session",
            "go_live", "local_time", "pins_of", "reschedule", "sessions_of", "start_live"]
@@ -88,17 +88,10 @@ def sessions_of(creator: Creator, *, limit: int = 20, before_id: int | None = No
     return list(query.order_by(LiveSession.id.desc()).limit(limit))
 
 
-def _actor(creator: Creator | None, actor: str | None) -> str:
-    return actor or (creator.actor if creator is not None else "operator")
-
-
 def _locked(creator: Creator | None, session_id: int) -> LiveSession:
     """The session row, locked (inside the caller's transaction): the owner's, or any session
     for creator=None (operators). Another creator's session is 'not found', as a missing one."""
-    query = LiveSession.select().where(LiveSession.id == session_id)
-    if creator is not None:
-        query = query.where(LiveSession.creator == creator.id)
-    session = lock_rows(query).first()
+    session = lock_owned(LiveSession.select().where(LiveSession.id == session_id), LiveSession.creator, creator)
     if session is None:
         raise NotFound(f"live session {session_id} not found", code="live_not_found")
     return session
@@ -123,7 +116,7 @@ def go_live(creator: Creator | None, session_id: int, *, actor: str | None = Non
             return session
         session.state, session.started_at, session.updated_at = LiveState.LIVE.value, now, now
         session.save()
-        events.record("live.started", session.subject, _actor(creator, actor), planned=True,
+        events.record("live.started", session.subject, actor_of(creator, actor), planned=True,
                       scheduled_at=session.scheduled_at.isoformat() if session.scheduled_at else None)
     return session
 
@@ -140,7 +133,7 @@ def end_live(creator: Creator | None, live_id: int, *, actor: str | None = None)
             return session, False
         session.state, session.ended_at, session.updated_at = LiveState.ENDED.value, now, now
         session.save()
-        events.record("live.ended", session.subject, _actor(creator, actor))
+        events.record("live.ended", session.subject, actor_of(creator, actor))
     return session, True
 
 
@@ -165,7 +158,7 @@ def reschedule(creator: Creator | None, session_id: int, new_start: dt.datetime,
         session.scheduled_at, session.updated_at = new_start, now
         session.plan_version += 1
         session.save()
-        events.record("live.rescheduled", session.subject, _actor(creator, actor),
+        events.record("live.rescheduled", session.subject, actor_of(creator, actor),
                       old=old.isoformat() if old else None, new=new_start.isoformat(),
                       plan_version=session.plan_version)
     return session
@@ -184,7 +177,7 @@ def cancel(creator: Creator | None, session_id: int, *, actor: str | None = None
         session.state, session.cancelled_at, session.updated_at = LiveState.CANCELLED.value, now, now
         session.plan_version += 1
         session.save()
-        events.record("live.cancelled", session.subject, _actor(creator, actor), reason=reason,
+        events.record("live.cancelled", session.subject, actor_of(creator, actor), reason=reason,
                       plan_version=session.plan_version)
     return session
 

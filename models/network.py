@@ -292,6 +292,21 @@ class Attribution:
     live_id: int | None
 
 
+def actor_of(creator: Creator | None, actor: str | None = None) -> str:
+    """Who an action on a creator's thing is recorded for: `actor` when given, else the creator,
+    else an operator (creator=None)."""
+    return actor or (creator.actor if creator is not None else "operator")
+
+
+def lock_owned(query: pw.ModelSelect, owner: pw.Field, creator: Creator | None) -> pw.Model | None:
+    """The first row of `query`, locked (inside the caller's transaction), when it is `creator`'s
+    (by the `owner` field), or whoever's for creator=None (operators); None otherwise, so another
+    creator's row reads as a missing one."""
+    if creator is not None:
+        query = query.where(owner == creator.id)
+    return lock_rows(query).first()
+
+
 NO_ATTRIBUTION = Attribution(None, 0, None)
 
 
