@@ -145,6 +145,11 @@ class Sender:
         self.schedule = schedule or _no_drain
         self.wechat, self.wxa = wechat, wxa
 
+    @property
+    def platforms(self) -> frozenset[str]:
+        """The platforms this sender has a transport for (what a drain can be queued for)."""
+        return frozenset(self._factories)
+
     def _telegram(self) -> Transport:
         """This thread's Telegram transport (its Bot is built once; each pass opens and closes
         its connections on its own event loop)."""

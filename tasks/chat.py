@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models import outbox
-from models.chat import Platform
 from models.db import connection, utcnow
-from models.reminders import WXA
 from tasks import queues
 from tasks.context import runtime
 
@@ -47,8 +45,9 @@ def drain_all() -> list[str]:
     lost with Redis, or whose drain died holding it: its lease has run out)."""
     with connection():
         due = outbox.due_platforms()
+    sendable = runtime().sender.platforms  # chats, and mini-program subscribe messages
     for platform in due:
-        if platform in {p.value for p in Platform} | {WXA}:  # chats, and mini-program subscribe messages
+        if platform in sendable:
             queues.drain_outbound(platform)
     return due
 

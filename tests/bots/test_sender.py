@@ -376,6 +376,18 @@ def test_drain_all_finds_rows_whose_job_was_lost(rt, telegram: FakeTelegramAPI, 
     assert chat.drain_all() == []
 
 
+def test_drain_all_also_requeues_a_lost_mini_program_subscribe_drain(rt) -> None:  # noqa: ANN001
+    from tasks import chat
+
+    with db.connection_context():
+        # given a due mini-program subscribe message (platform "wxa") whose drain job was lost
+        rt.sender.enqueue("lost:wxa", "wxa", "openid-1", {"text": "开播提醒", "template_id": "t"}, schedule=False)
+    assert rt.queue.count == 0
+    # when the periodic safety net runs, then a drain is queued for that platform too
+    assert chat.drain_all() == ["wxa"]
+    assert [job.args for job in rt.queue.jobs] == [("wxa",)]
+
+
 DRAIN_SCRIPT = """
 import json
 from models.db import db
