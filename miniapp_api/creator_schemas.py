@@ -72,7 +72,7 @@ class LineOut(BaseModel):
     id: int
     order_id: int
     order_no: str
-    kind: Literal["markup", "sale", "team1", "team2"]
+    kind: Literal["markup", "sale", "team1", "team2", "coupon"]  # coupon: negative, a creator's own coupon
     amount_fen: int
     state: str = Field(description="the order's settlement: pending, available, reversed, clawed_back")
     created_at: str

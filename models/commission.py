@@ -14,6 +14,13 @@ Rule:
 3. the cap is handed out in priority order markup -> sale -> team1 -> team2, each line getting
    min(raw, what is left). The seller is paid first because the seller made the sale.
 4. only the seller and at most `upline_depth` (<= 2) uplines appear; nobody else is ever paid.
+5. a creator's coupon (issue 14) is funded by the seller out of their earnings on the order:
+   with D = the order's creator-funded discount, the split is computed on amount = what the
+   buyer paid + D (the price the seller's coupon was given on), then the seller funds
+   r = min(D, markup + sale) (`creator_funded`): charged to the markup first, then to the sale
+   commission, so the seller's earnings on the order shrink to markup + sale - r, never below
+   zero; the uplines keep their lines; the rest of D, if any, stays the platform's discount.
+   A platform coupon changes nothing here: the split is computed on what the buyer paid.
 """
 
 from __future__ import annotations
@@ -67,6 +74,12 @@ def split(facts: OrderFacts, *, cap_bp: int, upline_depth: int = MAX_UPLINES) ->
         paid.append(take)
         left -= take
     return Split(*paid)
+
+
+def creator_funded(got: Split, creator_discount_fen: int) -> int:
+    """The part r of a creator-funded discount the seller pays out of this order's lines (rule
+    5): min(D, markup + sale), never negative."""
+    return max(min(creator_discount_fen, got.markup + got.sale), 0)
 
 
 def seller_rate(sku_rate_bp: int, level_rate_bp: int) -> int:

@@ -22,6 +22,10 @@ COMMISSION_EXPENSE = "expense:commission"
 REWARD_EXPENSE = "expense:rewards"
 PAYOUT_CLEARING = "asset:payout_clearing"  # money sent to creators' wallets
 WITHDRAWAL_FEES = "income:withdrawal_fees"
+# Coupons (issue 14): a sale is booked at its price before coupons; what the coupons took off
+# is this expense. The part a creator funds out of their earnings on the order comes back
+# into it at settlement (models/settlement.py), so its balance is what the platform funded.
+DISCOUNT_EXPENSE = "expense:discounts"
 
 PENDING, AVAILABLE, WITHDRAWING, CREDIT = "pending", "available", "withdrawing", "credit"
 CREATOR_BUCKETS = (PENDING, AVAILABLE, WITHDRAWING, CREDIT)
@@ -50,6 +54,19 @@ class Posting(BaseModel):
 class Leg:
     account: str
     amount_fen: int
+
+
+def sale_legs(paid_into: str, amount_fen: int, discount_fen: int) -> list[Leg]:
+    """The legs of a payment of `amount_fen` (what the buyer paid, net of coupons) into
+    `paid_into` (WeChat Pay clearing, or the buyer's shopping credit) for an order whose coupons
+    took `discount_fen` off: the account +net, `income:sales` -(net + discount), and
+    `expense:discounts` +discount when there is one. A refund posts the same legs negated
+    (`[Leg(l.account, -l.amount_fen) for l in sale_legs(...)]`). qx_confirm_payment (migration
+    0020) writes the same legs in SQL."""
+    legs = [Leg(paid_into, amount_fen), Leg(SALES, -(amount_fen + discount_fen))]
+    if discount_fen:
+        legs.append(Leg(DISCOUNT_EXPENSE, discount_fen))
+    return legs
 
 
 def post(key: str, kind: str, legs: list[Leg], *, order_id: int | None = None, memo: str = "") -> bool:

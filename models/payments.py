@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import peewee as pw
 
-from models import events, inventory, ledger, live_prices
+from models import coupons, events, groupbuy, inventory, ledger, live_prices
 from models.catalog import Kind, Sku
 from models.db import BaseModel, db, execute, execute_batch, for_update, is_postgres, lock_rows, utcnow
 from models.delivery import TopupRequest, Voucher
@@ -48,6 +48,8 @@ class Refund(BaseModel):
     state = pw.CharField(max_length=16, default="requested")  # requested, succeeded, failed
     provider_ref = pw.CharField(max_length=64, null=True)
     last_error = pw.CharField(max_length=200, null=True)
+    attempts = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # gateway tries (issue 14)
+    next_attempt_at = pw.DateTimeField(null=True)  # a failed refund's next automatic try
     created_at = pw.DateTimeField(default=utcnow)
     done_at = pw.DateTimeField(null=True)
 
@@ -102,12 +104,18 @@ def prepare_payment(order: Order, gateway: PaymentGateway, openid: str, client_i
 class Outcome(StrEnum):
     PAID = "paid"  # newly paid: deliver
     DUPLICATE = "duplicate"  # already processed: answer success, do nothing
-    REFUND = "refund"  # paid after expiry and the stock is gone: refund it
+    REFUND = "refund"  # paid after expiry with what it held gone, or after a cancel: refund it
 
 
 def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, source: str) -> tuple[int, Outcome]:
     """Apply a verified payment. Idempotent under concurrent duplicates: the order row is locked,
     the transaction id is unique and the ledger key is unique.
+
+    The ledger gets `ledger.sale_legs` (with the coupon discount leg) under `payment:{no}`, and
+    the order's coupons are consumed (`coupons.paid_statements`), in the same transaction. A late
+    payment is recorded all the same: an EXPIRED order is revived if everything it held can be
+    taken again (`_revive`), else REFUND; a CANCELLED one (by the buyer, or its group-buy team
+    failed) is REFUND. Such an order holds no stock, so delivery hands nothing out for it.
 
     Raises PaymentRejected for an unknown order or a wrong amount (nothing is written).
     """
@@ -119,7 +127,7 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
         row = execute(_PAYABLE + for_update("FOR UPDATE OF o"), (order_no,)).fetchone()
         if row is None:
             raise PaymentRejected(f"unknown order {order_no}", code="unknown_order")
-        order_id, status, amount_fen, sku_id, quantity, payment_id, payment_state, paid_txn = row
+        order_id, status, amount_fen, sku_id, quantity, payment_id, payment_state, paid_txn, discount = row
         subject = f"order:{order_id}"
         if total_fee != amount_fen:
             raise PaymentRejected("amount does not match the order", code="amount_mismatch")
@@ -131,17 +139,19 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
         outcome = Outcome.PAID
         if status == Status.EXPIRED:
             outcome = _revive(order_id, sku_id, quantity)
+        elif status == Status.CANCELLED:
+            outcome = Outcome.REFUND
         elif status != Status.PENDING:
             return order_id, Outcome.DUPLICATE
         now = Payment.paid_at.db_value(utcnow())
         execute_batch([
             *_paid_statements(order_id, payment_id, source, total_fee, transaction_id, now),
+            *coupons.paid_statements(order_id),
             *ledger.posting_statements(
-                f"payment:{order_no}", "payment",
-                [ledger.Leg(ledger.CASH_WECHATPAY, total_fee), ledger.Leg(ledger.SALES, -total_fee)],
+                f"payment:{order_no}", "payment", ledger.sale_legs(ledger.CASH_WECHATPAY, total_fee, discount),
                 order_id=order_id),
             events.statement("order.paid", subject, source, transaction_id=transaction_id,
-                             amount_fen=total_fee, late=status == Status.EXPIRED),
+                             amount_fen=total_fee, late=status != Status.PENDING),
         ])
     return order_id, outcome
 
@@ -149,12 +159,13 @@ def confirm_payment(order_no: str, transaction_id: str, total_fee: int, *, sourc
 def _confirm_on_postgres(order_no: str, transaction_id: str, total_fee: int,
                          source: str) -> tuple[int, Outcome] | None:
     """The common case (a pending order) in one round trip: qx_confirm_payment (migration
-    0002). None for an expired order, which takes the Python path above (it may re-reserve)."""
+    0002, its coupon legs and statements since 0020). None for an expired order (it may
+    re-reserve) and for a cancelled one (paid, then refunded): both take the Python path above."""
     payload = events.Event.payload.db_value
     order_id, outcome = execute(
-        "SELECT * FROM qx_confirm_payment(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT * FROM qx_confirm_payment(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (order_no, transaction_id, total_fee, source, utcnow(), ledger.CASH_WECHATPAY,
-         ledger.SALES,
+         ledger.SALES, ledger.DISCOUNT_EXPENSE,
          payload({"transaction_id": transaction_id, "amount_fen": total_fee, "late": False}),
          payload({"transaction_id": transaction_id})),
     ).fetchone()
@@ -162,7 +173,7 @@ def _confirm_on_postgres(order_no: str, transaction_id: str, total_fee: int,
         raise PaymentRejected(f"unknown order {order_no}", code="unknown_order")
     if outcome == "amount_mismatch":
         raise PaymentRejected("amount does not match the order", code="amount_mismatch")
-    if outcome == Status.EXPIRED:
+    if outcome in (Status.EXPIRED, Status.CANCELLED):
         return None
     return order_id, Outcome.PAID if outcome == "paid" else Outcome.DUPLICATE
 
@@ -193,8 +204,9 @@ def pay_with_credit(order_id: int, user: User) -> Order:
     """Pay one of the buyer's pending orders with their shopping credit (a creator's credit
     withdrawals, models.withdrawals). In one transaction: lock the order, lock the creator row
     (as credit withdrawals do) and read the credit balance, post credit -> sales under
-    `credit-payment:{order no}`, and mark the order paid with the statements every payment
-    uses (`_paid_statements`) plus the `order.paid` event. No cash leg: the PostgreSQL
+    `credit-payment:{order no}` (`ledger.sale_legs`, with the coupon discount leg), and mark the
+    order paid with the statements every payment uses (`_paid_statements`,
+    `coupons.paid_statements`) plus the `order.paid` event. No cash leg: the PostgreSQL
     qx_confirm_payment function posts WeChat Pay cash and is not used here. The caller queues
     delivery, as for any payment. Paying an order already paid with credit returns it again.
 
@@ -225,10 +237,10 @@ def pay_with_credit(order_id: int, user: User) -> Order:
         execute_batch([
             *_paid_statements(order.id, payment.id if payment else None, CREDIT_PROVIDER,
                               order.amount_fen, reference, now, claim_provider=True),
+            *coupons.paid_statements(order.id),
             *ledger.posting_statements(
                 f"credit-payment:{order.no}", "credit_payment",
-                [ledger.Leg(account, order.amount_fen), ledger.Leg(ledger.SALES, -order.amount_fen)],
-                order_id=order.id),
+                ledger.sale_legs(account, order.amount_fen, order.discount_fen), order_id=order.id),
             events.statement("order.paid", order.subject, user.actor, transaction_id=reference,
                              amount_fen=order.amount_fen, late=False, method=CREDIT_PROVIDER,
                              creator=creator.id),
@@ -272,30 +284,46 @@ def pay_free(order_id: int, *, actor: str) -> Order:
 
 
 _PAYABLE = (
-    "SELECT o.id, o.status, o.amount_fen, o.sku_id, o.quantity, p.id, p.state, p.transaction_id "
+    "SELECT o.id, o.status, o.amount_fen, o.sku_id, o.quantity, p.id, p.state, p.transaction_id, "
+    "o.discount_fen "
     'FROM "order" o LEFT JOIN payment p ON p.order_id = o.id WHERE o.no = %s'
 )
 
 
+class _Gone(Exception):
+    """What an expired order held was taken by someone else meanwhile."""
+
+
 def _revive(order_id: int, sku_id: int, quantity: int) -> Outcome:
-    """A payment for an expired order: reserve again if the shelf still has it."""
+    """A payment for an expired order: take back everything it held, all or nothing (one
+    savepoint): its live tier place, its coupons' uses (`coupons.reclaim`: the coupon may be
+    exhausted by now), its group-buy seat (`groupbuy.reclaim`: the team may be full or closed)
+    and its stock. REFUND when any of them is gone."""
     try:
         with db.atomic():  # savepoint
             if not live_prices.reclaim(order_id):  # its live tier filled up meanwhile
-                raise OutOfStock("sold out at the live price")
+                raise _Gone("sold out at the live price")
+            if not coupons.reclaim(order_id):
+                raise _Gone("its coupon was used up meanwhile")
+            if groupbuy.team_of_order(order_id) is not None and not groupbuy.reclaim(order_id):
+                raise _Gone("its group-buy team has no seat for it any more")
             inventory.reserve(order_id, Sku.get_by_id(sku_id), quantity)
-    except OutOfStock:
+    except (OutOfStock, _Gone):
         return Outcome.REFUND
     return Outcome.PAID
 
 
 def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: str,
-                 revoke_unrevealed: bool = False) -> Refund:
+                 revoke_unrevealed: bool = False, restore_coupons: bool = True) -> Refund:
     """Refund a paid order in full. Unrevealed keys go back to the pool (or are revoked),
     revealed ones are revoked; an order.refunded event is written for commission clawback.
     Idempotent: a second call returns the finished refund.
 
     An order paid with shopping credit is refunded to that credit, without the gateway.
+
+    `refund:{no}` posts the payment's `ledger.sale_legs` negated, and `coupons.on_refund` gives
+    the coupons' uses back (the buyer's grants too when `restore_coupons`, the setting
+    COUPON_RESTORE_ON_REFUND, and still valid) in the same transaction.
 
     Raises InvalidState when the order was never paid, GatewayError when the provider fails
     (the refund stays requested and can be retried).
@@ -324,6 +352,7 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
             return Refund.get_by_id(refund.id)
         now = utcnow()
         live_prices.released([order.id])  # a live order's places go back to its tier, once
+        groupbuy.on_refund(order.id)  # a group-buy member: refunded; before success its place is free again
         vouchers = {v.card_key_id: v for v in Voucher.select().where(Voucher.order == order.id)}
         for key in CardKey.select().where(CardKey.order_id == order.id):
             voucher = vouchers.get(key.id)
@@ -350,10 +379,11 @@ def refund_order(order_id: int, gateway: PaymentGateway, *, actor: str, reason: 
         if not free:
             ledger.post(
                 f"refund:{order.no}", "refund",
-                [ledger.Leg(ledger.SALES, order.amount_fen),
-                 ledger.Leg(credit or ledger.CASH_WECHATPAY, -order.amount_fen)],
+                [ledger.Leg(leg.account, -leg.amount_fen) for leg in
+                 ledger.sale_legs(credit or ledger.CASH_WECHATPAY, order.amount_fen, order.discount_fen)],
                 order_id=order.id,
             )
+        coupons.on_refund(order.id, restore=restore_coupons)
         events.record("order.refunded", order.subject, actor, reason=reason,
                       amount_fen=order.amount_fen, ref=order.ref_code)
     return Refund.get_by_id(refund.id)
@@ -369,14 +399,15 @@ def _credit_account(order: Order) -> str | None:
 
 
 def unclear_orders(older_than_s: int, limit: int = 200) -> list[Order]:
-    """Pending orders with a prepared payment whose outcome we have not heard of yet."""
+    """Unpaid orders (pending, expired or cancelled: a late payment is refunded) with a prepared
+    payment whose outcome we have not heard of yet."""
     import datetime as dt
 
     cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
     return list(
         Order.select()
         .join(Payment, on=(Payment.order == Order.id))
-        .where((Order.status.in_([Status.PENDING, Status.EXPIRED]))
+        .where((Order.status.in_([Status.PENDING, Status.EXPIRED, Status.CANCELLED]))
                & (Payment.state == PaymentState.PREPARED)
                & (Order.created_at <= cutoff)
                & (Order.created_at >= cutoff - dt.timedelta(days=2)))

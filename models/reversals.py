@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from models import events, ledger
 from models.db import db, execute, placeholders, utcnow
-from models.settlement import Settlement, SettleState, lock, sums_by_creator
+from models.settlement import Settlement, SettleState, coupon_sum, lock, sums_by_creator
 
 
 def reverse(order_ids: list[int], *, reason: str, actor: str) -> dict[str, int]:
     """Take back the commission of refunded or fraudulent orders: pending lines are reversed,
     available ones clawed back (the creator's available balance may go negative). Orders
-    already reversed, or never settled, are skipped. Returns counts per outcome."""
+    already reversed, or never settled, are skipped. Returns counts per outcome.
+
+    Each entry reverses exactly what settlement posted: per creator the sum of their lines
+    (coupon lines included), `expense:commission` the positive lines, `expense:discounts` what
+    sellers funded of their own coupons (the platform funds the whole discount again)."""
     ids = sorted(set(order_ids))
     done = {SettleState.REVERSED.value: 0, SettleState.CLAWED_BACK.value: 0}
     if not ids:
@@ -35,8 +39,10 @@ def reverse(order_ids: list[int], *, reason: str, actor: str) -> dict[str, int]:
             execute(f"UPDATE settlement SET state = %s, reversed_at = %s WHERE order_id IN "
                     f"({placeholders(group)})", (became.value, stamp, *group))
             sums = sums_by_creator(group)
+            funded = coupon_sum(group)  # <= 0
             legs = {ledger.creator_account(c, bucket): v for c, v in sums.items()}
-            legs[ledger.COMMISSION_EXPENSE] = -sum(sums.values())
+            legs[ledger.COMMISSION_EXPENSE] = -(sum(sums.values()) - funded)
+            legs[ledger.DISCOUNT_EXPENSE] = -funded
             ledger.post_bulk(f"{kind}:o{group[0]}-{group[-1]}:{len(group)}", kind, legs,
                              memo=reason[:200], created_at=now)
             execute(*events.many_statement(f"commission.{became.value}", actor,

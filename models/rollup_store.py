@@ -64,7 +64,7 @@ LEDGER_METRICS = (*OWED.values(), PAID_OUT, PAYOUT_FEES)
 # The platform accounts' own sums (debit positive), for the ledger page's balances
 # (models/ledger_reading.py platform_balances): `bal_sales` is the block's income:sales postings.
 PLATFORM_ACCOUNTS = (ledger.CASH_WECHATPAY, ledger.SALES, ledger.COMMISSION_EXPENSE, ledger.REWARD_EXPENSE,
-                     ledger.PAYOUT_CLEARING, ledger.WITHDRAWAL_FEES)
+                     ledger.PAYOUT_CLEARING, ledger.WITHDRAWAL_FEES, ledger.DISCOUNT_EXPENSE)
 BALANCE = {account: "bal_" + account.split(":", 1)[1] for account in PLATFORM_ACCOUNTS}
 BALANCE_METRICS = tuple(BALANCE.values())
 
@@ -73,8 +73,8 @@ BALANCE_METRICS = tuple(BALANCE.values())
 # run after a deploy finds no watermark under the new name and recomputes every block, and until
 # its watermark is safe platform_balances sums the postings directly. (RollupState.version is the
 # compare-and-set counter of the runs, not a format.) Change the name again whenever a ledger
-# block gains a metric or BLOCK changes.
-ORDERS_SOURCE, ACTIVITY_SOURCE, LEDGER_SOURCE = "orders", "activity", "ledger.2"
+# block gains a metric or BLOCK changes ("ledger.3": expense:discounts, issue 14).
+ORDERS_SOURCE, ACTIVITY_SOURCE, LEDGER_SOURCE = "orders", "activity", "ledger.3"
 SOURCES = (ORDERS_SOURCE, ACTIVITY_SOURCE, LEDGER_SOURCE)
 
 

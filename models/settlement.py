@@ -12,6 +12,13 @@ Life cycle of an order's commission (the `settlement.state` of the order):
 Reversal (refunds, fraud) and the risk hold are in models/reversals.py; `verify` here
 cross-checks the lines, the settlement states and the ledger.
 
+Coupons (issue 14): commission is on what the buyer paid; a platform coupon stays the
+`expense:discounts` the payment booked. A creator's coupon D is the seller's (commission.py
+rule 5): split on paid + D, then a line of kind `coupon`, amount -r (the only negative kind),
+r = min(D, markup + sale). Payout = the lines' sum (>= 0; `pending` even at 0 when lines exist).
+Ledger legs: `creator:X:pending` -(X's lines), `expense:commission` +(positive lines),
+`expense:discounts` -r. Orders awaiting their group-buy team (`group_hold`) are not settled.
+
 How it stays exact and fast:
 - one batch = one database transaction under one lock: read up to SETTLE_BATCH unsettled orders
   with their seller and two uplines (one query, one row per order), compute every payout with
@@ -36,7 +43,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -45,7 +51,8 @@ from enum import StrEnum
 import peewee as pw
 
 from models import failures, ledger
-from models.commission import OrderFacts, seller_rate, split
+from models.bulk import insert_rows
+from models.commission import OrderFacts, creator_funded, seller_rate, split
 from models.db import BaseModel, db, execute, is_postgres, placeholders, utcnow
 from models.levels import Rates
 from models.network import SOLD
@@ -66,9 +73,10 @@ class LineKind(StrEnum):
     SALE = "sale"
     TEAM1 = "team1"
     TEAM2 = "team2"
+    COUPON = "coupon"  # negative: the seller's part of their own coupon's discount
 
 
-_MARKUP, _SALE, _TEAM1, _TEAM2 = (k.value for k in LineKind)  # plain str: read per order line
+_MARKUP, _SALE, _TEAM1, _TEAM2, _COUPON = (k.value for k in LineKind)  # plain str: read per order line
 
 
 class Settlement(BaseModel):
@@ -111,12 +119,12 @@ class SettleResult:
 
 _ORDERS = (
     "SELECT o.id, o.amount_fen, o.markup_fen, o.cost_fen, c.id, s.commission_bp, c.rank, "
-    "       p.id, p.rank, g.id, g.rank "
+    "       p.id, p.rank, g.id, g.rank, o.creator_discount_fen "
     'FROM "order" o JOIN sku s ON s.id = o.sku_id '
     "LEFT JOIN creator c ON c.id = o.seller_id AND c.active "
     "LEFT JOIN creator p ON p.id = c.parent_id AND p.active "
     "LEFT JOIN creator g ON g.id = c.grandparent_id AND g.active "
-    "WHERE o.id > %s AND o.status IN (%s, %s) "
+    "WHERE o.id > %s AND o.status IN (%s, %s) AND NOT o.group_hold "
     # The repeated bound lets PostgreSQL start its merge anti-join at the cursor instead of at
     # the first settlement ever written (which made every batch slower than the one before).
     "AND NOT EXISTS (SELECT 1 FROM settlement st WHERE st.order_id = o.id AND st.order_id > %s)"
@@ -130,12 +138,14 @@ def lock() -> None:
 
 
 def compute_lines(row: tuple, rates: Rates, policy: PayoutPolicy) -> list[tuple[int, str, int]]:
-    """(creator_id, kind, amount) lines of one order row as read by `_ORDERS`."""
-    _, amount, markup, cost, seller, sku_bp, s_rank, up1, up1_rank, up2, up2_rank = row
+    """(creator_id, kind, amount) lines of one order row as read by `_ORDERS`: the positive
+    lines of `commission.split`, and the seller's negative `coupon` line when the order carries
+    a creator-funded discount (commission.py rule 5)."""
+    _, amount, markup, cost, seller, sku_bp, s_rank, up1, up1_rank, up2, up2_rank, creator_discount = row
     if seller is None:
         return []
     facts = OrderFacts(
-        amount_fen=amount, markup_fen=markup, cost_fen=cost,
+        amount_fen=amount + creator_discount, markup_fen=markup, cost_fen=cost,
         seller_rate_bp=seller_rate(sku_bp, rates.own.get(s_rank, 0)),
         upline1_rate_bp=rates.team1.get(up1_rank, 0) if up1 is not None else 0,
         upline2_rate_bp=rates.team2.get(up2_rank, 0) if up2 is not None else 0,
@@ -143,7 +153,10 @@ def compute_lines(row: tuple, rates: Rates, policy: PayoutPolicy) -> list[tuple[
     got = split(facts, cap_bp=policy.cap_bp, upline_depth=policy.upline_depth)
     lines = [(seller, _MARKUP, got.markup), (seller, _SALE, got.sale),
              (up1, _TEAM1, got.team1), (up2, _TEAM2, got.team2)]
-    return [line for line in lines if line[2] > 0]
+    found = [line for line in lines if line[2] > 0]
+    if creator_discount and (funded := creator_funded(got, creator_discount)):
+        found.append((seller, _COUPON, -funded))
+    return found
 
 
 def unsettled_count(*, live_id: int | None = None) -> int:
@@ -151,7 +164,7 @@ def unsettled_count(*, live_id: int | None = None) -> int:
     extra, params = "", []
     if live_id is not None:
         extra, params = " AND o.live_id = %s", [live_id]
-    return int(execute('SELECT COUNT(*) FROM "order" o WHERE o.status IN (%s, %s) '
+    return int(execute('SELECT COUNT(*) FROM "order" o WHERE o.status IN (%s, %s) AND NOT o.group_hold '
                        "AND NOT EXISTS (SELECT 1 FROM settlement st WHERE st.order_id = o.id)" + extra,
                        (*SOLD, *params)).fetchone()[0])
 
@@ -231,20 +244,25 @@ def _write_batch(rows: list[tuple], rates: Rates, policy: PayoutPolicy, result: 
     settlements: list[tuple] = []
     lines: list[tuple] = []
     per_creator: dict[int, int] = defaultdict(int)
+    funded = 0  # the coupon lines' sum: minus what sellers funded of their own coupons
     for row in rows:
         got = compute_lines(row, rates, policy)
         total = sum(amount for _, _, amount in got)
-        settlements.append((row[0], row[4], SettleState.PENDING.value if total else SettleState.NONE.value,
+        # `pending` whenever lines were written: a creator coupon may bring the payout to 0
+        settlements.append((row[0], row[4], SettleState.PENDING.value if got else SettleState.NONE.value,
                             total, stamp))
         for creator_id, kind, amount in got:
             lines.append((row[0], creator_id, kind, amount, stamp))
             per_creator[creator_id] += amount
-    _insert("settlement", ("order_id", "seller_id", "state", "payout_fen", "settled_at"), settlements)
-    _insert("commission", ("order_id", "creator_id", "kind", "amount_fen", "created_at"), lines)
+            if kind == _COUPON:
+                funded += amount
+    insert_rows("settlement", ("order_id", "seller_id", "state", "payout_fen", "settled_at"), settlements)
+    insert_rows("commission", ("order_id", "creator_id", "kind", "amount_fen", "created_at"), lines)
     total = sum(per_creator.values())
-    if total:
+    if lines:
         legs = {ledger.creator_account(c, ledger.PENDING): -v for c, v in per_creator.items()}
-        legs[ledger.COMMISSION_EXPENSE] = total
+        legs[ledger.COMMISSION_EXPENSE] = total - funded
+        legs[ledger.DISCOUNT_EXPENSE] = funded
         if ledger.post_bulk(f"settle:o{rows[0][0]}-{rows[-1][0]}", "commission", legs,
                             memo=f"{len(rows)} orders", created_at=now) is None:
             raise RuntimeError("settlement batch key already posted")  # rolls the batch back
@@ -254,41 +272,21 @@ def _write_batch(rows: list[tuple], rates: Rates, policy: PayoutPolicy, result: 
     result.batches += 1
 
 
-def _insert(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Bulk insert: COPY on PostgreSQL (three times faster than INSERT ... SELECT FROM unnest of
-    array parameters, which psycopg2 sends as one literal per element), executemany on SQLite.
-
-    Values are integers, None, timestamps or fixed ASCII words (states, kinds)."""
-    if not rows:
-        return
-    names = ", ".join(columns)
-    if is_postgres():
-        import psycopg2.extensions as ext
-
-        conn = db.connection()
-        # COPY bypasses peewee's lazy BEGIN: the caller's transaction must already be open
-        # (settlement takes its lock first), or these rows would commit on their own.
-        if conn.get_transaction_status() != ext.TRANSACTION_STATUS_INTRANS:
-            raise RuntimeError("_insert must run inside an open transaction")
-        line = "\t".join(["%s"] * len(columns)) + "\n"
-        text = "".join([line % (row if None not in row else tuple(_COPY_NULL if v is None else v for v in row))
-                        for row in rows])
-        with conn.cursor() as cur:
-            cur.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.StringIO(text))
-    else:
-        marks = ", ".join("?" * len(columns))
-        db.connection().executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
-
-
-_COPY_NULL = "\\N"
-
-
 def sums_by_creator(order_ids: list[int]) -> dict[int, int]:
-    """creator -> the sum of their commission lines on these orders."""
+    """creator -> the sum of their commission lines on these orders (coupon lines included:
+    what the creator is owed)."""
     rows = execute(f"SELECT creator_id, SUM(amount_fen) FROM commission "
                    f"WHERE order_id IN ({placeholders(order_ids)}) GROUP BY creator_id",
                    order_ids).fetchall()
     return {c: int(v) for c, v in rows}
+
+
+def coupon_sum(order_ids: list[int]) -> int:
+    """The sum of the coupon lines of these orders (<= 0): minus what their sellers funded of
+    their own coupons; settlement posted it to `expense:discounts`, the commission expense
+    carries the other lines."""
+    return int(execute(f"SELECT COALESCE(SUM(amount_fen), 0) FROM commission WHERE kind = %s "
+                       f"AND order_id IN ({placeholders(order_ids)})", (_COUPON, *order_ids)).fetchone()[0])
 
 
 def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: int = 5000) -> int:
@@ -327,9 +325,12 @@ def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: 
 def verify() -> list[str]:
     """Cross-checks between the commission lines, the settlement states and the ledger; each
     problem found is one message (none on a healthy database):
-    - each settlement's payout is the sum of its lines, `none` exactly when it pays nothing, and
-      no line exists without a settlement;
-    - the commission expense equals the lines still owed (pending + available);
+    - each settlement's payout is the sum of its lines, `none` exactly when it has no lines,
+      never negative, 0 outside `none` only when a coupon line took it all, and no line exists
+      without a settlement; no creator's lines on an order sum below zero;
+    - the commission expense equals the positive lines still owed (pending + available);
+    - the discount expense equals the coupon discounts of the sold orders (their payments
+      booked them) less what sellers funded in the coupon lines still owed;
     - each creator's pending bucket equals their lines in pending orders;
     - what release and clawback entries put in each creator's available bucket equals their
       lines in available orders (withdrawals and rewards move that bucket too, so only these
@@ -342,10 +343,20 @@ def verify() -> list[str]:
             "LIMIT 20").fetchall():
         problems.append(f"order {order_id}: settlement says {payout} fen, lines sum to {lines}")
     for order_id, state, payout in execute(
-            "SELECT order_id, state, payout_fen FROM settlement "
-            "WHERE (state = %s AND payout_fen <> 0) OR (state <> %s AND payout_fen <= 0) LIMIT 20",
-            (SettleState.NONE.value, SettleState.NONE.value)).fetchall():
+            "SELECT order_id, state, payout_fen FROM settlement st "
+            "WHERE (state = %s AND payout_fen <> 0) OR payout_fen < 0 OR (state <> %s AND payout_fen = 0 "
+            "AND NOT EXISTS (SELECT 1 FROM commission c WHERE c.order_id = st.order_id AND c.kind = %s)) "
+            "LIMIT 20", (SettleState.NONE.value, SettleState.NONE.value, _COUPON)).fetchall():
         problems.append(f"order {order_id}: state {state} with a payout of {payout} fen")
+    for (order_id,) in execute(
+            "SELECT c.order_id FROM commission c JOIN settlement st ON st.order_id = c.order_id "
+            "WHERE c.kind = %s AND st.state = %s LIMIT 20", (_COUPON, SettleState.NONE.value)).fetchall():
+        problems.append(f"order {order_id}: state none with commission lines")
+    for order_id, creator_id, net in execute(
+            "SELECT order_id, creator_id, SUM(amount_fen) FROM commission WHERE order_id IN "
+            "(SELECT order_id FROM commission WHERE kind = %s) GROUP BY order_id, creator_id "
+            "HAVING SUM(amount_fen) < 0 LIMIT 20", (_COUPON,)).fetchall():
+        problems.append(f"order {order_id}: creator {creator_id} earns {net} fen")
     for (order_id,) in execute(
             "SELECT DISTINCT c.order_id FROM commission c LEFT JOIN settlement st ON st.order_id = c.order_id "
             "WHERE st.order_id IS NULL LIMIT 20").fetchall():
@@ -354,9 +365,19 @@ def verify() -> list[str]:
         "SELECT st.state, COALESCE(SUM(c.amount_fen), 0) FROM settlement st "
         "JOIN commission c ON c.order_id = st.order_id GROUP BY st.state").fetchall())
     live = int(by_state.get(SettleState.PENDING.value, 0)) + int(by_state.get(SettleState.AVAILABLE.value, 0))
+    funded = int(execute(
+        "SELECT COALESCE(SUM(c.amount_fen), 0) FROM commission c JOIN settlement st ON st.order_id = c.order_id "
+        "WHERE c.kind = %s AND st.state IN (%s, %s)",
+        (_COUPON, SettleState.PENDING.value, SettleState.AVAILABLE.value)).fetchone()[0])
     expense = ledger.balance(ledger.COMMISSION_EXPENSE)
-    if expense != live:
-        problems.append(f"commission expense {expense} fen, but live commission lines sum to {live}")
+    if expense != live - funded:
+        problems.append(f"commission expense {expense} fen, but live commission lines sum to {live - funded}")
+    discounts = ledger.balance(ledger.DISCOUNT_EXPENSE)
+    booked = int(execute('SELECT COALESCE(SUM(discount_fen), 0) FROM "order" WHERE discount_fen <> 0 '
+                         "AND status IN (%s, %s)", SOLD).fetchone()[0])
+    if discounts != booked + funded:
+        problems.append(f"discount expense {discounts} fen, but sold orders' discounts {booked} fen "
+                        f"less {-funded} fen funded by sellers make {booked + funded}")
     for state, bucket, kinds in ((SettleState.PENDING, ledger.PENDING, None),
                                  (SettleState.AVAILABLE, ledger.AVAILABLE, ("release", "clawback"))):
         owed = execute(

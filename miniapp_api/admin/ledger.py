@@ -31,7 +31,8 @@ from tasks import ledger as verification
 
 ACCOUNT_LABELS = {ledger.CASH_WECHATPAY: _l("微信支付清算"), ledger.SALES: _l("销售收入"),
                   ledger.COMMISSION_EXPENSE: _l("佣金支出"), ledger.REWARD_EXPENSE: _l("奖励支出"),
-                  ledger.PAYOUT_CLEARING: _l("提现打款清算"), ledger.WITHDRAWAL_FEES: _l("提现手续费收入")}
+                  ledger.PAYOUT_CLEARING: _l("提现打款清算"), ledger.WITHDRAWAL_FEES: _l("提现手续费收入"),
+                  ledger.DISCOUNT_EXPENSE: _l("优惠券支出")}
 STATE_LABELS = {"none": _l("从未核对"), "queued": _l("排队中"), "running": _l("核对中"), "done": _l("已完成"),
                 "failed": _l("失败"), "interrupted": _l("已中断（可重新开始）"),
                 "unknown": _l("状态未知（Redis 不可用）")}

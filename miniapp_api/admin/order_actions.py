@@ -178,6 +178,7 @@ def _queue_notices(order_id: int) -> None:
 def _refund(order_id: int, actor: str, reason: str) -> dict[str, Any]:
     rt = runtime()
     refund = payments.refund_order(order_id, rt.gateway, actor=actor, reason=reason,
-                                   revoke_unrevealed=rt.settings.REFUND_UNREVEALED_KEYS == "revoke")
+                                   revoke_unrevealed=rt.settings.REFUND_UNREVEALED_KEYS == "revoke",
+                                   restore_coupons=rt.settings.COUPON_RESTORE_ON_REFUND)
     return {"refund_no": refund.refund_no, "state": refund.state, "amount_fen": refund.amount_fen,
             "amount": yuan(refund.amount_fen)}

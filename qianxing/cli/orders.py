@@ -98,7 +98,8 @@ def orders_refund(order_id: int, reason: str) -> None:
     with connection():
         try:
             refund = refund_order(order_id, runtime().gateway, actor="operator:cli", reason=reason,
-                                  revoke_unrevealed=s.REFUND_UNREVEALED_KEYS == "revoke")
+                                  revoke_unrevealed=s.REFUND_UNREVEALED_KEYS == "revoke",
+                                  restore_coupons=s.COUPON_RESTORE_ON_REFUND)
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
     if refund.state == "succeeded":
