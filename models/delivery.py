@@ -91,7 +91,8 @@ def fulfil_orders(order_ids: list[int]) -> dict[int, Fulfilment]:
     fixed number of statements whatever the batch size. Card keys and serials become vouchers
     (a bundle is all or nothing); top-ups are handed to `run_topup`. Orders not paid, already
     delivered, or paid late with nothing reserved are left alone (NOOP); an order whose reserved
-    keys do not match its items is logged and left for the sweep."""
+    keys do not match its items is logged and left for the sweep. A group-buy order still waiting
+    for its team (`group_hold`) is left alone too, even if handed over (models/groupbuy.py)."""
     result = {order_id: Fulfilment.NOOP for order_id in order_ids}
     ids = sorted(set(order_ids))
     if not ids:
@@ -100,7 +101,8 @@ def fulfil_orders(order_ids: list[int]) -> dict[int, Fulfilment]:
         # Lock in id order so concurrent batches never deadlock.
         orders = {row[0]: row[1:] for row in execute(
             f'SELECT id, user_id, recipient_account FROM "order" WHERE id IN ({placeholders(ids)}) '
-            "AND status = %s ORDER BY id" + for_update(), (*ids, Status.PAID.value)).fetchall()}
+            # a group-buy order waits for its team (group_hold): never delivered before success
+            "AND status = %s AND NOT group_hold ORDER BY id" + for_update(), (*ids, Status.PAID.value)).fetchall()}
         if not orders:
             return result
         paid = list(orders)

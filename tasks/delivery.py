@@ -7,11 +7,11 @@ import time
 
 from redis import RedisError
 
-from models import delivery, failures, inventory, live_dashboard, live_orders, payments
+from models import delivery, failures, groupbuy, inventory, live_dashboard, live_orders, payments
 from models.db import connection
 from models.delivery import Fulfilment, TopupFailed, TopupUnavailable
 from models.notifications import send_notice, send_notices
-from tasks import queues
+from tasks import group_notices, queues
 from tasks.context import runtime
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,12 @@ def deliver_orders(order_ids: list[int], *, retry_set_aside: bool = False) -> di
     One order that cannot be fulfilled never holds back the others: `failures.isolate` finds it
     by splitting the batch, sets it aside with its reason (FAILED here) and delivers the rest.
     Orders set aside are skipped by later batches and retried alone by `retry_set_aside`
-    (or with `retry_set_aside=True`: the retry job, an operator's redeliver)."""
+    (or with `retry_set_aside=True`: the retry job, an operator's redeliver).
+
+    Group-buy orders waiting for their team (`group_hold`) go to `groupbuy.advance` instead (one
+    transaction per team): the members of a team that succeeds are delivered in this same
+    pass, late payments for a failed or full team are refunded (tasks/groupbuy.py), and the
+    teams' cards and success notices follow (tasks/group_notices.py)."""
     rt = runtime()
     ids = sorted(set(order_ids))
     outcomes = {order_id: Fulfilment.NOOP for order_id in ids}
@@ -72,6 +77,8 @@ def deliver_orders(order_ids: list[int], *, retry_set_aside: bool = False) -> di
         if not retry_set_aside:
             skipped = failures.parked(failures.DELIVERY, ids)
             ids = [i for i in ids if i not in skipped]
+        ids = _advance_teams(ids, rt.settings.intervals("ITEM_RETRY_INTERVALS"))
+        outcomes.update({i: outcomes.get(i, Fulfilment.NOOP) for i in ids})
         set_aside = failures.isolate(
             failures.DELIVERY, ids, lambda batch: outcomes.update(delivery.fulfil_orders(batch)),
             intervals=rt.settings.intervals("ITEM_RETRY_INTERVALS"))
@@ -84,6 +91,28 @@ def deliver_orders(order_ids: list[int], *, retry_set_aside: bool = False) -> di
         _after_delivery([o for o, outcome in outcomes.items() if outcome == Fulfilment.DELIVERED])
         _count_live_sales(ids)
     return outcomes
+
+
+def _advance_teams(ids: list[int], intervals: list[int]) -> list[int]:
+    """The drain's group-buy step: held orders advance their teams (a failing team's orders are
+    set aside like any failing delivery); returns the ids to fulfil now (the others, plus the
+    members of teams that just succeeded)."""
+    waiting = groupbuy.held(ids)
+    if not waiting:
+        return ids
+    done: list[groupbuy.Advanced] = []
+    failures.isolate(failures.DELIVERY, waiting, lambda batch: done.append(groupbuy.advance(batch)),
+                     intervals=intervals)
+    deliverable = {o for a in done for o in a.deliverable}
+    refund = sorted({o for a in done for o in a.refund})
+    if refund:
+        queues.refund_members(refund)
+    for a in done:  # a team's own close job at its expiry, from its first payment on
+        for team_id, expires_at in a.open_until.items():
+            queues.close_team_at(team_id, expires_at)
+    group_notices.enqueue("progress", [t for a in done for t in a.progressed])
+    group_notices.enqueue("succeeded", [t for a in done for t in a.succeeded])
+    return sorted((set(ids) - set(waiting)) | deliverable)
 
 
 def _count_live_sales(order_ids: list[int]) -> None:
@@ -111,6 +140,7 @@ def _after_delivery(order_ids: list[int]) -> None:
     if not order_ids:
         return
     rt = runtime()
+    groupbuy.delivered(order_ids)  # deliverable group-buy members -> delivered
     for notifier in rt.notifiers:
         for order_id, (state, _) in send_notices(order_ids, notifier).items():
             if state == "retry":
@@ -157,6 +187,7 @@ def refund_order(order_id: int, reason: str) -> str:
         refund = payments.refund_order(
             order_id, rt.gateway, actor="system:worker", reason=reason,
             revoke_unrevealed=rt.settings.REFUND_UNREVEALED_KEYS == "revoke",
+            restore_coupons=rt.settings.COUPON_RESTORE_ON_REFUND,
         )
         if refund.state == "succeeded":
             live_orders.reopen_gates(rt.redis, [order_id])  # a live order's place is for sale again

@@ -78,8 +78,9 @@ def sweep_undelivered(older_than_s: int = 30) -> int:
     cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
     horizon = cutoff - dt.timedelta(days=2)
     count = 0
+    # Group-buy orders waiting for their team are the group jobs' (tasks/groupbuy.py), not late.
     paid = Order.select(Order.id, Order.paid_at).where(
-        (Order.status == Status.PAID) & (Order.paid_at <= cutoff))
+        (Order.status == Status.PAID) & (Order.paid_at <= cutoff) & ~Order.group_hold)
     for ids in _chunks(paid, Order.paid_at):
         queues.deliver_many(ids)
         count += len(ids)

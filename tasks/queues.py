@@ -159,6 +159,27 @@ def refund(order_id: int, reason: str) -> None:
 
 
 
+def refund_members(order_ids: list[int]) -> None:
+    """Refund group-buy members (their team failed, or a late payment found no seat): one job
+    per chunk of 100 (tasks.groupbuy.refund_members); a refund WeChat Pay refuses is retried by
+    tasks.groupbuy.retry_refunds on GROUP_REFUND_BACKOFF_S, and a lost job is found by it too."""
+    ids = sorted(set(order_ids))
+    for at in range(0, len(ids), 100):
+        _enqueue("tasks.groupbuy.refund_members", ids[at:at + 100])
+
+
+def close_team_at(team_id: int, at: dt.datetime) -> None:
+    """A group-buy team's own close job at its expiry (`at`, naive UTC), one per team (its job
+    id; queueing it again moves it); the periodic tasks.groupbuy.close_expired is the net."""
+    when = at.replace(tzinfo=dt.UTC)
+    try:
+        runtime().queue.enqueue_at(when, "tasks.groupbuy.close_team", team_id, job_id=f"group-close-{team_id}",
+                                   job_timeout=120)
+    except RedisError as exc:
+        log.error("could not schedule the close of group team %s (%s); the sweeper will close it",
+                  team_id, type(exc).__name__)
+
+
 def settle_live(live_id: int) -> None:
     """Settle a live session's orders now that it ended (the periodic settle_all is the net)."""
     _enqueue("tasks.settlement.settle_live", live_id)
