@@ -309,23 +309,47 @@ def targets_after(session_id: int, after_id: int, limit: int) -> list[Target]:
     rows = list(rows)
     if not rows:
         return []
-    users = sorted({r[1] for r in rows})
-    reach: dict[tuple[int, str], tuple[str, dt.datetime | None]] = {}
-    identities = (ChatIdentity.select(ChatIdentity.user, ChatIdentity.platform, ChatIdentity.chat_id,
-                                      ChatIdentity.last_inbound_at)
-                  .where(ChatIdentity.user.in_(users)
-                         & ChatIdentity.platform.in_([Platform.TELEGRAM.value, Platform.WECHAT.value]))
-                  .order_by(ChatIdentity.id).tuples())
-    for user_id, platform, chat_id, seen in identities:
-        known = reach.get((user_id, platform))
-        if known is None or (seen is not None and (known[1] is None or seen > known[1])):
-            reach[(user_id, platform)] = (chat_id, seen)  # the most recently active account
+    reach = chat_reach(sorted({r[1] for r in rows}))
     found = []
     for rid, user_id, created_at, consent, openid in rows:
         tg, wx = reach.get((user_id, Platform.TELEGRAM.value)), reach.get((user_id, Platform.WECHAT.value))
         found.append(Target(rid, user_id, created_at, bool(consent), tg[0] if tg else None, wx[0] if wx else None,
                             wx[1] if wx else None, openid if openid and ":" not in openid else None))
     return found
+
+
+def chat_reach(user_ids: list[int]) -> dict[tuple[int, str], tuple[str, dt.datetime | None]]:
+    """(user, platform) -> (chat id, last inbound) of each user's most recently active Telegram
+    and WeChat account: one indexed query (reminders, wake-up pushes, group-buy notices)."""
+    reach: dict[tuple[int, str], tuple[str, dt.datetime | None]] = {}
+    if not user_ids:
+        return reach
+    identities = (ChatIdentity.select(ChatIdentity.user, ChatIdentity.platform, ChatIdentity.chat_id,
+                                      ChatIdentity.last_inbound_at)
+                  .where(ChatIdentity.user.in_(list(user_ids))
+                         & ChatIdentity.platform.in_([Platform.TELEGRAM.value, Platform.WECHAT.value]))
+                  .order_by(ChatIdentity.id).tuples())
+    for user_id, platform, chat_id, seen in identities:
+        known = reach.get((user_id, platform))
+        if known is None or (seen is not None and (known[1] is None or seen > known[1])):
+            reach[(user_id, platform)] = (chat_id, seen)  # the most recently active account
+    return reach
+
+
+def user_targets(user_ids: list[int], now: dt.datetime, consented: set[int]) -> dict[int, Target]:
+    """Each user's reach as a Target (no reservation: id 0, `now` as its time) for pushes that
+    are not reminders; `consented`: the users with a subscribe consent of the push's topic left.
+    Two indexed queries."""
+    reach = chat_reach(user_ids)
+    openids = dict(User.select(User.id, User.openid).where(User.id.in_(list(user_ids))).tuples()) if user_ids else {}
+    out = {}
+    for user_id in user_ids:
+        tg, wx = reach.get((user_id, Platform.TELEGRAM.value)), reach.get((user_id, Platform.WECHAT.value))
+        openid = openids.get(user_id)
+        out[user_id] = Target(0, user_id, now, user_id in consented, tg[0] if tg else None,
+                              wx[0] if wx else None, wx[1] if wx else None,
+                              openid if openid and ":" not in openid else None)
+    return out
 
 
 # ---- writing the planner's progress ----------------------------------------------------------

@@ -126,3 +126,18 @@ def bench_reminders(reservations: int, rate: float, lead_s: float, fake_limit: f
         raise click.BadParameter("--reservations at least 2, --rate positive, --lead at least 1")
     click.echo(json.dumps(reminders.run(settings(), reservations=reservations, rate=rate, lead_s=lead_s,
                                         fake_limit=fake_limit), ensure_ascii=False))
+
+
+@bench.command("group-buy")
+@click.option("--teams", default=2000, show_default=True, help="teams started (one in ten left one member short)")
+@click.option("--size", default=3, show_default=True, help="members per team")
+@click.option("--clients", default=64, show_default=True, help="teams in flight (and ping clients)")
+@click.option("--baseline", "baseline_s", default=3.0, show_default=True, help="seconds per ping baseline window")
+def bench_group_buy(teams: int, size: int, clients: int, baseline_s: float) -> None:
+    """Distinct buyers start and join group-buy teams concurrently through the API; the
+    worker delivers full teams and refunds the expired ones."""
+    from qianxing.bench import groupbuy
+
+    if teams < 1 or not 2 <= size <= 50 or clients < 1 or baseline_s <= 0:
+        raise click.BadParameter("--teams and --clients at least 1, --size 2-50, --baseline positive")
+    click.echo(json.dumps(groupbuy.run(settings(), teams=teams, size=size, clients=clients, baseline_s=baseline_s)))
