@@ -50,7 +50,8 @@ def _resend_allowed(ctx: Context) -> bool:
 
 
 STATUS_LABELS = {Status.PENDING: N_("待付款"), Status.PAID: N_("已付款，正在发货"), Status.DELIVERED: N_("已发货"),
-                 Status.EXPIRED: N_("已过期（未付款）"), Status.REFUNDED: N_("已退款")}
+                 Status.EXPIRED: N_("已过期（未付款）"), Status.CANCELLED: N_("已取消（未付款）"),
+                 Status.REFUNDED: N_("已退款")}
 
 
 def order_no(text: str) -> str | None:

@@ -32,7 +32,7 @@ from models.orders import Order, Status
 
 MAX_ID = 2**63 - 1
 STATUS_LABELS = {Status.PENDING: _l("待付款"), Status.PAID: _l("已付款"), Status.DELIVERED: _l("已发货"),
-                 Status.EXPIRED: _l("已过期"), Status.REFUNDED: _l("已退款")}
+                 Status.EXPIRED: _l("已过期"), Status.CANCELLED: _l("已取消"), Status.REFUNDED: _l("已退款")}
 FIELD_LABELS = {"status": _l("状态"), "buyer": _l("买家"), "creator": _l("推广码"), "sku": _l("SKU 编码"),
                 "live": _l("直播场次"), "from": _l("开始日期"), "to": _l("结束日期"), "min": _l("最低金额"),
                 "max": _l("最高金额"), "no": _l("订单号"), "after": _l("翻页位置")}
