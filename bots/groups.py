@@ -3,7 +3,9 @@ data (`GroupRule`, `GroupConfig` in models.chat).
 
 For one group update, in order:
 1. new members (`Incoming.joined`) get a welcome: the group's welcome text (or a default), its
-   coupon text and the promo link of `GroupConfig.promo_ref`;
+   coupon text, the promo link of `GroupConfig.promo_ref`, and, while a group_welcome campaign
+   coupon is active, that coupon for each new member the bot knows (once per user; the welcome
+   names who got it);
 2. a message with a banned word (`GroupConfig.banned_words`, matched case-insensitively and
    ignoring spaces) gets a warning and nothing else;
 3. a command runs as in a private chat, except the private ones (withdraw, vouchers, statement,
@@ -42,9 +44,12 @@ import content_ai
 from bots import commands
 from bots.commands import Command, Context
 from bots.types import Button, Reply
+from models import coupons
 from models.chat import GroupConfig, GroupRule, MatchType, Platform
+from models.coupons import CouponGrant
 from models.db import db
-from models.errors import InvalidInput, NotFound
+from models.errors import DomainError, InvalidInput, NotFound
+from models.identities import identity_of
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ BANNED_MAX = 200
 WORD_MAX = 50
 DEFAULT_WELCOME = "欢迎 {name} 加入本群！发送 /help 查看机器人能做什么。"
 PRIVATE_HINT = "请私聊机器人：这个命令涉及你的收益或卡券，只在私聊里回答。"
+WELCOME_KEY = "group_welcome"  # one group welcome coupon per user, whichever group they join
+WELCOME_COUPON = "🎁 新人券「{coupon}」已放入 {names} 的账户，在小程序「我的优惠券」查看，下单时可用。"
 
 
 # ---- rules as data ----------------------------------------------------------------------------
@@ -268,6 +275,34 @@ def _within_limit(ctx: Context, cfg: GroupConfig | None, replies: list[Reply]) -
     return replies[:max(room, 0)]
 
 
+def _welcome_coupon(ctx: Context) -> str | None:
+    """The group_welcome campaign coupon (issue 14) for the new members the bot knows (a chat
+    identity linked to a user): issued once per user (source_key "group_welcome", so joining
+    again, or another group, gives nothing more). The welcome's line about it, or None."""
+    coupon = coupons.campaign_coupon("group_welcome")
+    if coupon is None:
+        return None
+    known: dict[int, str] = {}
+    for member in ctx.incoming.joined:
+        identity = identity_of(ctx.incoming.platform, member.external_id)
+        if identity is not None:
+            known.setdefault(identity.user_id, (member.name or member.external_id)[:32])
+    if not known:
+        return None
+    before = {u for (u,) in CouponGrant.select(CouponGrant.user_id).where(
+        (CouponGrant.coupon == coupon.id) & (CouponGrant.source_key == WELCOME_KEY)
+        & CouponGrant.user_id.in_(list(known))).tuples()}
+    try:
+        coupons.issue(coupon.id, list(known), source="group_welcome", source_key=WELCOME_KEY)
+    except DomainError as exc:  # ended or withdrawn a moment ago: the welcome goes without it
+        log.info("group welcome coupon not issued: %s", exc.code)
+        return None
+    new = [name for user_id, name in known.items() if user_id not in before]
+    if not new:
+        return None
+    return WELCOME_COUPON.format(names="、".join(new[:5]), coupon=coupon.name)
+
+
 def _welcome(ctx: Context, cfg: GroupConfig | None) -> Reply:
     names = "、".join((m.name or m.external_id)[:32] for m in ctx.incoming.joined[:5])
     if len(ctx.incoming.joined) > 5:
@@ -278,6 +313,9 @@ def _welcome(ctx: Context, cfg: GroupConfig | None) -> Reply:
     buttons: tuple[tuple[Button, ...], ...] = ()
     if cfg is not None and cfg.coupon_text:
         lines.append(f"🎁 {cfg.coupon_text}")
+    gift = _welcome_coupon(ctx)
+    if gift:
+        lines.append(gift)
     if cfg is not None and cfg.promo_ref:
         lines.append(f"进店逛逛（微信小程序）：{commands.shop_path(cfg.promo_ref)}")
         link = commands.telegram_link(ctx.settings, commands.shop_payload(cfg.promo_ref))

@@ -30,26 +30,27 @@ class Role(StrEnum):
     OWNER = "owner"  # everything: operators, key rotation
     FINANCE = "finance"  # refunds, mark paid, withdrawals, ledger, exports
     SUPPORT = "support"  # orders: view, redeliver, resend notices, hold; vouchers masked
-    OPS = "ops"  # catalog, vault import, live sessions, group rules, broadcasts
+    OPS = "ops"  # catalog, vault import, live sessions, group rules, broadcasts, coupons and group-buy
     READONLY = "readonly"  # dashboards and lists
 
 
 TOTP_ROLES = frozenset({Role.OWNER, Role.FINANCE})
 
 _VIEW_ALL = {"dashboard.view", "orders.view", "creators.view", "catalog.view", "vault.view",
-             "withdrawals.view", "ledger.view", "chat.view", "activity.view", "jobs.view", "live.view"}
+             "withdrawals.view", "ledger.view", "chat.view", "activity.view", "jobs.view", "live.view",
+             "promo.view"}
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.FINANCE: frozenset(_VIEW_ALL | {
         "orders.refund", "orders.mark_paid", "orders.fraud", "orders.hold", "orders.retry_settlement",
         "withdrawals.approve", "withdrawals.reject", "ledger.verify",
         "exports.orders", "exports.ledger", "exports.withdrawals", "personal.unmasked", "audit.view",
-        "dashboard.refresh"}),
+        "dashboard.refresh", "promo.refund_retry"}),
     Role.SUPPORT: frozenset({"dashboard.view", "orders.view", "creators.view", "catalog.view",
                              "orders.redeliver", "orders.resend", "orders.hold", "chat.view",
                              "exports.orders"}),  # masked: no personal.unmasked
     Role.OPS: frozenset(_VIEW_ALL | {
         "catalog.edit", "vault.import", "live.manage", "chat.edit", "chat.broadcast", "chat.retry",
-        "activity.import", "jobs.retry", "dashboard.refresh"}),
+        "activity.import", "jobs.retry", "dashboard.refresh", "promo.manage"}),
     Role.READONLY: frozenset(_VIEW_ALL),
 }
 # The owner may do everything, including what only the owner may do.

@@ -4,10 +4,12 @@ Each run closes the lotteries that are due (models/lottery.py `due`: cancelled, 
 LIVE_LOTTERY_DRAW_DELAY_S past their planned start) with `run_draw`, then walks the winners
 still waiting for something: their prize order (placed and confirmed by `grant_prize`, then
 queued for the usual delivery drain) and their notice (through the one sender, keyed per winner
-and platform). Everything is idempotent through database keys (the lottery's state flip and
-audit key, the winner rows, the order's idempotency key, the outbox keys), so RQ running a job
-twice, or two runs overlapping, changes nothing; a run killed half-way leaves the rest to the
-next one (a paid prize whose delivery was never queued is found by the delivery sweep).
+and platform); last, the reservations of drawn lotteries that did not win get the lottery_loser
+campaign coupon (issue 14, `tasks.wakeup.issue_loser_coupons`: in chunks, resumable).
+Everything is idempotent through database keys (the lottery's state flip and audit key, the
+winner rows, the order's idempotency key, the outbox keys, the coupon grants' source keys), so
+RQ running a job twice, or two runs overlapping, changes nothing; a run killed half-way leaves
+the rest to the next one (a paid prize whose delivery was never queued is found by the delivery sweep).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from models.lottery import Lottery, LotteryWinner
 from models.orders import Status
 from tasks import queues
 from tasks.context import runtime
+from tasks.wakeup import issue_loser_coupons
 
 if TYPE_CHECKING:
     from qianxing.wiring import Runtime
@@ -61,6 +64,7 @@ def run_draws(now: dt.datetime | None = None) -> dict[str, int]:
                 except Exception as exc:
                     _isolate(exc, f"lottery winner {winner.id}", counts)
             after = batch[-1].id
+    issue_loser_coupons(now=now)  # the lottery_loser campaign coupon to the drawn lotteries' losers (logs)
     return counts
 
 
