@@ -81,9 +81,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_api(api)
     app.register_api(creator_api)
-    from miniapp_api import live
+    from miniapp_api import live, shop
 
     live.register(app)
+    shop.register(app)
     app.register_blueprint(webhooks)
     from miniapp_api.share import share
 

@@ -29,16 +29,24 @@ from miniapp_api.schemas import (
     OrderPath,
     PayOut,
     PingOut,
-    ProductList,
-    ProductOut,
     ProductPath,
-    SkuOut,
     VoucherList,
     VoucherOut,
     VoucherPath,
 )
+from miniapp_api.shelf_schemas import ShelfPage, ShelfProductOut, ShelfQuery, ShelfSkuOut
 from miniapp_api.webhooks import process_payment_notification
-from models import catalog, delivery, inventory, live_dashboard, live_orders, orders, payments, users
+from models import (
+    checkout,
+    delivery,
+    groupbuy,
+    live_dashboard,
+    live_orders,
+    orders,
+    payments,
+    shelf,
+    users,
+)
 from models.db import once_more_if_lost
 from models.errors import DomainError, Forbidden, InvalidInput, NotFound
 from models.orders import Order
@@ -101,7 +109,8 @@ def _iso(value) -> str | None:  # noqa: ANN001
 def _order_out(order: Order) -> dict:
     return OrderOut(
         id=order.id, no=order.no, sku=order.sku.code, product=order.sku.name,
-        quantity=order.quantity, amount_fen=order.amount_fen, status=order.status,
+        quantity=order.quantity, amount_fen=order.amount_fen, discount_fen=order.discount_fen,
+        status=order.status, group_team=groupbuy.team_of_order(order.id) if order.group_hold else None,
         ref=order.ref_code, created_at=_iso(order.created_at), expires_at=_iso(order.expires_at),
         paid_at=_iso(order.paid_at), delivered_at=_iso(order.delivered_at),
     ).model_dump()
@@ -155,35 +164,37 @@ def dev_login(body: DevLoginIn):  # noqa: ANN201
     return {"token": issue_token(user), "user": {"id": user.id, "nickname": user.nickname}}
 
 
-def _product_out(product: catalog.Product, skus: list[catalog.Sku], stock: dict[int, int]) -> dict:
-    return ProductOut(
-        id=product.id, title=product.title, description=product.description,
-        skus=[SkuOut(id=s.id, code=s.code, name=s.name, kind=s.kind,
-                     price_fen=s.retail_price_fen, available=stock.get(s.id, 0)) for s in skus],
+def _product_out(item: shelf.ShelfProduct) -> dict:
+    return ShelfProductOut(
+        id=item.product.id, title=item.product.title, description=item.product.description,
+        category=item.category_id,
+        skus=[ShelfSkuOut(id=s.sku.id, code=s.sku.code, name=s.sku.name, kind=s.sku.kind,
+                          price_fen=s.sku.retail_price_fen, stock_state=s.state, available=s.available)
+              for s in item.skus],
     ).model_dump()
 
 
-@api.get("/products", tags=[shop_tag], responses={200: ProductList})
-def list_products():  # noqa: ANN201
-    """Active products with their SKUs and what can be bought now."""
-    skus = list(catalog.Sku.select(catalog.Sku, catalog.Product).join(catalog.Product)
-                .where(catalog.Sku.active & catalog.Product.active)
-                .order_by(catalog.Product.id, catalog.Sku.id))
-    stock = inventory.available(skus)
-    grouped: dict[int, list[catalog.Sku]] = {}
-    for s in skus:
-        grouped.setdefault(s.product_id, []).append(s)
-    return {"products": [_product_out(v[0].product, v, stock) for v in grouped.values()]}
+def _stock_rule() -> dict[str, int]:
+    settings = runtime().settings
+    return {"default_threshold": settings.LOW_STOCK_THRESHOLD, "exact_from": settings.SHELF_EXACT_STOCK_FROM}
 
 
-@api.get("/products/<int:product_id>", tags=[shop_tag], responses={200: ProductOut, 404: ErrorOut})
+@api.get("/products", tags=[shop_tag], responses={200: ShelfPage, 400: ErrorOut, 404: ErrorOut})
+def list_products(query: ShelfQuery):  # noqa: ANN201
+    """Active products with their SKUs and their stock state, a page at a time in shelf order
+    (category, then product). `category` filters (404 category_not_found), `q` searches titles
+    and SKU names, `after` continues from the previous page's `next`. `available` is the exact
+    count only from SHELF_EXACT_STOCK_FROM units up; below it, null, and `stock_state` says
+    in_stock, low or sold_out. Without parameters: the first 50 products, as before."""
+    parsed = shelf.parse_query(category=query.category, q=query.q, after=query.after, limit=query.limit)
+    found = shelf.page(parsed, **_stock_rule())
+    return {"products": [_product_out(p) for p in found.products], "next": found.next}
+
+
+@api.get("/products/<int:product_id>", tags=[shop_tag], responses={200: ShelfProductOut, 404: ErrorOut})
 def get_product(path: ProductPath):  # noqa: ANN201
-    product = catalog.Product.get_or_none((catalog.Product.id == path.product_id)
-                                          & catalog.Product.active)
-    if product is None:
-        raise NotFound("product not found", code="product_not_found")
-    skus = list(product.skus.where(catalog.Sku.active).order_by(catalog.Sku.id))
-    return _product_out(product, skus, inventory.available(skus))
+    """One product with its SKUs' stock state (as in the list)."""
+    return _product_out(shelf.product(path.product_id, **_stock_rule()))
 
 
 @api.post("/orders", tags=[me_tag], security=BEARER,
@@ -192,18 +203,25 @@ def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN20
     """Place an order and reserve its stock. 201 when created, 200 for an idempotent replay.
     An order naming a live session (`live`) for a product pinned there with a live price gets
     the price of the first tier with room (or an unlocked assist's); 409 `sold_out` when every
-    place of the ladder is taken, 409 `live_not_on_air` outside the session."""
+    place of the ladder is taken, 409 `live_not_on_air` outside the session.
+    `coupons` applies the buyer's coupons (reserved with the order, given back if it expires or
+    is cancelled); `group_activity` starts a group-buy team and `team` joins one, at the group
+    price (the order is delivered when the team fills, refunded if it does not)."""
     user = current_user()
+    if body.group_activity is not None and body.team is not None:
+        raise InvalidInput("start a team (group_activity) or join one (team), not both", code="invalid_group")
+    group = (("start", body.group_activity) if body.group_activity is not None
+             else ("join", body.team) if body.team is not None else None)
     req = orders.OrderRequest(sku=body.sku, quantity=body.quantity, ref=body.ref,
-                              account=body.account, live=body.live)
+                              account=body.account, live=body.live, coupons=tuple(body.coupons), group=group)
     rt = runtime()
     if req.live is not None:  # the live branch (models/live_orders.py): the sold-out gate first
         order, created = live_orders.place(
             user, req, rt.policy, client_ip=client_ip(), idempotency_key=header.idempotency_key,
             redis=rt.redis, gate_ttl_s=rt.settings.LIVE_GATE_TTL_S, cache_s=rt.settings.LIVE_PIN_CACHE_S)
     else:
-        order, created = orders.place_order(user, req, rt.policy, client_ip=client_ip(),
-                                            idempotency_key=header.idempotency_key)
+        order, created = checkout.place(user, req, rt.policy, client_ip=client_ip(),
+                                        idempotency_key=header.idempotency_key)
     if created and order.live_id is not None:
         _count_live_order(rt.redis, order)
     return _order_out(order), 201 if created else 200

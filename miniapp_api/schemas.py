@@ -97,6 +97,12 @@ class CreateOrderIn(BaseModel):
                                 description="account to credit (top-up products only)")
     live: Annotated[int, Field(ge=1, le=2**53), BeforeValidator(_integral)] | None = Field(
         default=None, description="live session id, when bought in the creator's live room")
+    coupons: list[Annotated[int, Field(ge=1, le=2**53), BeforeValidator(_integral)]] = Field(
+        default_factory=list, max_length=3, description="ids of the buyer's coupons (GET /me/coupons) to apply")
+    group_activity: Annotated[int, Field(ge=1, le=2**53), BeforeValidator(_integral)] | None = Field(
+        default=None, description="start a new team of this group-buy activity (pay the group price)")
+    team: Annotated[int, Field(ge=1, le=2**53), BeforeValidator(_integral)] | None = Field(
+        default=None, description="join this group-buy team (pay the group price)")
 
 
 class CachedSchema(BaseModel):
@@ -135,8 +141,11 @@ class OrderOut(BaseModel):
     product: str
     quantity: int
     amount_fen: int
+    discount_fen: int = 0
     status: str
     ref: str | None
+    group_team: int | None = Field(default=None, description="the group-buy team this order waits for "
+                                                             "(null for other orders and once the team succeeded)")
     created_at: str
     expires_at: str
     paid_at: str | None

@@ -19,9 +19,22 @@ class Kind(StrEnum):
     BUNDLE = "bundle"  # several SKUs delivered together, all or nothing
 
 
+class Category(BaseModel):
+    """A shelf category (issue 14): products list by it in the mini-program."""
+
+    name = pw.CharField(max_length=40, unique=True)
+    sort = pw.IntegerField(default=0)  # lower first
+    active = pw.BooleanField(default=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "category"
+
+
 class Product(BaseModel):
     title = pw.CharField(max_length=120)
     description = pw.TextField(default="")
+    category_id = pw.BigIntegerField(null=True, index=True)
     active = pw.BooleanField(default=True)
     created_at = pw.DateTimeField(default=utcnow)
 

@@ -9,17 +9,19 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import peewee as pw
 
-from models import events, inventory, live_prices
+from models import coupons, events, groupbuy, inventory, live_prices
 from models.catalog import Kind, Sku, components
 from models.db import BaseModel, db, execute, execute_batch, for_update, is_postgres, utcnow
 from models.errors import (
     Conflict,
     InvalidInput,
+    InvalidState,
     NotFound,
     OutOfStock,
     TooManyUnpaidOrders,
@@ -38,6 +40,7 @@ class Status(StrEnum):
     PAID = "paid"  # paid, delivery under way
     DELIVERED = "delivered"
     EXPIRED = "expired"  # not paid in time; stock released
+    CANCELLED = "cancelled"  # cancelled unpaid by the buyer; stock, coupon and places released
     REFUNDED = "refunded"
 
 
@@ -61,6 +64,10 @@ class Order(BaseModel):
     request_hash = pw.CharField(max_length=64, null=True)
     client_ip = pw.CharField(max_length=64, default="")
     risk_hold = pw.BooleanField(default=False)
+    # Issue 14. Database defaults too: qx_place_order and _INSERT_ORDER do not name them.
+    discount_fen = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # coupons, all funders
+    creator_discount_fen = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # the seller's part
+    group_hold = pw.BooleanField(default=False, constraints=[pw.SQL("DEFAULT FALSE")])  # awaits its team
     created_at = pw.DateTimeField(default=utcnow)
     expires_at = pw.DateTimeField()
     paid_at = pw.DateTimeField(null=True)
@@ -92,10 +99,14 @@ class OrderRequest:
     ref: str | None = None
     account: str | None = None
     live: int | None = None  # the seller's live session, when bought in a live room
+    coupons: tuple[int, ...] = ()  # coupon grants the buyer applies (issue 14)
+    group: tuple[str, int] | None = None  # ("start", activity id) or ("join", team id)
 
     def fingerprint(self) -> str:
         body = json.dumps([self.sku, self.quantity, self.ref, self.account]
-                          + ([self.live] if self.live is not None else []))
+                          + ([self.live] if self.live is not None else [])
+                          + ([list(self.coupons)] if self.coupons else [])
+                          + ([list(self.group)] if self.group is not None else []))
         return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -167,6 +178,8 @@ def place_order(
     client_ip: str,
     idempotency_key: str | None = None,
     price_fen: int | None = None,
+    within: Callable[[Order], None] | None = None,
+    sku_checked: bool = False,
 ) -> tuple[Order, bool]:
     """Create an order and reserve its stock atomically. Returns (order, created), the order
     carrying its SKU.
@@ -178,21 +191,30 @@ def place_order(
     The same idempotency key with the same request returns the first order (created=False).
     Raises NotFound (unknown SKU), InvalidInput, Conflict (key reused with another body),
     TooManyUnpaidOrders, OutOfStock. On any error nothing is written.
+
+    `within(order)` runs inside the order's transaction after the order row, the stock
+    reservation and the unpaid limits (the buyer's row is locked): a coupon reservation or a
+    group-buy seat (models/checkout.py). It may lower the order's amount with `set_amount`;
+    whatever it raises rolls the whole order back. With `within`, the statement path is taken on
+    both backends (as with a fixed price).
+
+    `sku_checked`: the caller's own query has just found the SKU for sale (groupbuy.prepare,
+    with a fixed price), so on PostgreSQL its metadata may come from the few-seconds cache.
     """
-    fixed = price_fen is not None
-    if fixed and (not isinstance(price_fen, int) or isinstance(price_fen, bool) or price_fen < 0):
+    fixed = price_fen is not None or within is not None
+    if price_fen is not None and (not isinstance(price_fen, int) or isinstance(price_fen, bool) or price_fen < 0):
         raise InvalidInput("a fixed price is a whole number of fen, not negative", code="invalid_price")
-    if is_postgres() and not fixed:
+    if is_postgres() and (not fixed or (sku_checked and price_fen is not None)):
         sku, parts = _sku_metadata(req.sku)
     else:
         sku, parts = _sku_for_sale(req.sku), []
     _validate(req, sku, policy)
     who = attribute(req.ref, sku.id, req.live)
-    if fixed:
+    if price_fen is not None:
         who = dataclasses.replace(who, markup_per_unit_fen=0)
     now = utcnow()
     # qx_place_order computes the same in SQL
-    unit = price_fen if fixed else selling_price(sku, who.markup_per_unit_fen)
+    unit = price_fen if price_fen is not None else selling_price(sku, who.markup_per_unit_fen)
     order = Order(
         no=new_order_no(), user=user, sku=sku, quantity=req.quantity,
         unit_price_fen=unit, amount_fen=unit * req.quantity,
@@ -226,6 +248,8 @@ def place_order(
                 raise TooManyUnpaidOrders("you have too many unpaid orders; pay or wait for them")
             if network > policy.max_unpaid_per_ip:
                 raise TooManyUnpaidOrders("too many unpaid orders from this network")
+            if within is not None:
+                within(order)
     except pw.InternalError as exc:
         raise _hot_path_error(exc, sku) from None
     except pw.IntegrityError:
@@ -326,7 +350,7 @@ def expire_due(now: dt.datetime | None = None, batch: int = 200, *,
                     .execute()
                 )
                 if flipped:
-                    live_prices.released([order_id])  # before the stock: tier rows, then SKU rows
+                    release_extras([order_id])  # before the stock: tier rows, then SKU rows
                     inventory.release(order_id)
                     events.record("order.expired", f"order:{order_id}", "system")
                     expired += 1
@@ -334,6 +358,52 @@ def expire_due(now: dt.datetime | None = None, batch: int = 200, *,
                         expired_ids.append(order_id)
         if len(ids) < batch:
             return expired
+
+
+def cancel_order(order_id: int, user: User) -> Order:
+    """The buyer cancels their own unpaid order (issue 14): pending -> cancelled, then what it
+    held goes back exactly as on expiry (`release_extras`, then the stock), in one transaction
+    with the order row locked. Idempotent: cancelling a cancelled order returns it unchanged.
+    Someone else's order is NotFound (order_not_found); any other status is InvalidState
+    (order_not_cancellable). A payment arriving later is refunded (models/payments.py). The
+    caller reopens live gates after the commit (`live_orders.reopen_gates`)."""
+    with db.atomic():
+        row = execute(f'SELECT user_id, status FROM "order" WHERE id = %s{for_update()}', (order_id,)).fetchone()
+        if row is None or row[0] != user.id:
+            raise NotFound(f"order {order_id} not found", code="order_not_found")
+        if row[1] == Status.PENDING:
+            flipped = execute('UPDATE "order" SET status = %s WHERE id = %s AND status = %s',
+                              (Status.CANCELLED.value, order_id, Status.PENDING.value)).rowcount
+            if flipped:
+                release_extras([order_id])  # before the stock: tier rows, then SKU rows
+                inventory.release(order_id)
+                events.record("order.cancelled", f"order:{order_id}", f"user:{user.id}")
+        elif row[1] != Status.CANCELLED:
+            raise InvalidState(f"order {order_id} is {row[1]}: only an unpaid order can be cancelled",
+                               code="order_not_cancellable")
+    return get_order(order_id, user=user)
+
+
+def set_amount(order: Order, *, amount_fen: int, unit_price_fen: int | None = None,
+               discount_fen: int = 0, creator_discount_fen: int = 0) -> None:
+    """Inside `place_order`'s `within`: the order's price after a coupon (the amount the buyer
+    pays, what came off it, and the seller's part of that)."""
+    if not 0 <= creator_discount_fen <= discount_fen or amount_fen < 0:
+        raise ValueError("discounts must satisfy 0 <= creator part <= discount, amount >= 0")
+    order.amount_fen, order.discount_fen, order.creator_discount_fen = amount_fen, discount_fen, creator_discount_fen
+    if unit_price_fen is not None:
+        order.unit_price_fen = unit_price_fen
+    execute('UPDATE "order" SET amount_fen = %s, unit_price_fen = %s, discount_fen = %s, '
+            "creator_discount_fen = %s WHERE id = %s",
+            (amount_fen, order.unit_price_fen, discount_fen, creator_discount_fen, order.id))
+
+
+def release_extras(order_ids: list[int]) -> None:
+    """What an unpaid order held besides stock, given back when it expires or is cancelled (in
+    the caller's transaction, before the stock): live tier places, coupons, group-buy seats."""
+    live_prices.released(order_ids)
+    coupons.released(order_ids)
+    groupbuy.released(order_ids)
 
 
 def get_order(order_id: int, *, user: User | None = None) -> Order:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from models import catalog, live, live_planning, network, vault
+from models import catalog, coupons, groupbuy, live, live_planning, network, vault
 from models.catalog import Kind, Sku
 from models.db import db, utcnow
 from models.users import User, get_or_create_by_openid
@@ -22,7 +22,7 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
     """Create what is missing; returns what it created, one line each (empty: all present)."""
     if Sku.select().where(Sku.code == "IQY-GOLD-1M").exists():
         # a database seeded before the demo group or the scheduled session existed gets them too
-        return seed_group() + seed_live_plan()
+        return seed_group() + seed_live_plan() + seed_promotions()
     created = []
     with db.atomic():
         video = catalog.create_product("爱奇艺黄金会员", "官方直充卡密，购买后在“我的卡券”查看")
@@ -50,7 +50,34 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
     created += seed_creators(iqy)
     created += seed_group()
     created += seed_live_plan()
+    created += seed_promotions()
     return created
+
+
+# Issue 14: a claim code (满 ¥30 减 ¥5 on the whole shelf) and a 3-person group-buy of the QQ
+# music card at ¥9.90: claim with POST /api/v1/coupons/claim, start a team with POST
+# /api/v1/orders {"sku": "QQM-GREEN-1M", "group_activity": <id>}.
+DEMO_COUPON_CODE = "QIANXING-2026-NEW"
+DEMO_GROUP_TITLE = "绿钻三人团"
+
+
+def seed_promotions() -> list[str]:
+    """The demo coupon and group-buy activity, unless present."""
+    made = []
+    now = utcnow().replace(microsecond=0)
+    if not coupons.Coupon.select().where(coupons.Coupon.code == coupons.normalize_code(DEMO_COUPON_CODE)).exists():
+        coupon = coupons.create_coupon(coupons.CouponSpec(
+            name="新人满30减5", kind=coupons.CouponKind.AMOUNT_OFF.value, starts_at=now,
+            ends_at=now + dt.timedelta(days=365), threshold_fen=3000, amount_off_fen=500, code=DEMO_COUPON_CODE,
+            max_uses=1000, per_user_limit=1), actor="system:demo")
+        made.append(f"coupon {coupon.name}: claim code {DEMO_COUPON_CODE}")
+    if Sku.select().where(Sku.code == "QQM-GREEN-1M").exists() and not groupbuy.GroupActivity.select().where(
+            groupbuy.GroupActivity.title == DEMO_GROUP_TITLE).exists():
+        activity = groupbuy.create_activity(groupbuy.ActivitySpec(
+            sku_code="QQM-GREEN-1M", title=DEMO_GROUP_TITLE, size=3, window_s=86_400, group_price_fen=990,
+            starts_at=now, ends_at=now + dt.timedelta(days=30)), actor="system:demo")
+        made.append(f"group-buy activity {activity.id}: {DEMO_GROUP_TITLE}, 3 people at 9.90")
+    return made
 
 
 # A small team: 星主 -> two direct recruits -> three second-level ones. Log in as any of them
@@ -154,6 +181,10 @@ def demo_summary() -> list[str]:
     else:
         lines.append(f"no live session of {leader.name} is live: start one with POST "
                      f"/api/v1/creator/live as demo-creator-1")
+    activity = groupbuy.GroupActivity.get_or_none(groupbuy.GroupActivity.title == DEMO_GROUP_TITLE)
+    if activity is not None:
+        lines.append(f'group-buy activity {activity.id} ({DEMO_GROUP_TITLE}): start a team with POST /api/v1/orders '
+                     f'{{"sku": "QQM-GREEN-1M", "group_activity": {activity.id}}}; coupon code {DEMO_COUPON_CODE}')
     lines.append(f"group chat: .venv/bin/qianxing chat --as bob --group demo "
                  f"(rules: {', '.join(p for p, _ in DEMO_RULES)})")
     return lines

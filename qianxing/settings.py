@@ -220,6 +220,34 @@ class Settings(BaseSettings):
     LIVE_DASHBOARD_RECONCILE_DELAY_S: int = Field(default=120, ge=0, le=86_400)  # after the end, then reconcile
     # -- live G short drama --
 
+    # ---- issue 14: coupons ----
+    # POST /coupons/claim (and the chat's 领券) attempts per user and per client IP in the window
+    COUPON_CLAIM_RATE_PER_USER: int = Field(default=10, ge=0)
+    COUPON_CLAIM_RATE_PER_IP: int = Field(default=60, ge=0)
+    COUPON_CLAIM_RATE_WINDOW_S: int = Field(default=600, ge=1, le=86_400)
+    # a refunded order's coupon goes back to the buyer's wallet (while still valid) when true
+    COUPON_RESTORE_ON_REFUND: bool = True
+    # ---- issue 14: groupbuy ----
+    GROUP_CARD_MIN_INTERVAL_S: int = Field(default=60, ge=0, le=3600)  # at most one progress post per team per this
+    GROUP_NOTICE_TEMPLATE_ID: str = "group-buy-template"  # subscribe message: thing1, phrase2, thing3
+    # A group-buy member refund that WeChat Pay refuses is tried again after these seconds, then hourly
+    # until it is confirmed (tasks.groupbuy.retry_refunds); the admin lists those tried 3 times or more.
+    GROUP_REFUND_BACKOFF_S: str = Field(default="30,120,600,1800,3600", pattern=r"^\s*[1-9]\d*(\s*,\s*[1-9]\d*)*\s*$")
+    GROUP_CLOSE_CHUNK: int = Field(default=200, ge=1, le=5000)  # expired teams the sweeper closes per pass
+    # ---- issue 14: selfservice ----
+    # A shopper's refund request is granted at once when nothing was used (keys never revealed, a
+    # failed top-up, a group not yet formed): "unrevealed"; "never" sends every request to the
+    # admin's refund queue.
+    SELF_REFUND_AUTO: Literal["unrevealed", "never"] = "unrevealed"
+    SHELF_EXACT_STOCK_FROM: int = Field(default=50, ge=0)  # below it the shelf shows only in stock / low / sold out
+    # ---- issue 14: wakeup ----
+    # Dormant wake-up (tasks/wakeup.py, daily): buyers with no paid order for this many days get the
+    # wakeup campaign coupon and a push, at most once per WAKEUP_PERIOD_DAYS (days since the epoch // it).
+    WAKEUP_DORMANT_DAYS: int = Field(default=30, ge=1, le=3650)
+    WAKEUP_PERIOD_DAYS: int = Field(default=30, ge=1, le=365)
+    WAKEUP_SUBSCRIBE_TEMPLATE_ID: str = "promo-wakeup-template"  # the mini-program subscribe template
+    SUBSCRIBE_CONSENT_MAX: int = Field(default=10, ge=1, le=100)  # promo consents a user may hold at once
+
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)
     WEB_BIND: str = "127.0.0.1:8000"

@@ -39,10 +39,16 @@ PERIODIC = [
     ("tasks.lottery.run_draws", 10),  # reservation lotteries due at T-0, prizes, winners' notices (issue 13, C)
     ("tasks.live_dashboard.sample_live", 15),  # live dashboard samples for the hint rules (issue 13, F)
     ("tasks.live_dashboard.reconcile_ended", 60),  # ended sessions' final figures (issue 13, F)
+    ("tasks.wakeup.wake_dormant", 86400),  # dormant buyers: the wakeup coupon and a push (issue 14, A)
+    ("tasks.coupons.expire_grants", 3600),  # wallet grants past their end -> expired (issue 14)
+    ("tasks.refund_requests.sweep", 60),  # granted refund requests (from the chat, or a lost job) (issue 14, S)
+    ("tasks.groupbuy.close_expired", 30),  # expired group-buy teams closed, their members refunded (issue 14, G)
+    ("tasks.groupbuy.retry_refunds", 30),  # group-buy member refunds WeChat Pay refused, on their backoff (issue 14, G)
 ]
 # Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
 JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600,
-                "tasks.rollups.refresh_rollups": 1800}  # the first run after a deploy reads the whole history
+                "tasks.rollups.refresh_rollups": 1800,  # the first run after a deploy reads the whole history
+                "tasks.wakeup.wake_dormant": 3600}  # every dormant buyer of a period, in chunks
 
 
 def run_cron(settings: Settings, parent_pid: int) -> None:

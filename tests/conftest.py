@@ -41,6 +41,7 @@ from models.migrations.m0016_live_prices import TABLES as TABLES_0016
 from models.migrations.m0017_live_assist import TABLES as TABLES_0017
 from models.migrations.m0018_live_dashboard import TABLES as TABLES_0018
 from models.migrations.m0019_short_drama import TABLES as TABLES_0019
+from models.migrations.m0020_promotions import TABLES as TABLES_0020
 from models.orders import forget_cached_skus
 from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
@@ -188,7 +189,7 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
 
 TABLES = (TABLES_0001 + TABLES_0004 + TABLES_0005 + TABLES_0007 + TABLES_0008 + TABLES_0009
           + TABLES_0010 + TABLES_0011 + TABLES_0012 + TABLES_0013 + TABLES_0014 + TABLES_0015
-          + TABLES_0016 + TABLES_0017 + TABLES_0018 + TABLES_0019)
+          + TABLES_0016 + TABLES_0017 + TABLES_0018 + TABLES_0019 + TABLES_0020)
 
 
 @pytest.fixture

@@ -593,3 +593,251 @@ def drama_series(host: Creator, *, title: str = "霸总的秘密", episodes: int
                 n, f"第{n}集", f"https://cdn.example.com/ep{n}.mp4", list(sku_codes), spec_link))
         return series.id
 
+
+# ---- issue 14: coupons ------------------------------------------------------------------------
+
+def coupon(*, actor: str = "test", **spec):  # noqa: ANN003, ANN201
+    """A coupon made through the real service: by default 满减 5 yuan off from 0, valid from an
+    hour ago for 30 days, shelf-wide, unlimited uses; `spec` overrides CouponSpec fields."""
+    from models import coupons
+    from models.coupons import CouponSpec
+
+    now = utcnow()
+    fields = {"name": f"测试券 {next(_n)}", "kind": "amount_off", "amount_off_fen": 500,
+              "starts_at": now - dt.timedelta(hours=1), "ends_at": now + dt.timedelta(days=30), **spec}
+    with db.connection_context():
+        return coupons.create_coupon(CouponSpec(**fields), actor=actor)
+
+
+def granted(made, *users: User, key: str | None = None) -> list[int]:  # noqa: ANN001
+    """Hand `made` to each user (an operator issue); their grant ids, in the users' order."""
+    from models import coupons
+    from models.coupons import CouponGrant
+
+    with db.connection_context():
+        source_key = key or f"test:{next(_n)}"
+        coupons.issue(made.id, [u.id for u in users], source="operator", source_key=source_key)
+        rows = {g.user_id: g.id for g in CouponGrant.select().where(
+            (CouponGrant.coupon == made.id) & (CouponGrant.source_key == source_key))}
+    return [rows[u.id] for u in users]
+
+
+def coupon_state() -> tuple:
+    """Everything coupons write, to show a refusal wrote nothing: rows per table and the
+    counters of every coupon."""
+    from models.coupons import Coupon, CouponGrant, CouponRedemption
+
+    with db.connection_context():
+        return (Order.select().count(), CouponGrant.select().count(), CouponRedemption.select().count(),
+                sorted((c.id, c.uses, c.spent_fen) for c in Coupon.select()),
+                sorted((g.id, g.state, g.order_id) for g in CouponGrant.select()))
+
+
+def with_coupons(sku: Sku | str, grants: list[int], user: User, *, ref: str | None = None,
+                 quantity: int = 1) -> Order:
+    """An order with coupons placed through models/checkout.py (the route's service)."""
+    from models import checkout
+
+    code = sku if isinstance(sku, str) else sku.code
+    with db.connection_context():
+        order, created = checkout.place(user, OrderRequest(code, quantity, ref=ref, coupons=tuple(grants)),
+                                        POLICY, client_ip="10.0.0.1")
+    assert created
+    return order
+
+
+
+# ---- issue 14: coupon money -------------------------------------------------------------------
+
+def discounted(sku: Sku | str, openid: str = "buyer-1", *, discount: int, creator_discount: int = 0,
+               ref: str | None = None, user: User | None = None, quantity: int = 1) -> Order:
+    """An unpaid order whose coupons took `discount` fen off its price, `creator_discount` of it
+    funded by its seller: placed through `orders.place_order` with `orders.set_amount` inside its
+    transaction, as models/checkout.py does after `coupons.reserve` (no coupon rows)."""
+    code = sku if isinstance(sku, str) else sku.code
+
+    def lower(order: Order) -> None:
+        orders.set_amount(order, amount_fen=order.amount_fen - discount, discount_fen=discount,
+                          creator_discount_fen=creator_discount)
+
+    with db.connection_context():
+        order, created = orders.place_order(user or buyer(openid), OrderRequest(code, quantity, ref=ref), POLICY,
+                                            client_ip="10.0.0.1", within=lower)
+    assert created
+    return order
+
+
+def wechat_paid(order: Order, gateway, fake_pay) -> None:  # noqa: ANN001
+    """Pay an order the way the mini-program does, without the API: the WeChat Pay order made
+    (what POST /orders/{id}/pay does), then WeChat Pay's signed notification to the real
+    notify endpoint (the live server)."""
+    with db.connection_context():
+        payments.prepare_payment(order, gateway, User.get_by_id(order.user_id).openid, "10.0.0.1")
+    assert fake_pay.notify_acknowledged(fake_pay.pay(order.no))
+
+
+def postings_of(key: str) -> dict[str, int]:
+    """The legs of one ledger transaction, per account."""
+    with db.connection_context():
+        txn = ledger.LedgerTransaction.get(ledger.LedgerTransaction.key == key)
+        legs: dict[str, int] = {}
+        for posting in txn.postings:
+            legs[posting.account] = legs.get(posting.account, 0) + posting.amount_fen
+        return legs
+
+
+
+# ---- issue 14: groupbuy -----------------------------------------------------------------------
+
+def group_sale(shop: Shop, *, size: int = 3, price: int = 990, retail: int = 1990, keys: int = 20,
+               window_s: int = 3600, **spec) -> tuple[Sku, int]:  # noqa: ANN003
+    """A card-key SKU (`keys` keys, retail `retail`) and a group-buy activity on it open now
+    (models/groupbuy.create_activity; `spec`: other ActivitySpec fields). (sku, activity id)."""
+    from models import groupbuy
+
+    sku = shop.card_sku(keys=keys, price=retail)
+    now = utcnow()
+    fields = dict(starts_at=now - dt.timedelta(minutes=1), ends_at=now + dt.timedelta(days=1), **spec)
+    with db.connection_context():
+        activity = groupbuy.create_activity(groupbuy.ActivitySpec(
+            sku_code=sku.code, title="拼团测试", size=size, window_s=window_s, group_price_fen=price, **fields),
+            actor="test")
+    return sku, activity.id
+
+
+def api_group(client, auth: dict, sku: Sku, *, activity: int | None = None, team: int | None = None,  # noqa: ANN001
+              fake_pay=None, ref: str | None = None) -> dict:  # noqa: ANN001
+    """Start (`activity`) or join (`team`) a team through POST /orders (through a creator's
+    `ref`), and create its WeChat Pay order (/pay); with `fake_pay`, WeChat Pay's notification
+    for it too. The order as answered."""
+    extra: dict = {"group_activity": activity} if activity is not None else {"team": team}
+    if ref is not None:
+        extra["ref"] = ref
+    order = api_place(client, auth, sku, **extra)
+    pay = client.post(f"{ORDERS}/{order['id']}/pay", headers=auth)
+    assert pay.status_code == 200, pay.json
+    if fake_pay is not None:
+        assert fake_pay.notify_acknowledged(fake_pay.pay(order["no"]))
+    return order
+
+
+def expire_team(team_id: int, *, ago_s: int = 1) -> None:
+    """Time passes: the team's window (and its unpaid member orders' deadline) ended `ago_s` ago."""
+    from models.groupbuy import GroupMember, GroupTeam
+
+    past = utcnow() - dt.timedelta(seconds=ago_s)
+    with db.connection_context():
+        GroupTeam.update(expires_at=past).where(GroupTeam.id == team_id).execute()
+        members = GroupMember.select(GroupMember.order_id).where(GroupMember.team == team_id)
+        Order.update(expires_at=past).where(Order.id.in_(members) & (Order.status == "pending")).execute()
+
+
+def team_row(team_id: int):  # noqa: ANN201
+    from models.groupbuy import GroupTeam
+
+    with db.connection_context():
+        return GroupTeam.get_by_id(team_id)
+
+
+def member_states(team_id: int) -> dict[int, str]:
+    """order id -> member state, of every member of the team."""
+    from models.groupbuy import GroupMember
+
+    with db.connection_context():
+        return {m.order_id: m.state for m in GroupMember.select().where(GroupMember.team == team_id)}
+
+
+
+# ---- issue 14: groupbuy chat and bench --------------------------------------------------------
+
+def chat_activity(sku: Sku, *, size: int = 3, price: int = 990, title: str = "三人拼团", window_s: int = 3600,
+                  ends_in: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """A group-buy activity on `sku`, open now, made through models/groupbuy.create_activity; its id."""
+    from models import groupbuy
+
+    now = utcnow()
+    with db.connection_context():
+        return groupbuy.create_activity(groupbuy.ActivitySpec(
+            sku_code=sku.code, title=title, size=size, window_s=window_s, group_price_fen=price,
+            starts_at=now - dt.timedelta(minutes=1), ends_at=now + ends_in), actor="test").id
+
+
+def group_order(sku: Sku, group: tuple[str, int], *, user: User | None = None, openid: str = "buyer-1",
+                pay: bool = True) -> Order:
+    """`user` starts (("start", activity id)) or joins (("join", team id)) a team through
+    models/checkout.place; with `pay`, the payment is confirmed the way the webhook does and handed
+    to the delivery drain (run the jobs: the drain advances the team)."""
+    from models import checkout
+
+    with db.connection_context():
+        order, created = checkout.place(user or buyer(openid), OrderRequest(sku.code, 1, group=group), POLICY,
+                                        client_ip="10.0.0.9")
+        assert created
+        if pay:
+            order_id, outcome = payments.confirm_payment(order.no, f"tx-{order.no}", order.amount_fen, source="test")
+    if pay:
+        maintenance.dispatch_payment(order_id, outcome)
+    return order
+
+
+def team_of(order: Order) -> int:
+    from models import groupbuy
+
+    with db.connection_context():
+        team = groupbuy.team_of_order(order.id)
+    assert team is not None
+    return team
+
+
+
+# ---- issue 14: selfservice --------------------------------------------------------------------
+
+
+def category(name: str, sort: int = 0, *, active: bool = True) -> int:
+    """A shelf category (id)."""
+    with db.connection_context():
+        return catalog.Category.create(name=name, sort=sort, active=active).id
+
+
+def shelf_product(title: str, *, category_id: int | None = None, sku_name: str | None = None,
+                  keys: int = 3, price: int = 1990, code: str | None = None) -> Sku:
+    """A product in a category with one card-key SKU (`keys` keys imported through the vault)."""
+    code = code or f"SHELF-{next(_n)}"
+    with db.connection_context():
+        product = catalog.create_product(title)
+        catalog.Product.update(category_id=category_id).where(catalog.Product.id == product.id).execute()
+        sku = catalog.create_sku(product, code=code, name=sku_name or f"{title} 卡", kind=Kind.CARD_KEY,
+                                 supply_price_fen=price // 2, retail_price_fen=price)
+        if keys:
+            vault.import_keys(sku, [(i, f"{code}-KEY-{i:06d}-SECRET") for i in range(1, keys + 1)])
+    return sku
+
+
+def reveal_keys(order_id: int) -> int:
+    """The buyer opens every voucher of the order (the reveal service); how many."""
+    from models import delivery
+
+    with db.connection_context():
+        order = Order.get_by_id(order_id)
+        found = list(Voucher.select().where(Voucher.order == order_id))
+        for v in found:
+            delivery.reveal(order.user, v.id)
+    return len(found)
+
+
+# ---- issue 14: admin and wakeup ---------------------------------------------------------------
+
+def dormant(sku: Sku, openid: str, *, days_ago: int = 40, telegram: str | None = None, wechat: str | None = None,
+            wechat_seen: dt.datetime | None = None) -> User:
+    """A buyer who paid an order (through the services) `days_ago` days ago and nothing since,
+    with the given chat identities (`linked`)."""
+    order = paid(sku, openid, dispatch=False)
+    with db.connection_context():
+        Order.update(paid_at=utcnow() - dt.timedelta(days=days_ago)).where(Order.id == order.id).execute()
+    return linked(buyer(openid), telegram=telegram, wechat=wechat, wechat_seen=wechat_seen)
+
+
+def campaign(name: str, **spec):  # noqa: ANN003, ANN201
+    """The active coupon of a campaign (group_welcome | lottery_loser | wakeup), valid for a year."""
+    return coupon(name=f"{name} 券", campaign=name, ends_at=utcnow() + dt.timedelta(days=365), **spec)
+

@@ -129,11 +129,11 @@ def demo_admin_login(port: int, output: str) -> int:
 
     password = re.search(r'demo operator "demo" \(readonly\), password (\S+)\)', output).group(1)
     base = f"http://127.0.0.1:{port}/admin"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 150  # a loaded 2-core host: the first admin page builds the admin
     while True:
         try:
             browser = requests.Session()
-            page = browser.get(f"{base}/login", timeout=30)
+            page = browser.get(f"{base}/login", timeout=60)
             break
         except (requests.ConnectionError, requests.Timeout):
             if time.monotonic() > deadline:
@@ -141,5 +141,5 @@ def demo_admin_login(port: int, output: str) -> int:
             time.sleep(0.5)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     browser.post(f"{base}/login", data={"name": "demo", "password": password, "csrf_token": token},
-                 timeout=10, allow_redirects=False)
-    return browser.get(f"{base}/", timeout=10, allow_redirects=False).status_code
+                 timeout=60, allow_redirects=False)
+    return browser.get(f"{base}/", timeout=60, allow_redirects=False).status_code

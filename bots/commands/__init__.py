@@ -81,7 +81,8 @@ from bots.commands.replies import (
 from models.money import yuan
 
 # The areas, in the order of the help text and the menus (the order of declaration).
-AREAS = ("joining", "earnings", "products", "live", "live_reserve", "live_stats", "content", "vouchers", "help")
+AREAS = ("joining", "earnings", "products", "live", "live_reserve", "live_stats", "coupons", "groupbuy",
+         "self_service", "content", "vouchers", "help")
 for _area in AREAS:
     importlib.import_module(f"bots.commands.{_area}")
 

@@ -71,22 +71,26 @@ def _views(admin: Admin) -> None:
     from miniapp_api.admin import (
         activity,
         catalog,
+        categories,
         chat,
+        coupons,
         creators,
         drama,
         exports,
+        groupbuy,
         jobs,
         ledger,
         live,
         live_dashboard,
         orders,
+        refunds,
         system,
         vault,
         withdrawals,
     )
 
-    for area in (orders, creators, live, live_dashboard, drama, withdrawals, ledger, catalog, vault, chat,
-                 activity, jobs, exports, system):
+    for area in (orders, refunds, creators, live, live_dashboard, drama, coupons, groupbuy, withdrawals, ledger,
+                 catalog, categories, vault, chat, activity, jobs, exports, system):
         area.register(admin)
 
 

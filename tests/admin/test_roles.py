@@ -129,6 +129,22 @@ ROUTES += [Route(f"live_dashboard.{name}", "live.manage", lambda w, u=url: f"/ad
 ORDER_ACTIONS = {"mark_paid": "orders.mark_paid", "refund": "orders.refund", "redeliver": "orders.redeliver",
                  "resend": "orders.resend", "hold": "orders.hold", "release": "orders.hold",
                  "fraud": "orders.fraud"}
+ROUTES += [Route(f"coupons_admin.{name}", "promo.manage", lambda w, u=url: f"/admin/promo/coupons{u}",
+                 lambda w: {"name": "role test", "kind": "amount_off", "amount_off": "5", "starts": "2030-01-01 00:00",
+                            "ends": "2030-02-01 00:00", "recipients": "1", "reason": "role test"})
+           for name, url in (("create", "/new"), ("deactivate", "/1/deactivate"), ("issue", "/1/issue"))]
+ROUTES += [Route(f"groupbuy_admin.{name}", perm, lambda w, u=url: f"/admin/promo/groupbuy{u}",
+                 lambda w: {"sku": "nope", "title": "role test", "size": "3", "group_price": "1",
+                            "window_minutes": "60", "starts": "2030-01-01 00:00", "ends": "2030-02-01 00:00",
+                            "reason": "role test"})
+           for name, url, perm in (("create", "/new", "promo.manage"), ("deactivate", "/1/deactivate", "promo.manage"),
+                                   ("retry", "/refunds/1/retry", "promo.refund_retry"))]
+ROUTES += [Route("refund_requests.decide", "orders.refund",
+                 lambda w, d=decision: f"/admin/orders/refund-requests/1/{d}", lambda w: {"reason": "role test"})
+           for decision in ("approve", "reject")]
+ROUTES += [Route(f"categories.{name}", "catalog.edit", lambda w, u=url: f"/admin/catalog/categories{u}",
+                 lambda w: {"name": "role test", "sort": "1", "reason": "role test"})
+           for name, url in (("create", "/new"), ("edit", "/1/edit"), ("assign", "/assign"))]
 ROUTES += [Route("orders.act", perm, lambda w, a=action: f"/admin/orders/{w['order']}/{a}",
                  lambda w: {"reason": "role test", "reference": "role-ref"})
            for action, perm in ORDER_ACTIONS.items()]

@@ -42,6 +42,12 @@ HELP_ZH = """千星机器人命令（英文命令与中文关键词效果相同�
 /liveposter 编号 · 预约海报 编号 — 生成直播预约海报（扫码预约）
 /dashboard · 看板 — 直播实时数据和提示
 /vote 问题 | 选项A | 选项B · 投票 — 直播中发起投票
+/claim 券码 · 领券 券码 — 领取优惠券（仅私聊）
+/coupons · 我的券 — 查看我的优惠券（仅私聊）
+/groupbuy · 拼团 — 正在进行的拼团；拼团 编号 发出拼团卡片
+/groupposter 团编号 · 拼团海报 团编号 — 生成拼团海报（扫码参团）
+/cancel 订单号 · 取消订单 订单号 — 取消未付款的订单
+/refund 订单号 原因 · 退款 订单号 原因 — 申请退款
 /script [主题] · 文案 [主题] — 带货文案
 /vouchers · 我的卡券 — 查看卡密（仅私聊）
 /resend 订单号 · 补发 订单号 — 重新发送发货通知
@@ -58,6 +64,9 @@ KEYWORDS_ZH = {
     "直播": "live", "预告": "live", "开播": "golive", "下播": "endlive", "预约": "reserve", "直播卡片": "live_card",
     "预约人数": "reservations", "预约海报": "reserve_poster", "看板": "dashboard", "数据": "dashboard",
     "直播数据": "dashboard", "投票": "vote",
+    # group selling and self-service (issue 14)
+    "领券": "claim", "我的券": "coupons", "我的优惠券": "coupons", "拼团": "groupbuy", "拼团海报": "groupposter",
+    "取消订单": "cancel_order", "退款": "refund_request",
 }
 
 
@@ -103,14 +112,17 @@ def test_the_chat_menus_are_generated():
 
 def test_the_keyword_and_slash_tables_are_generated():
     assert commands.KEYWORDS == KEYWORDS_ZH
-    renamed = {"live_card": "livecard", "reserve_poster": "liveposter"}  # slash names differ from the command's
-    assert commands.SLASH == {**{renamed.get(name, name): name for name in commands.COMMANDS}, "menu": "help"}
+    renamed = {"live_card": "livecard", "reserve_poster": "liveposter", "cancel_order": "cancel",
+               "refund_request": "refund"}  # slash names differ from the command's
+    assert commands.SLASH == {**{renamed.get(name, name): name for name in commands.COMMANDS}, "menu": "help",
+                              "lingquan": "claim", "quan": "coupons"}  # pinyin aliases
     takes_args = {name for name, (_, _, args) in commands.COMMANDS.items() if args}
     assert takes_args == {"start", "bind", "withdraw", "markup", "promo", "script", "resend", "live", "golive",
-                          "endlive", "reserve", "live_card", "reservations", "reserve_poster", "dashboard", "vote"}
+                          "endlive", "reserve", "live_card", "reservations", "reserve_poster", "dashboard", "vote",
+                          "claim", "groupbuy", "groupposter", "cancel_order", "refund_request"}
     assert commands.PRIVATE_ONLY == {"withdraw", "vouchers", "statement", "earnings", "resend",
                                      "withdraw_confirm", "withdraw_cancel", "live", "golive", "endlive",
-                                     "dashboard"}
+                                     "dashboard", "claim", "coupons", "cancel_order", "refund_request"}
     # button-only commands have no slash name or keyword, and their menu key is refused as stale
     assert "withdraw_confirm" in commands.HANDLERS and "withdraw_confirm" not in commands.COMMANDS
     assert commands.parse(_incoming(callback="CMD_WITHDRAW_CONFIRM")) == Command("stale_button")
@@ -164,7 +176,7 @@ def test_telegram_commands_come_from_the_help_lines():
     assert private["withdraw"] == "提现到微信零钱（需确认）" and private["help"] == "本说明"
     assert "start" not in private  # /start is what Telegram's own start button sends
     assert set(private) - set(group) == {"earnings", "statement", "withdraw", "vouchers", "resend", "live", "golive",
-                                         "endlive", "dashboard"}
+                                         "endlive", "dashboard", "claim", "coupons", "cancel", "refund"}
     with use_locale("en"):
         assert dict(commands.telegram_commands(private=True))["withdraw"] == \
             "withdraw to your WeChat wallet (asks to confirm)"
