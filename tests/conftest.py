@@ -199,6 +199,10 @@ def telegram(rt: wiring.Runtime, fake_telegram: FakeTelegramAPI) -> FakeTelegram
     return fake_telegram
 
 
+_USED_TABLES = " UNION ALL ".join(
+    f"SELECT '{m._meta.table_name}' WHERE EXISTS (SELECT 1 FROM \"{m._meta.table_name}\")" for m in TABLES)
+
+
 def _truncate() -> None:
     forget_cached_skus()
     forget_cached_pins()
@@ -210,8 +214,15 @@ def _truncate() -> None:
 
 def _empty() -> None:
     if settings_is_postgres():
-        names = ", ".join(f'"{m._meta.table_name}"' for m in TABLES)
-        db.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        # TRUNCATE costs per table (a new file each, ~0.6 s for all ~70 on a loaded host, the
+        # larger part of a PostgreSQL test run): empty only the tables a test wrote to, found by
+        # one query, then start every sequence that was read again at 1 (rolled-back inserts move
+        # sequences of tables that are empty now, and tests expect ids from 1).
+        used = [name for (name,) in db.execute_sql(_USED_TABLES).fetchall()]
+        if used:
+            db.execute_sql("TRUNCATE " + ", ".join(f'"{name}"' for name in used) + " CASCADE")
+        db.execute_sql("SELECT setval((quote_ident(schemaname) || '.' || quote_ident(sequencename))::regclass, 1, "
+                       "false) FROM pg_sequences WHERE schemaname = current_schema() AND last_value IS NOT NULL")
         return
     # The ledger refuses DELETE through triggers; drop them, empty, reinstall.
     for (name,) in db.execute_sql(

@@ -411,7 +411,7 @@ def test_two_worker_processes_draining_at_once_send_each_message_once(rt, settin
     # when two processes (own database connections, own Redis clients) drain together
     procs = [subprocess.Popen([sys.executable, "-c", DRAIN_SCRIPT], cwd=root, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [p.communicate(timeout=60) for p in procs]
+    outputs = [p.communicate(timeout=240) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
     stats = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     # then every chat got its message exactly once, and the two drains' counts add up
