@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import secrets
 import shutil
 import time
@@ -49,8 +48,8 @@ import aiohttp
 from qianxing.bench.flash_sale import http_session
 from qianxing.bench.harness import (
     BENCH_DIR,
+    OwnScratch,
     Scratch,
-    ScratchDatabase,
     bench_settings,
     child_env,
     free_port,
@@ -71,29 +70,6 @@ CONTEND_EVERY = 10  # team i with i % CONTEND_EVERY == 0 gets one buyer more tha
 REFUSED_CODES = ("group_full", "group_closed")  # the one buyer too many: no seat, or the team filled
 
 
-class GroupScratch(Scratch):
-    """Scratch with names of its own (database, logs, embedded Redis)."""
-
-    def open_database(self) -> str:
-        self.own = ScratchDatabase(self.settings, "group")
-        if not self.own.postgres and not self.settings.DATABASE_URL.startswith("sqlite"):
-            raise RuntimeError("the benchmark supports SQLite and PostgreSQL DATABASE_URLs")
-        self.own.create()
-        self.database_url = self.own.url
-        return self.database_url
-
-    def redis_dir(self) -> Any:
-        return BENCH_DIR / f"group-buy-redis-{os.getpid()}"
-
-    def log_dir(self) -> Any:
-        return BENCH_DIR / f"group-buy-{os.getpid()}"
-
-    def _close_database(self) -> None:
-        from qianxing import wiring
-
-        with contextlib.suppress(Exception):
-            self.own.remove()
-        wiring.reset()
 
 
 # ---- the plan and seeding ---------------------------------------------------------------------
@@ -309,7 +285,7 @@ def run(settings: Settings, *, teams: int = 2000, size: int = 3, clients: int = 
 
     began = time.monotonic()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    scratch = GroupScratch(settings)
+    scratch = OwnScratch(settings, db_name="group", dir_name="group-buy")
     run_id = secrets.token_hex(3)
     teams_plan = plan(teams, size, run_id)
     buyers = [o for p in teams_plan for o in (p.leader, *p.members)]

@@ -388,3 +388,36 @@ def verify(pool: int) -> dict[str, int]:
         "paid": paid, "delivered": delivered, "pending": pending, "keys_in_pool": keys_in_pool,
         "oversold": oversold, "duplicate_keys": (with_key - distinct_keys) + wrong_count,
     }
+
+
+@dataclass
+class OwnScratch(Scratch):
+    """Scratch with names of its own: a scratch database `ScratchDatabase(settings, db_name)`,
+    logs under var/bench/<dir_name>-<pid>/ and an embedded Redis under
+    var/bench/<dir_name>-redis-<pid>/, so a benchmark never touches the scratch of another one
+    running beside it (live-burst, group-buy)."""
+
+    db_name: str = "own"
+    dir_name: str = "own"
+    own: ScratchDatabase | None = None
+
+    def open_database(self) -> str:
+        self.own = ScratchDatabase(self.settings, self.db_name)
+        if not self.own.postgres and not self.settings.DATABASE_URL.startswith("sqlite"):
+            raise RuntimeError("the benchmark supports SQLite and PostgreSQL DATABASE_URLs")
+        self.own.create()
+        self.database_url = self.own.url
+        return self.database_url
+
+    def redis_dir(self) -> Path:
+        return BENCH_DIR / f"{self.dir_name}-redis-{os.getpid()}"
+
+    def log_dir(self) -> Path:
+        return BENCH_DIR / f"{self.dir_name}-{os.getpid()}"
+
+    def _close_database(self) -> None:
+        from qianxing import wiring
+
+        with contextlib.suppress(Exception):
+            self.own.remove()
+        wiring.reset()

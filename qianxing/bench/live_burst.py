@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import shutil
 import threading
@@ -43,8 +42,8 @@ from qianxing.bench.flash_sale import http_session, json_body, p99_ms
 from qianxing.bench.harness import (
     BENCH_DIR,
     SKU_CODE,
+    OwnScratch,
     Scratch,
-    ScratchDatabase,
     bench_settings,
     child_env,
     free_port,
@@ -61,30 +60,6 @@ DELIVERY_WAIT_S = 60.0
 STARTUP_TIMEOUT_S = 150.0  # more patience than harness.wait_healthy's: gunicorn starts slowly on a busy machine
 
 
-class BurstScratch(Scratch):
-    """Scratch with names of its own (database, logs, embedded Redis), so this benchmark never
-    touches the scratch of another one running beside it."""
-
-    def open_database(self) -> str:
-        self.own = ScratchDatabase(self.settings, "live")
-        if not self.own.postgres and not self.settings.DATABASE_URL.startswith("sqlite"):
-            raise RuntimeError("the benchmark supports SQLite and PostgreSQL DATABASE_URLs")
-        self.own.create()
-        self.database_url = self.own.url
-        return self.database_url
-
-    def redis_dir(self) -> Any:
-        return BENCH_DIR / f"live-burst-redis-{os.getpid()}"
-
-    def log_dir(self) -> Any:
-        return BENCH_DIR / f"live-burst-{os.getpid()}"
-
-    def _close_database(self) -> None:
-        from qianxing import wiring
-
-        with contextlib.suppress(Exception):
-            self.own.remove()
-        wiring.reset()
 
 
 # ---- seeding --------------------------------------------------------------------------------
@@ -320,7 +295,7 @@ def run(settings: Settings, *, units: int = 100, buyers: int = 5000, window: flo
 
     began = time.monotonic()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    scratch = BurstScratch(settings)
+    scratch = OwnScratch(settings, db_name="live", dir_name="live-burst")
     try:
         database_url, redis_url = scratch.open_database(), scratch.open_redis()
         port = free_port()
