@@ -85,6 +85,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     live.register(app)
     shop.register(app)
+    from miniapp_api.phone import bp as phone_bp  # issue 15: the shopper's phone authorization
+
+    app.register_api(phone_bp)
     app.register_blueprint(webhooks)
     from miniapp_api.share import share
 

@@ -13,7 +13,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from wechatpy.exceptions import WeChatClientException
 
-from miniapp_api import throttle
+from miniapp_api import risk_edge, throttle
 from miniapp_api.auth import current_user, issue_token
 from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
@@ -44,6 +44,7 @@ from models import (
     live_orders,
     orders,
     payments,
+    risk_gate,
     shelf,
     users,
 )
@@ -198,7 +199,7 @@ def get_product(path: ProductPath):  # noqa: ANN201
 
 
 @api.post("/orders", tags=[me_tag], security=BEARER,
-          responses={200: OrderOut, 201: OrderOut, **ERRORS})
+          responses={200: OrderOut, 201: OrderOut, 403: ErrorOut, **ERRORS})
 def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN201
     """Place an order and reserve its stock. 201 when created, 200 for an idempotent replay.
     An order naming a live session (`live`) for a product pinned there with a live price gets
@@ -206,7 +207,9 @@ def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN20
     place of the ladder is taken, 409 `live_not_on_air` outside the session.
     `coupons` applies the buyer's coupons (reserved with the order, given back if it expires or
     is cancelled); `group_activity` starts a group-buy team and `team` joins one, at the group
-    price (the order is delivered when the team fills, refunded if it does not)."""
+    price (the order is delivered when the team fills, refunded if it does not). 403
+    risk_refused: joining a team from the opener's device or network (or, with
+    RISK_BLOCK_ORDERS, too many orders from one device or network)."""
     user = current_user()
     if body.group_activity is not None and body.team is not None:
         raise InvalidInput("start a team (group_activity) or join one (team), not both", code="invalid_group")
@@ -215,6 +218,8 @@ def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN20
     req = orders.OrderRequest(sku=body.sku, quantity=body.quantity, ref=body.ref,
                               account=body.account, live=body.live, coupons=tuple(body.coupons), group=group)
     rt = runtime()
+    ip, device = risk_edge.request_edge()
+    risk_gate.check_order(rt.redis, rt.settings, user.id, group, ip=ip, device=device)
     if req.live is not None:  # the live branch (models/live_orders.py): the sold-out gate first
         order, created = live_orders.place(
             user, req, rt.policy, client_ip=client_ip(), idempotency_key=header.idempotency_key,
@@ -222,6 +227,9 @@ def create_order(body: CreateOrderIn, header: IdempotencyHeader):  # noqa: ANN20
     else:
         order, created = checkout.place(user, req, rt.policy, client_ip=client_ip(),
                                         idempotency_key=header.idempotency_key)
+    if created:
+        risk_edge.order_placed(order)  # the risk engine's signal (never fails the order)
+        risk_gate.order_placed(rt.redis, rt.settings, order, group, ip=ip, device=device)
     if created and order.live_id is not None:
         _count_live_order(rt.redis, order)
     return _order_out(order), 201 if created else 200

@@ -39,8 +39,9 @@ from miniapp_api.creator_schemas import (
 )
 from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
+from miniapp_api.risk_edge import request_edge
 from miniapp_api.schemas import IdempotencyHeader
-from models import activity, earnings, levels, live_dashboard, network, withdrawals
+from models import activity, earnings, levels, live_dashboard, network, risk_withdrawal_checks, withdrawals
 from models.db import utcnow
 from models.network import Creator
 
@@ -178,9 +179,13 @@ def request_withdrawal(body: WithdrawIn, header: IdempotencyHeader):  # noqa: AN
     """Withdraw from my available balance: to my WeChat wallet (fee, T+1, an operator approves
     large amounts) or as shopping credit (at once, no fee). The same Idempotency-Key and body
     returns the same withdrawal. Errors: below_minimum (400), in_debt, insufficient_balance,
-    request_key_reused (409)."""
-    w = withdrawals.request_withdrawal(_me(), body.amount_fen, body.method, policy=runtime().withdraw,
-                                       request_key=header.idempotency_key)
+    request_key_reused (409). A wallet withdrawal a risk rule flags (a first withdrawal, a spike,
+    a payout account shared with another creator) is accepted in state `review`."""
+    rt = runtime()
+    ip, device = request_edge()
+    w = risk_withdrawal_checks.request_withdrawal(rt.redis, rt.settings, _me(), body.amount_fen, body.method,
+                                                  policy=rt.withdraw, request_key=header.idempotency_key,
+                                                  ip=ip, device=device)
     return _withdrawal_out(w), 201
 
 

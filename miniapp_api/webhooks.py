@@ -13,6 +13,7 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.pay import WeChatPay, calculate_signature
 from werkzeug.exceptions import HTTPException
 
+from miniapp_api import risk_edge
 from miniapp_api.deps import runtime
 from models.db import is_connection_lost, once_more_if_lost
 from models.payments import PaymentRejected, confirm_payment
@@ -125,4 +126,5 @@ def process_payment_notification(body: bytes, sender: str | None = None, *,
         log.warning("wechatpay notify rejected for %s: %s", order_no, exc.code)
         return False, exc.code, 400
     dispatch_payment(order_id, outcome)
+    risk_edge.payment_seen(order_id, data.get("openid") or data.get("sub_openid"))  # never fails the notification
     return True, "OK", 200

@@ -22,9 +22,10 @@ The client is passed in (duck-typed redis-py); models/ never imports redis.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import Enum
 from typing import Any
+
+from models.redis_scripts import script
 
 PREFIX = "live:gate:"
 
@@ -51,17 +52,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], 
 return -1
 """
 _ANSWERS = {1: Gate.HELD, -1: Gate.MISSING, -2: Gate.REPLAY, -3: Gate.SOLD_OUT}
-_scripts: dict[tuple[int, str], Any] = {}
-
-
-def _script(redis: Any, source: str) -> Callable[..., Any]:
-    key = (id(redis), source)
-    script = _scripts.get(key)
-    if script is None:
-        if len(_scripts) > 64:
-            _scripts.clear()
-        script = _scripts[key] = redis.register_script(source)
-    return script
 
 
 def key(pin_id: int) -> str:
@@ -77,7 +67,7 @@ def take(redis: Any, pin_id: int, quantity: int, *, user_id: int,
     """Hold `quantity` places at the gate (one round trip). Redis errors propagate: the caller
     then skips the gate."""
     mark = replay_key(user_id, idempotency_key) if idempotency_key else ""
-    return _ANSWERS[int(_script(redis, _TAKE)(keys=[key(pin_id), mark], args=[quantity]))]
+    return _ANSWERS[int(script(redis, _TAKE)(keys=[key(pin_id), mark], args=[quantity]))]
 
 
 def load(redis: Any, pin_id: int, left: int, ttl_s: int) -> None:
@@ -87,7 +77,7 @@ def load(redis: Any, pin_id: int, left: int, ttl_s: int) -> None:
 
 def give(redis: Any, pin_id: int, quantity: int) -> None:
     """Give places held at the gate back (the database refused the order, or it failed)."""
-    _script(redis, _GIVE)(keys=[key(pin_id)], args=[quantity])
+    script(redis, _GIVE)(keys=[key(pin_id)], args=[quantity])
 
 
 def settle(redis: Any, pin_id: int, left: int) -> None:

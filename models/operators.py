@@ -38,13 +38,13 @@ TOTP_ROLES = frozenset({Role.OWNER, Role.FINANCE})
 
 _VIEW_ALL = {"dashboard.view", "orders.view", "creators.view", "catalog.view", "vault.view",
              "withdrawals.view", "ledger.view", "chat.view", "activity.view", "jobs.view", "live.view",
-             "promo.view"}
+             "promo.view", "risk.view"}
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.FINANCE: frozenset(_VIEW_ALL | {
         "orders.refund", "orders.mark_paid", "orders.fraud", "orders.hold", "orders.retry_settlement",
         "withdrawals.approve", "withdrawals.reject", "ledger.verify",
         "exports.orders", "exports.ledger", "exports.withdrawals", "personal.unmasked", "audit.view",
-        "dashboard.refresh", "promo.refund_retry"}),
+        "dashboard.refresh", "promo.refund_retry", "risk.decide"}),
     Role.SUPPORT: frozenset({"dashboard.view", "orders.view", "creators.view", "catalog.view",
                              "orders.redeliver", "orders.resend", "orders.hold", "chat.view",
                              "exports.orders"}),  # masked: no personal.unmasked
@@ -54,7 +54,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.READONLY: frozenset(_VIEW_ALL),
 }
 # The owner may do everything, including what only the owner may do.
-OWNER_ONLY = frozenset({"operators.manage", "vault.rotate", "creators.manage", "audit.view_all"})
+OWNER_ONLY = frozenset({"operators.manage", "vault.rotate", "creators.manage", "audit.view_all", "risk.rules"})
 ALL_PERMISSIONS = frozenset(OWNER_ONLY.union(*ROLE_PERMISSIONS.values()))
 ROLE_PERMISSIONS[Role.OWNER] = ALL_PERMISSIONS
 

@@ -74,9 +74,10 @@ class LineKind(StrEnum):
     TEAM1 = "team1"
     TEAM2 = "team2"
     COUPON = "coupon"  # negative: the seller's part of their own coupon's discount
+    VOID = "void"  # negative: a beneficiary's whole net on the order, voided by risk (self-purchase)
 
 
-_MARKUP, _SALE, _TEAM1, _TEAM2, _COUPON = (k.value for k in LineKind)  # plain str: read per order line
+_MARKUP, _SALE, _TEAM1, _TEAM2, _COUPON, _VOID = (k.value for k in LineKind)  # plain str: read per order line
 
 
 class Settlement(BaseModel):
@@ -289,12 +290,16 @@ def coupon_sum(order_ids: list[int]) -> int:
                        f"AND order_id IN ({placeholders(order_ids)})", (_COUPON, *order_ids)).fetchone()[0])
 
 
-def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: int = 5000) -> int:
+def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: int = 5000,
+                require_scored: bool = False) -> int:
     """Move pending commission of orders paid more than the refund window ago, not refunded and
-    not under a risk hold, to available. Returns the orders released."""
+    not under a risk hold, to available. Returns the orders released. `require_scored`: only
+    orders the risk engine has scored (a `risk_order_score` row; models/risk_scoring.py)."""
     now = now or utcnow()
     cutoff = Settlement.settled_at.db_value(now - dt.timedelta(days=policy.refund_window_days))
     released, after = 0, 0
+    scored = (" AND EXISTS (SELECT 1 FROM risk_order_score r WHERE r.order_id = st.order_id)"
+              if require_scored else "")
     while True:
         with db.atomic():
             lock()
@@ -303,7 +308,7 @@ def release_due(policy: PayoutPolicy, *, now: dt.datetime | None = None, batch: 
             ids = [r[0] for r in execute(
                 'SELECT st.order_id FROM settlement st JOIN "order" o ON o.id = st.order_id '
                 "WHERE st.state = %s AND st.order_id > %s AND o.paid_at <= %s AND NOT o.risk_hold "
-                "AND o.status IN (%s, %s) ORDER BY st.order_id LIMIT %s",
+                "AND o.status IN (%s, %s)" + scored + " ORDER BY st.order_id LIMIT %s",
                 (SettleState.PENDING.value, after, cutoff, *SOLD, batch)).fetchall()]
             if not ids:
                 return released
@@ -326,15 +331,17 @@ def verify() -> list[str]:
     """Cross-checks between the commission lines, the settlement states and the ledger; each
     problem found is one message (none on a healthy database):
     - each settlement's payout is the sum of its lines, `none` exactly when it has no lines,
-      never negative, 0 outside `none` only when a coupon line took it all, and no line exists
+      never negative, 0 outside `none` only when a coupon or void line took it all, and no line exists
       without a settlement; no creator's lines on an order sum below zero;
     - the commission expense equals the positive lines still owed (pending + available);
     - the discount expense equals the coupon discounts of the sold orders (their payments
       booked them) less what sellers funded in the coupon lines still owed;
     - each creator's pending bucket equals their lines in pending orders;
-    - what release and clawback entries put in each creator's available bucket equals their
-      lines in available orders (withdrawals and rewards move that bucket too, so only these
-      two kinds are summed)."""
+    - what release, clawback and risk-void entries put in each creator's available bucket
+      equals their lines in available orders (withdrawals and rewards move that bucket too, so
+      only these kinds are summed);
+    - a void line (risk, self-purchase) is exactly minus what its creator earned on the order
+      otherwise, so the creator's lines on that order sum to zero."""
     problems: list[str] = []
     for order_id, payout, lines in execute(
             "SELECT st.order_id, st.payout_fen, COALESCE(SUM(c.amount_fen), 0) FROM settlement st "
@@ -345,8 +352,8 @@ def verify() -> list[str]:
     for order_id, state, payout in execute(
             "SELECT order_id, state, payout_fen FROM settlement st "
             "WHERE (state = %s AND payout_fen <> 0) OR payout_fen < 0 OR (state <> %s AND payout_fen = 0 "
-            "AND NOT EXISTS (SELECT 1 FROM commission c WHERE c.order_id = st.order_id AND c.kind = %s)) "
-            "LIMIT 20", (SettleState.NONE.value, SettleState.NONE.value, _COUPON)).fetchall():
+            "AND NOT EXISTS (SELECT 1 FROM commission c WHERE c.order_id = st.order_id AND c.kind IN (%s, %s))) "
+            "LIMIT 20", (SettleState.NONE.value, SettleState.NONE.value, _COUPON, _VOID)).fetchall():
         problems.append(f"order {order_id}: state {state} with a payout of {payout} fen")
     for (order_id,) in execute(
             "SELECT c.order_id FROM commission c JOIN settlement st ON st.order_id = c.order_id "
@@ -357,6 +364,11 @@ def verify() -> list[str]:
             "(SELECT order_id FROM commission WHERE kind = %s) GROUP BY order_id, creator_id "
             "HAVING SUM(amount_fen) < 0 LIMIT 20", (_COUPON,)).fetchall():
         problems.append(f"order {order_id}: creator {creator_id} earns {net} fen")
+    for order_id, creator_id, net in execute(
+            "SELECT c.order_id, c.creator_id, SUM(c.amount_fen) FROM commission c JOIN commission v "
+            "ON v.order_id = c.order_id AND v.creator_id = c.creator_id AND v.kind = %s "
+            "GROUP BY c.order_id, c.creator_id HAVING SUM(c.amount_fen) <> 0 LIMIT 20", (_VOID,)).fetchall():
+        problems.append(f"order {order_id}: creator {creator_id} was voided but earns {net} fen")
     for (order_id,) in execute(
             "SELECT DISTINCT c.order_id FROM commission c LEFT JOIN settlement st ON st.order_id = c.order_id "
             "WHERE st.order_id IS NULL LIMIT 20").fetchall():
@@ -379,7 +391,7 @@ def verify() -> list[str]:
         problems.append(f"discount expense {discounts} fen, but sold orders' discounts {booked} fen "
                         f"less {-funded} fen funded by sellers make {booked + funded}")
     for state, bucket, kinds in ((SettleState.PENDING, ledger.PENDING, None),
-                                 (SettleState.AVAILABLE, ledger.AVAILABLE, ("release", "clawback"))):
+                                 (SettleState.AVAILABLE, ledger.AVAILABLE, ("release", "clawback", "risk_void"))):
         owed = execute(
             "SELECT c.creator_id, SUM(c.amount_fen) FROM commission c JOIN settlement st "
             "ON st.order_id = c.order_id WHERE st.state = %s GROUP BY c.creator_id", (state.value,)).fetchall()

@@ -5,7 +5,8 @@ reading side (lists, balances). What happens after the request, the operator's a
 rejection and paying due withdrawals out through the payout adapter, is in models/payouts.py.
 
 Life cycle (`withdrawal.state`; every change is an event on `withdrawal:{id}`):
-    review    wallet withdrawals above WITHDRAW_REVIEW_ABOVE_FEN wait for an operator
+    review    wallet withdrawals above WITHDRAW_REVIEW_ABOVE_FEN, or flagged by a risk rule
+              (first, spike, shared payout account), wait for an operator
     approved  waits for its payout time (`due_at`, T+1 by default)
     paying    claimed by `payouts.pay_due` and handed to the payout adapter
     paid      the provider paid it (wallet), or it became shopping credit (credit, at once)
@@ -27,13 +28,14 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import peewee as pw
 
-from models import events, ledger
+from models import events, ledger, live_rules, risk_penalties
 from models.db import BaseModel, db, lock_rows, utcnow
 from models.errors import Conflict, InvalidInput, NotFound
 from models.levels import StarLevel
@@ -147,13 +149,15 @@ def _creator_id(creator: Creator | int) -> int:
 
 def request_withdrawal(creator: Creator | int, amount_fen: int, method: Method | str, *,
                        policy: WithdrawPolicy, request_key: str | None = None,
-                       actor: str | None = None) -> Withdrawal:
+                       actor: str | None = None, review_codes: Sequence[str] = ()) -> Withdrawal:
     """Take `amount_fen` out of the creator's available balance.
 
     Wallet: the fee is `quote(amount, fee_bp_for(rank, policy))` (the level's perk, else the setting); the money
     moves to `withdrawing` and is paid out at T+1, after an operator's approval above the
     review threshold. Credit: no fee; it becomes shopping credit at once. The same
-    `request_key` twice returns the same withdrawal.
+    `request_key` twice returns the same withdrawal. `review_codes` (the risk rules that fired,
+    models/risk_withdrawal_checks.py) send a wallet withdrawal to review whatever its amount;
+    its event names them.
 
     Raises InvalidInput (bad amount, method or key; below_minimum), NotFound (the creator),
     Conflict (in_debt, insufficient_balance, request_key_reused).
@@ -181,6 +185,11 @@ def request_withdrawal(creator: Creator | int, amount_fen: int, method: Method |
                     raise Conflict("this request_key was used for another withdrawal",
                                    code="request_key_reused")
                 return existing
+        suspended = risk_penalties.withdrawals_suspended(creator_id)
+        if suspended is not None:
+            until = (f"至 {live_rules.local_time(suspended.until, 'Asia/Shanghai')}（北京时间）"
+                     if suspended.until else "")
+            raise Conflict(f"你的提现功能因风控处罚暂停{until}，如有疑问请联系客服。", code="withdrawals_suspended")
         owed = _available_owed(creator_id)
         if owed < 0:
             raise Conflict(f"your balance owes {-owed} fen; it is netted against future "
@@ -192,7 +201,7 @@ def request_withdrawal(creator: Creator | int, amount_fen: int, method: Method |
         if method == Method.CREDIT:
             state, target, due = WithdrawalState.PAID, ledger.CREDIT, now
         else:
-            review = amount_fen > policy.review_above_fen
+            review = amount_fen > policy.review_above_fen or bool(review_codes)
             state = WithdrawalState.REVIEW if review else WithdrawalState.APPROVED
             target, due = ledger.WITHDRAWING, now + dt.timedelta(hours=policy.delay_hours)
         withdrawal = Withdrawal.create(
@@ -205,7 +214,8 @@ def request_withdrawal(creator: Creator | int, amount_fen: int, method: Method |
         ], memo=f"{method.value} withdrawal {withdrawal.no}")
         events.record(f"withdrawal.{state.value}", withdrawal.subject,
                       actor or f"creator:{creator_id}", no=withdrawal.no, method=method.value,
-                      amount_fen=amount_fen, fee_fen=fee, due_at=due.isoformat())
+                      amount_fen=amount_fen, fee_fen=fee, due_at=due.isoformat(),
+                      **({"risk": list(review_codes)} if review_codes and method == Method.WALLET else {}))
     return withdrawal
 
 

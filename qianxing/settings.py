@@ -23,8 +23,9 @@ VAR_DIR = PROJECT_ROOT / "var"
 _DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
 _DEV_VOUCHER_KEY = "dev1:" + base64.b64encode(b"d" * 32).decode()
 _DEV_VOUCHER_HASH_KEY = "dev-voucher-hash-key"
+_DEV_RISK_HMAC_KEY = "dev-risk-hmac-key"  # noqa: S105
 _DEV_WECHATPAY_API_KEY = "sandboxapikey0000000000000000000"  # 32 chars like a real v2 key
-_SECRETS = ("SECRET_KEY", "VOUCHER_KEY", "VOUCHER_HASH_KEY", "WECHAT_SECRET", "WECHATPAY_API_KEY")
+_SECRETS = ("SECRET_KEY", "VOUCHER_KEY", "VOUCHER_HASH_KEY", "WECHAT_SECRET", "WECHATPAY_API_KEY", "RISK_HMAC_KEY")
 # Secrets of optional integrations: redacted from logs whenever set.
 _OPTIONAL_SECRETS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "WECHAT_OA_SECRET",
                      "WECHAT_OA_TOKEN", "WECHAT_OA_AES_KEY")
@@ -248,6 +249,30 @@ class Settings(BaseSettings):
     WAKEUP_SUBSCRIBE_TEMPLATE_ID: str = "promo-wakeup-template"  # the mini-program subscribe template
     SUBSCRIBE_CONSENT_MAX: int = Field(default=10, ge=1, le=100)  # promo consents a user may hold at once
 
+    # ---- issue 15: core ----
+    # The risk engine (models/risk_*.py). Off: nothing is scored and release does not wait for scoring.
+    RISK_ENABLED: bool = True
+    # Keyed hashes of IPs, device ids, phone numbers and payer identities (HMAC-SHA256); a secret in prod.
+    RISK_HMAC_KEY: str | None = None
+    RISK_RETENTION_DAYS: int = Field(default=180, ge=1, le=3650)  # signals older than this are pruned
+    RISK_HOLD_SCORE: int = Field(default=50, ge=1, le=10_000)  # an order scoring this much is held
+    RISK_REVIEW_SCORE: int = Field(default=80, ge=1, le=10_000)  # ... and this much opens a review case
+    RISK_SCORE_BATCH: int = Field(default=20_000, ge=1, le=100_000)  # orders scored per transaction
+    RISK_BLOCK_ORDERS: bool = False  # refuse orders at the edge on the burst rules (off: score later only)
+    # ---- issue 15: signals ----
+    RISK_PHONE_RATE_PER_USER: int = Field(default=10, ge=0)  # POST /me/phone per shopper per hour (0: no limit)
+    RISK_PRUNE_BATCH: int = Field(default=5000, ge=100, le=100_000)  # rows per transaction of the daily prune
+    # ---- issue 15: gate ----
+    RISK_GATE_RULE_CACHE_S: int = Field(default=5, ge=0, le=300)  # edge checks re-read rules and allowlist this often
+    RISK_GATE_REMEMBER_S: int = Field(default=7 * 86_400, ge=60, le=30 * 86_400)  # assist/team starters' IP+device kept
+    RISK_GATE_WD_TTL_S: int = Field(default=86_400, ge=60, le=30 * 86_400)  # withdrawal counters expire, then reload
+    # ---- issue 15: cases ----
+    # The operators' daily risk digest: "telegram:<chat id>" or "wechat:<openid>"; empty: no digest.
+    RISK_DIGEST_CHAT: str = Field(default="", pattern=r"^$|^(telegram|wechat):[^\s:]{1,64}$")
+    RISK_DIGEST_HOUR: int = Field(default=9, ge=0, le=23)  # the digest goes out from this hour (Beijing time)
+    # ---- issue 15: admin ----
+    # ---- issue 15: bench ----
+
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)
     WEB_BIND: str = "127.0.0.1:8000"
@@ -285,6 +310,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _risk_scores(self) -> Settings:
+        if self.RISK_HOLD_SCORE > self.RISK_REVIEW_SCORE:
+            raise ValueError("RISK_HOLD_SCORE must not exceed RISK_REVIEW_SCORE (review is the graver outcome)")
+        return self
+
+    @model_validator(mode="after")
     def _secrets(self) -> Settings:
         if self.QIANXING_ENV == "prod":
             missing = [name for name in _SECRETS if not getattr(self, name)]
@@ -312,6 +343,7 @@ class Settings(BaseSettings):
             self.SECRET_KEY = self.SECRET_KEY or _DEV_SECRET_KEY
             self.VOUCHER_KEY = self.VOUCHER_KEY or _DEV_VOUCHER_KEY
             self.VOUCHER_HASH_KEY = self.VOUCHER_HASH_KEY or _DEV_VOUCHER_HASH_KEY
+            self.RISK_HMAC_KEY = self.RISK_HMAC_KEY or _DEV_RISK_HMAC_KEY
             self.WECHAT_SECRET = self.WECHAT_SECRET or "dev-wechat-secret"
             self.WECHATPAY_API_KEY = self.WECHATPAY_API_KEY or _DEV_WECHATPAY_API_KEY
         parse_voucher_keys(self.VOUCHER_KEY or "")

@@ -44,11 +44,17 @@ PERIODIC = [
     ("tasks.refund_requests.sweep", 60),  # granted refund requests (from the chat, or a lost job) (issue 14, S)
     ("tasks.groupbuy.close_expired", 30),  # expired group-buy teams closed, their members refunded (issue 14, G)
     ("tasks.groupbuy.retry_refunds", 30),  # group-buy member refunds WeChat Pay refused, on their backoff (issue 14, G)
+    ("tasks.risk.score_orders", 60),  # settled, unscored paid orders (issue 15, scoring)
+    ("tasks.risk.score_creators", 3600),  # creator rules (refund abuse), one hit per creator and day (issue 15)
+    ("tasks.risk_signals.prune_signals", 86400),  # risk signals and raw IPs past RISK_RETENTION_DAYS (issue 15)
+    ("tasks.risk_digest.send_digest", 900),  # operators' daily risk digest, from RISK_DIGEST_HOUR (issue 15)
 ]
 # Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
 JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600,
+                "tasks.risk.score_orders": 3600,  # a backlog after RISK_ENABLED is switched on
                 "tasks.rollups.refresh_rollups": 1800,  # the first run after a deploy reads the whole history
-                "tasks.wakeup.wake_dormant": 3600}  # every dormant buyer of a period, in chunks
+                "tasks.wakeup.wake_dormant": 3600,  # every dormant buyer of a period, in chunks
+                "tasks.risk_signals.prune_signals": 3600}  # the first run may blank years of order IPs
 
 
 def run_cron(settings: Settings, parent_pid: int) -> None:

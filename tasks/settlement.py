@@ -4,9 +4,11 @@ key per (order, beneficiary, kind), so a job killed half-way and run again produ
 ledger an uninterrupted run would have.
 
 - `settle_all` (every 5 minutes, see tasks/worker.py PERIODIC): every paid, unsettled order, then the commission of
-  refunded orders is reversed, then one level evaluation is queued if anything was settled;
+  refunded orders is reversed, then the new orders are risk-scored (tasks/risk.py), then one
+  level evaluation is queued if anything was settled;
 - `settle_live(live_id)`: the orders of a live session that just ended (queued by the API);
-- `release_due` (hourly): pending commission past the refund window becomes available;
+- `release_due` (hourly): scores what is unscored, then pending commission past the refund
+  window becomes available (only of scored orders while RISK_ENABLED; never of held ones);
 - `reverse_refunded`: queued after each refund (and run by `settle_all` as a safety net).
 """
 
@@ -20,6 +22,7 @@ from rq.job import Job, JobStatus
 
 from models import failures, reversals, settlement
 from models.db import connection
+from tasks import risk
 from tasks.context import runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,10 @@ def settle_all() -> dict[str, int]:
         result = settlement.settle(rt.payout, batch=rt.settings.SETTLE_BATCH,
                                    retry_intervals=rt.settings.intervals("ITEM_RETRY_INTERVALS"))
         reversed_ = reversals.reverse_refunded()
+    try:
+        risk.score_orders()
+    except Exception:  # the periodic score_orders runs again within the minute; levels still queue
+        log.exception("risk scoring after settlement failed")
     if result.orders:
         log.info("settled %d orders (%d lines, %d fen) in %d batches", result.orders, result.lines,
                  result.paid_fen, result.batches)
@@ -76,8 +83,10 @@ def retry_set_aside(limit: int = 100) -> dict[str, int]:
 def release_due() -> int:
     """Move commission past the refund window (and not on risk hold) from pending to available."""
     rt = runtime()
+    risk.score_orders()
     with connection():
-        released = settlement.release_due(rt.payout, batch=rt.settings.SETTLE_BATCH)
+        released = settlement.release_due(rt.payout, batch=rt.settings.SETTLE_BATCH,
+                                          require_scored=rt.settings.RISK_ENABLED)
     if released:
         log.info("released the commission of %d orders", released)
     return released

@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from werkzeug.serving import make_server
 
-from models import activity, levels
+from models import activity, levels, risk_gate, risk_rules
 from models.db import db
 from models.live_orders import forget_cached_pins
 from models.migrations import migrate
@@ -42,6 +42,7 @@ from models.migrations.m0017_live_assist import TABLES as TABLES_0017
 from models.migrations.m0018_live_dashboard import TABLES as TABLES_0018
 from models.migrations.m0019_short_drama import TABLES as TABLES_0019
 from models.migrations.m0020_promotions import TABLES as TABLES_0020
+from models.migrations.m0021_risk import TABLES as TABLES_0021
 from models.orders import forget_cached_skus
 from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
@@ -189,7 +190,7 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
 
 TABLES = (TABLES_0001 + TABLES_0004 + TABLES_0005 + TABLES_0007 + TABLES_0008 + TABLES_0009
           + TABLES_0010 + TABLES_0011 + TABLES_0012 + TABLES_0013 + TABLES_0014 + TABLES_0015
-          + TABLES_0016 + TABLES_0017 + TABLES_0018 + TABLES_0019 + TABLES_0020)
+          + TABLES_0016 + TABLES_0017 + TABLES_0018 + TABLES_0019 + TABLES_0020 + TABLES_0021)
 
 
 @pytest.fixture
@@ -206,10 +207,12 @@ _USED_TABLES = " UNION ALL ".join(
 def _truncate() -> None:
     forget_cached_skus()
     forget_cached_pins()
+    risk_gate.forget_cached_rules()  # rule ids restart with each test
     with db.connection_context():
         _empty()
         levels.seed_defaults()
         activity.seed_tiers()
+        risk_rules.seed_defaults()
 
 
 def _empty() -> None:

@@ -841,3 +841,245 @@ def campaign(name: str, **spec):  # noqa: ANN003, ANN201
     """The active coupon of a campaign (group_welcome | lottery_loser | wakeup), valid for a year."""
     return coupon(name=f"{name} 券", campaign=name, ends_at=utcnow() + dt.timedelta(days=365), **spec)
 
+
+
+# ---- issue 15: signals ----
+
+def signal_rows(**where: object) -> list:
+    """The risk_signal rows (optionally those whose columns equal `where`), oldest first."""
+    from models.risk_tables import RiskSignal
+
+    with db.connection_context():
+        query = RiskSignal.select().order_by(RiskSignal.id)
+        for name, value in where.items():
+            query = query.where(getattr(RiskSignal, name) == value)
+        return list(query)
+
+
+def placed_at(when: dt.datetime, *order_ids: int) -> None:
+    """Move orders' placing time (the retention cutoff reads `created_at`)."""
+    with db.connection_context():
+        Order.update(created_at=when).where(Order.id.in_(order_ids)).execute()
+
+
+# ---- issue 15: admin ----
+
+def risk_case(rt, *, seller: Creator | None = None, code: str = "circular_buying", orders: int = 2,  # noqa: ANN001
+              outcome: str = "hold", ip: str = "10.7.7.7", device: str = "dev-shared",
+              withdrawal_fen: int = 0) -> int:
+    """An open review case on `seller`'s sales (a fresh creator under a parent by default):
+    `orders` paid orders through its code by different shoppers on one IP and device (their
+    signals recorded), settled (commission pending) and held, a hit of `code` (the version in
+    force) on each, handed to the seller's case by `risk_cases.attach`; with `withdrawal_fen`
+    the seller also has that much available and a withdrawal of it waiting for review, in the
+    case by a withdrawal_first hit. The case's id."""
+    import json
+
+    from models import reversals, risk_cases, risk_rules, risk_signals, settlement
+    from models.risk_tables import CaseState, RiskCase, RiskHit
+
+    seller = seller or named(parent=named())
+    shop = Shop()
+    sku = shop.card_sku(keys=orders + 1, price=10_000)
+    made: list[int] = []
+    for i in range(orders):
+        order_id = paid_order(seller, sku, amount=10_000, cost=5_000)
+        shopper = buyer(f"risk-shopper-{next(_n)}-{i}")
+        with db.connection_context():
+            Order.update(user=shopper.id).where(Order.id == order_id).execute()
+            risk_signals.record(rt.settings.RISK_HMAC_KEY, "order", user_id=shopper.id, ip=ip, device=device,
+                                order_id=order_id)
+        made.append(order_id)
+    with db.connection_context():
+        settlement.settle(rt.payout, order_ids=made)
+        held = sum(settlement.sums_by_creator(made).values())
+        rule = risk_rules.current()[code]
+        hit_ids = []
+        for order_id in made:
+            reversals.hold(order_id, held=True, actor="test:risk", reason=code)
+            hit_ids.append(RiskHit.insert(
+                subject_kind="order", subject_id=order_id, rule_id=rule.id, code=code, weight=rule.weight,
+                creator_id=seller.id, evidence=json.dumps({"orders": made, "ip_net": ip.rsplit(".", 1)[0]}),
+            ).execute())
+        items = [risk_cases.CaseItem(creator_id=seller.id, outcome=outcome, score=rule.weight * orders,
+                                     hit_ids=hit_ids, held_fen=held)]
+    if withdrawal_fen:
+        earn(seller, withdrawal_fen)
+        with db.connection_context():
+            w = withdrawals.request_withdrawal(seller, withdrawal_fen, Method.WALLET,
+                                               policy=WithdrawPolicy(min_fen=100, fee_bp=0, delay_hours=0,
+                                                                     review_above_fen=0))
+            first = risk_rules.current()["withdrawal_first"]
+            items.append(risk_cases.CaseItem(creator_id=seller.id, outcome="review", score=first.weight, hit_ids=[
+                RiskHit.insert(subject_kind="withdrawal", subject_id=w.id, rule_id=first.id, code=first.code,
+                               weight=first.weight, creator_id=seller.id).execute()]))
+    with db.connection_context(), db.atomic():
+        risk_cases.attach(items)
+        return RiskCase.get((RiskCase.creator_id == seller.id) & (RiskCase.state == CaseState.OPEN.value)).id
+
+
+# ---- issue 15: cases ----
+
+def risk_hit(code: str, subject_kind: str, subject_id: int, *, creator_id: int | None = None,
+             evidence: dict | None = None, period: str = "") -> int:
+    """A hit of the version in force of rule `code`, written directly (the scorer and the edge
+    checks have their own tests). Its id."""
+    import json
+
+    from models import risk_rules
+    from models.risk_tables import RiskHit
+
+    with db.connection_context():
+        rule = risk_rules.current()[code]
+        return RiskHit.insert(subject_kind=subject_kind, subject_id=subject_id, rule_id=rule.id, code=code,
+                              weight=rule.weight, period=period, creator_id=creator_id,
+                              evidence=json.dumps(evidence or {})).execute()
+
+
+def held_case(seller: Creator, order_ids: list[int], *, code: str = "circular_buying", outcome: str = "hold",
+              withdrawal_ids: tuple[int, ...] = ()) -> int:
+    """What the scorer leaves for settled orders of `seller` it found risky: a hit of `code` on
+    each, the orders held and marked scored, and the items attached to the seller's case (plus
+    a withdrawal_first hit per withdrawal in `withdrawal_ids`). The open case's id."""
+    from models import risk_cases, settlement
+    from models.risk_tables import CaseState, RiskCase, RiskOrderScore
+
+    items = []
+    for order_id in order_ids:
+        hit = risk_hit(code, "order", order_id, creator_id=seller.id, evidence={"orders": order_ids})
+        with db.connection_context():
+            held = settlement.sums_by_creator([order_id]).get(seller.id, 0)
+        items.append(risk_cases.CaseItem(creator_id=seller.id, outcome=outcome, score=50, hit_ids=[hit],
+                                         held_fen=held))
+    for withdrawal_id in withdrawal_ids:
+        hit = risk_hit("withdrawal_first", "withdrawal", withdrawal_id, creator_id=seller.id)
+        items.append(risk_cases.CaseItem(creator_id=seller.id, outcome="review", score=80, hit_ids=[hit]))
+    with db.connection_context(), db.atomic():
+        if order_ids:
+            Order.update(risk_hold=True).where(Order.id.in_(order_ids)).execute()
+            for order_id in order_ids:
+                RiskOrderScore.insert(order_id=order_id, score=50, outcome=outcome,
+                                      scored_at=utcnow()).on_conflict_ignore().execute()
+        risk_cases.attach(items)
+        return RiskCase.get((RiskCase.creator_id == seller.id) & (RiskCase.state == CaseState.OPEN.value)).id
+
+
+# ---- issue 15: scoring ----
+
+RISK_TEST_KEY = "test-risk-key"
+
+
+def risk_hash(value: str) -> str:
+    """The keyed hash the signals store for a raw value (an IP, a device id, a payer openid)."""
+    from models.risk_signals import hmac_hex
+
+    return hmac_hex(RISK_TEST_KEY, value)
+
+
+def shopper(openid: str | None = None, *, age_hours: float = 24 * 90, unionid: str | None = None,
+            phone: str | None = None) -> User:
+    """A buyer whose account is `age_hours` old, with an optional unionid and authorized phone
+    (risk_user: its hash and three-digit segment)."""
+    from models.risk_tables import RiskUser
+
+    made = buyer(openid or f"risk-shopper-{next(_n)}")
+    with db.connection_context():
+        User.update(created_at=utcnow() - dt.timedelta(hours=age_hours), unionid=unionid).where(
+            User.id == made.id).execute()
+        if phone is not None:
+            RiskUser.insert(user_id=made.id, phone_hash=risk_hash(phone), phone_seg=phone[:3]).on_conflict(
+                conflict_target=[RiskUser.user_id], update={RiskUser.phone_hash: risk_hash(phone),
+                                                            RiskUser.phone_seg: phone[:3]}).execute()
+        return User.get_by_id(made.id)
+
+
+def risk_buy(seller: Creator | None, sku: Sku, user: User, *, amount: int = 10_000, cost: int = 5_000,
+             at: dt.datetime | None = None, ip: str | None = None, device: str | None = None,
+             payer: str | None = None, status: str = "paid") -> int:
+    """A paid order of `user` through `seller`, placed at `at` (default 2 minutes ago) and paid a minute
+    later, written directly with its order signal (hashes of the given IP, device and payer)."""
+    from models.risk_tables import RiskSignal
+
+    at = at or utcnow() - dt.timedelta(minutes=2)
+    n = next(_n)
+    with db.connection_context(), db.atomic():
+        order_id = Order.create(
+            no=f"QXR{n:012d}", user=user.id, sku=sku.id, quantity=1, unit_price_fen=amount, amount_fen=amount,
+            status=status, ref_code=seller.code if seller else None, seller_id=seller.id if seller else None,
+            markup_fen=0, cost_fen=cost, client_ip="", created_at=at, expires_at=at,
+            paid_at=at + dt.timedelta(minutes=1)).id
+        RiskSignal.insert(at=at, event="order", user_id=user.id, order_id=order_id,
+                          ip_hash=risk_hash(ip) if ip else None, ip_net=ip.rsplit(".", 1)[0] if ip else None,
+                          device_hash=risk_hash(device) if device else None,
+                          payer_hash=risk_hash(payer) if payer else None).execute()
+    return order_id
+
+
+def score(rt, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    """Settle what is unsettled, then score as the job does (the runtime's thresholds)."""
+    from models import risk_scoring, settlement
+
+    with db.connection_context():
+        settlement.settle(rt.payout)
+        return risk_scoring.score_pending(
+            risk_scoring.Thresholds(hold=rt.settings.RISK_HOLD_SCORE, review=rt.settings.RISK_REVIEW_SCORE),
+            **kwargs)
+
+
+def hits_of(order_id: int) -> dict[str, dict]:
+    """rule code -> evidence of the hits on an order."""
+    import json
+
+    from models.risk_tables import RiskHit
+
+    with db.connection_context():
+        return {h.code: json.loads(h.evidence) for h in RiskHit.select().where(
+            (RiskHit.subject_kind == "order") & (RiskHit.subject_id == order_id))}
+
+
+def outcome_of(order_id: int) -> tuple[int, str] | None:
+    """(score, outcome) of a scored order; None while unscored."""
+    from models.risk_tables import RiskOrderScore
+
+    with db.connection_context():
+        row = RiskOrderScore.get_or_none(RiskOrderScore.order_id == order_id)
+        return (row.score, row.outcome) if row else None
+
+
+def allow(subject_kind: str, subject_id: int, code: str, *, days: int = 30) -> None:
+    """An operator's allowlist entry: the subject skips rule `code` for `days`."""
+    from models.risk_tables import RiskAllow
+
+    with db.connection_context():
+        RiskAllow.insert(subject_kind=subject_kind, subject_id=subject_id, rule_code=code,
+                         until=utcnow() + dt.timedelta(days=days), reason="test", created_by="test").execute()
+
+
+# ---- issue 15: gate ----
+
+def edge(auth: dict, ip: str, device: str | None = None) -> dict:
+    """Test client keyword arguments for a request from client address `ip` (TRUSTED_PROXIES is 0
+    in tests: the socket's address counts) with an optional X-Device-Id: `client.post(url,
+    **edge(auth, "36.110.1.1", "dev-1"))`."""
+    headers = {**auth, **({"X-Device-Id": device} if device is not None else {})}
+    return {"headers": headers, "environ_base": {"REMOTE_ADDR": ip}}
+
+
+def gate_rule(code: str, **changes):  # noqa: ANN003, ANN201
+    """The next version of a risk rule through the real service (enabled=, blocking=, params=),
+    applied at the edges at once (their rule cache is dropped)."""
+    from models import risk_gate, risk_rules
+
+    with db.connection_context():
+        made = risk_rules.update_rule(code, actor="test", note="test", **changes)
+    risk_gate.forget_cached_rules()
+    return made
+
+
+def gate_hits(code: str | None = None) -> list:
+    """The risk hits (of one rule code), oldest first."""
+    from models.risk_tables import RiskHit
+
+    with db.connection_context():
+        query = RiskHit.select().order_by(RiskHit.id)
+        return list(query.where(RiskHit.code == code) if code else query)

@@ -11,7 +11,8 @@ from qianxing.settings import _SECRETS, Settings, SettingsError, load_settings, 
 GOOD_KEY = "k1:" + base64.b64encode(b"k" * 32).decode()
 PROD = dict(QIANXING_ENV="prod", SECRET_KEY="prod-secret-key-0123456789", VOUCHER_KEY=GOOD_KEY,
             VOUCHER_HASH_KEY="prod-hash-key", WECHAT_SECRET="prod-wechat-secret",
-            WECHATPAY_API_KEY="p" * 32, PAYMENT_PROVIDER="wechatpay", PAYOUT_PROVIDER="wechatpay",
+            WECHATPAY_API_KEY="p" * 32, RISK_HMAC_KEY="prod-risk-hmac-key", PAYMENT_PROVIDER="wechatpay",
+            PAYOUT_PROVIDER="wechatpay",
             WECHATPAY_NOTIFY_URL="https://shop.example.com/webhooks/wechatpay/notify",
             WECHATPAY_MCH_CERT="apiclient_cert.pem", WECHATPAY_MCH_KEY="apiclient_key.pem")
 
@@ -131,3 +132,12 @@ def test_prod_without_the_merchant_certificate_names_it():
 def test_a_bad_merchant_certificate_setting_is_named(changes, named):  # noqa: ANN001
     with pytest.raises(SettingsError, match=named):
         load_settings(**{**PROD, **changes})
+
+
+def test_a_hold_threshold_above_the_review_threshold_is_refused():
+    # given a hold score graver than the review score
+    # when the settings load
+    with pytest.raises(ValueError, match="RISK_HOLD_SCORE"):
+        Settings(RISK_HOLD_SCORE=90, RISK_REVIEW_SCORE=80)
+    # then equal thresholds are fine (every held order goes to review)
+    assert Settings(RISK_HOLD_SCORE=80, RISK_REVIEW_SCORE=80).RISK_HOLD_SCORE == 80

@@ -11,7 +11,7 @@ from bots.commands.parsing import ChatInputError
 from bots.commands.registry import Command, Context, command
 from bots.commands.replies import PREFIX, money, percent, text
 from bots.types import Reply
-from models import coupons
+from models import coupons, risk_gate
 from models.errors import DomainError
 
 WALLET_LINES = 10
@@ -69,7 +69,7 @@ def cmd_claim(ctx: Context, cmd: Command) -> list[Reply]:
     if not _claim_allowed(ctx):
         return text(_("领券太频繁了，请稍后再试。"))
     try:
-        grant = coupons.claim(ctx.user.id, cmd.value)
+        grant = risk_gate.claim_coupon(ctx.redis, ctx.settings, ctx.user.id, cmd.value)  # no IP/device in chat
     except DomainError as exc:
         return text(_(_REFUSED.get(exc.code, CLAIM_FAILED)))
     item = coupons.describe(grant)

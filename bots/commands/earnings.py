@@ -11,7 +11,7 @@ from bots.commands.parsing import parse_yuan
 from bots.commands.registry import Command, Context, MenuPlace, command, menu_key
 from bots.commands.replies import MESSAGES, creator_of, money, text
 from bots.types import Button, Reply
-from models import earnings, withdrawals
+from models import earnings, risk_withdrawal_checks, withdrawals
 from models.money import yuan
 
 
@@ -135,9 +135,9 @@ def cmd_withdraw_confirm(ctx: Context, cmd: Command) -> list[Reply]:
         return text(_("这个按钮不是发给你的。"))
     if decide(ctx.redis, token, "ok") != "ok":
         return text(_("这笔提现已经取消，未发起提现。"))
-    w = withdrawals.request_withdrawal(creator, int(offer["amount_fen"]), offer["method"],
-                                       policy=ctx.withdraw_policy, request_key=token,
-                                       actor=f"user:{ctx.user.id}")
+    w = risk_withdrawal_checks.request_withdrawal(ctx.redis, ctx.settings, creator, int(offer["amount_fen"]),
+                                                  offer["method"], policy=ctx.withdraw_policy, request_key=token,
+                                                  actor=f"user:{ctx.user.id}")
     return text(_withdrawal_done(w))
 
 

@@ -46,6 +46,7 @@ MESSAGES: dict[str, str] = {
     "below_minimum": N_("提现金额低于最低提现额。"),
     "insufficient_balance": N_("可提现余额不足。"),
     "in_debt": N_("你的账户有待抵扣的欠款，需先由后续收益抵扣后才能提现。"),
+    "withdrawals_suspended": N_("你的提现功能因风控处罚暂时停用，如有疑问请联系客服。"),
     "invalid_amount": N_("金额格式不对，请输入数字，例如 100 或 99.50。"),
     "amount_too_large": N_("金额太大了，请检查后重新输入。"),
     "request_key_reused": N_("这个确认按钮已经用过了，请重新发起提现。"),

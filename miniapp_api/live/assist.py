@@ -8,7 +8,8 @@ live room through it helps once. The rule is models/assist.py and models/assist_
 - POST /live/assists/<token>/help: count me as a helper (only while the session is live).
   Refusals write nothing: 403 self_assist / same_person / not_new_user, 404 assist_not_found,
   409 session_not_live / already_helped (helping twice is refused, not silently repeated) /
-  assist_complete / help_limit_reached.
+  assist_complete / help_limit_reached; 403 risk_refused: the helper shares the starter's device
+  or network (models/risk_gate.py: assist_farming; the starter's are remembered at start).
 - GET  /live/assists/<token>/poster.png: a share poster with the link as a QR code.
 """
 
@@ -19,13 +20,13 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from bots import poster
-from miniapp_api.api import BEARER, ERRORS, _iso, _json_object_body, client_ip
+from miniapp_api.api import BEARER, ERRORS, _iso, _json_object_body
 from miniapp_api.auth import current_user
 from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
+from miniapp_api.risk_edge import request_edge
 from miniapp_api.schemas import NO_NUL, Id, _strict
-from models import assist
-from models.assist_help import help_assist
+from models import assist, risk_gate
 
 bp = APIBlueprint("live_assist", __name__, url_prefix="/api/v1")
 bp.before_request(_json_object_body)
@@ -104,7 +105,10 @@ def start_assist(path: AssistSessionPath, body: AssistStartIn):  # noqa: ANN201
     """Start an assist for a pinned product with an assist offer (scheduled or live session):
     201 with its share path; 200 with the open one when there is one already. 404
     live_not_found / not_pinned / no_assist_offer, 409 session_closed."""
-    made, created = assist.start(current_user().id, path.session_id, body.sku)
+    rt = runtime()
+    ip, device = request_edge()
+    made, created = risk_gate.start_assist(rt.redis, rt.settings, current_user().id, path.session_id, body.sku,
+                                           ip=ip, device=device)
     return assist.mine(made, body.sku), 201 if created else 200
 
 
@@ -124,7 +128,10 @@ def progress(path: AssistTokenPath):  # noqa: ANN201
 @bp.post("/live/assists/<token>/help", tags=[tag], security=BEARER, responses={200: AssistHelpOut, **HELP_ERRORS})
 def help_(path: AssistTokenPath):  # noqa: ANN201
     """Help a friend's assist on entering the live room (see the module's list of refusals)."""
-    done = help_assist(current_user().id, path.token, ip=client_ip(), policy=policy())
+    rt = runtime()
+    ip, device = request_edge()
+    done = risk_gate.help_assist(rt.redis, rt.settings, current_user().id, path.token, ip=ip, device=device,
+                                 policy=policy())
     return AssistHelpOut(helpers=done.helpers, helpers_needed=done.helpers_needed,
                          unlocked=done.unlocked_until is not None,
                          unlocked_until=_iso(done.unlocked_until)).model_dump()

@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from miniapp_api import throttle
 from miniapp_api.api import BEARER, RATE_LIMITED, _iso, _json_object_body
 from miniapp_api.auth import current_user
+from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
+from miniapp_api.risk_edge import request_edge
 from miniapp_api.schemas import NO_NUL, CachedSchema
-from models import coupons
+from models import coupons, risk_gate
 from models.errors import InvalidInput
 
 bp = APIBlueprint("shop_coupons", __name__, url_prefix="/api/v1")
@@ -87,7 +89,8 @@ def _user_key(**_: object) -> str:
 
 
 @bp.post("/coupons/claim", tags=[tag], security=BEARER,
-         responses={201: CouponOut, 400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 429: RATE_LIMITED})
+         responses={201: CouponOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut,
+                    429: RATE_LIMITED})
 @throttle.limit(
     throttle.Rule("coupon_claim:user", _user_key,
                   lambda s: (s.COUPON_CLAIM_RATE_PER_USER, s.COUPON_CLAIM_RATE_WINDOW_S)),
@@ -97,9 +100,13 @@ def _user_key(**_: object) -> str:
 def claim_coupon(body: ClaimIn):  # noqa: ANN201
     """Claim a coupon by its code into my wallet. 404 coupon_not_found (no such code), 409
     coupon_expired (ended or not started), coupon_inactive, coupon_exhausted (run out),
-    coupon_limit (already claimed as often as allowed). Throttled per user and per client IP
+    coupon_limit (already claimed as often as allowed), 403 risk_refused (too many accounts
+    claimed it from this device or network). Throttled per user and per client IP
     (`COUPON_CLAIM_RATE_*`): 429 rate_limited with Retry-After."""
-    return _out(coupons.describe(coupons.claim(current_user().id, body.code))), 201
+    rt = runtime()
+    ip, device = request_edge()
+    grant = risk_gate.claim_coupon(rt.redis, rt.settings, current_user().id, body.code, ip=ip, device=device)
+    return _out(coupons.describe(grant)), 201
 
 
 @bp.get("/coupons/quote", tags=[tag], security=BEARER,

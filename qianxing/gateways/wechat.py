@@ -41,3 +41,11 @@ class MiniProgramClient(WeChatClient):
         return self.wxa._get("sns/jscode2session", params={
             "appid": self.appid, "secret": self.secret, "js_code": js_code,
             "grant_type": "authorization_code", "access_token": None})
+
+    def phone_number(self, code: str) -> dict:
+        """The phone a shopper authorized in the mini-program (the `code` of a getPhoneNumber
+        button, valid once): WeChat's `phone_info` ({"purePhoneNumber", "countryCode", ...}).
+        wechatpy 1.8 has no wrapper for `wxa/business/getuserphonenumber`: its `_post` adds the
+        access token and raises WeChatClientException on an errcode (40029 for a bad code)."""
+        result = self.wxa._post("wxa/business/getuserphonenumber", data={"code": code})
+        return result.get("phone_info") or {}

@@ -49,7 +49,7 @@ def test_withdraw_confirmed_with_a_button(cli):
     result = cli("chat", "--as", "rich", input="/withdraw 120\n#1\n#1\n")
     assert result.exit_code == 0, result.output
     assert "[按钮] #1 确认提现   #2 取消" in result.output
-    assert "提现已提交：¥120.00" in result.output
+    assert "提现已提交，等待人工审核：¥120.00" in result.output  # a first withdrawal is reviewed (risk)
     with db.connection_context():
         assert Withdrawal.select().count() == 1
 

@@ -445,8 +445,9 @@ def test_withdraw_real_settled_earnings_keeps_the_books_clean(rt, shop):
     # when the creator withdraws all of it and confirms
     offer = say("/withdraw 100", who="seller")
     done = text_of(say(callback=button_data(offer, "确认"), who="seller"))
-    # then the withdrawal waits for its payout and the ledger still verifies
-    assert "提现已提交：¥100.00，手续费 ¥1.00，实际到账 ¥99.00" in done
+    # then the withdrawal waits for review (a first withdrawal: risk rule withdrawal_first) and
+    # its payout, and the ledger still verifies
+    assert "提现已提交，等待人工审核：¥100.00，手续费 ¥1.00，实际到账 ¥99.00" in done
     assert _available(creator) == 0
     from models import settlement
 

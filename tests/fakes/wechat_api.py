@@ -20,6 +20,7 @@ CUSTOM_SEND_PATH = "/cgi-bin/message/custom/send"
 MENU_CREATE_PATH = "/cgi-bin/menu/create"
 MENU_GET_PATH = "/cgi-bin/menu/get"
 MEDIA_UPLOAD_PATH = "/cgi-bin/media/upload"
+PHONE_NUMBER_PATH = "/wxa/business/getuserphonenumber"
 
 ERRMSGS: dict[int, str] = {
     -1: "system error",
@@ -61,9 +62,10 @@ class _Code:
 
 
 class FakeWeChatAPI(FakeServer):
-    """Serves /cgi-bin/token, /sns/jscode2session, the two message send endpoints and the
-    official account's menu. ``add_app`` accepts a second app (the official account): each app
-    has its own access_token, and a new one only invalidates that app's previous token."""
+    """Serves /cgi-bin/token, /sns/jscode2session, the two message send endpoints, the
+    official account's menu and the mini-program's phone authorization (getuserphonenumber).
+    ``add_app`` accepts a second app (the official account): each app has its own
+    access_token, and a new one only invalidates that app's previous token."""
 
     def __init__(self, appid: str, secret: str) -> None:
         super().__init__()
@@ -92,6 +94,8 @@ class FakeWeChatAPI(FakeServer):
         self.route("POST", MENU_CREATE_PATH, self._menu_create)
         self.route("GET", MENU_GET_PATH, self._menu_get)
         self.route("POST", MEDIA_UPLOAD_PATH, self._media_upload)
+        self._phone_codes: dict[str, tuple[str, str]] = {}  # getPhoneNumber code -> (number, country code)
+        self.route("POST", PHONE_NUMBER_PATH, self._phone_number)
 
     # -- test controls -------------------------------------------------------------------
     def add_app(self, appid: str, secret: str) -> None:
@@ -114,6 +118,12 @@ class FakeWeChatAPI(FakeServer):
             self._codes[code] = _Code(openid=openid, unionid=unionid, session_key=key)
             self._used_codes.discard(code)
         return key
+
+    def register_phone_code(self, code: str, phone: str, country_code: str = "86") -> None:
+        """Make ``code`` (a getPhoneNumber button's code) redeemable once for ``phone`` (the pure
+        number, without the country code) via getuserphonenumber; other codes answer 40029."""
+        with self._lock:
+            self._phone_codes[code] = (phone, country_code)
 
     def expire_token(self) -> None:
         """Invalidate the current access token (next message send answers 40001)."""
@@ -301,3 +311,24 @@ class FakeWeChatAPI(FakeServer):
         media_id = f"media-{len(self.media_uploads) + 1}"
         self.media_uploads.append({"type": kind, "media_id": media_id, "size": len(req.body)})
         return FakeResponse.of_json({"type": kind, "media_id": media_id, "created_at": 1700000000})
+
+    def _phone_number(self, req: RecordedRequest) -> FakeResponse:
+        """wxa/business/getuserphonenumber: {"code"} -> phone_info, each code once."""
+        if not self._token_valid(req):
+            return wechat_error(40001)
+        try:
+            payload = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return wechat_error(47001)
+        code = payload.get("code") if isinstance(payload, dict) else None
+        if not isinstance(code, str) or not code:
+            return wechat_error(41008)
+        with self._lock:
+            entry = self._phone_codes.pop(code, None)
+        if entry is None:
+            return wechat_error(40029)
+        phone, country = entry
+        shown = phone if country == "86" else f"+{country}{phone}"
+        return FakeResponse.of_json({"errcode": 0, "errmsg": "ok", "phone_info": {
+            "phoneNumber": shown, "purePhoneNumber": phone, "countryCode": country,
+            "watermark": {"timestamp": int(time.time()), "appid": self.appid}}})

@@ -246,12 +246,13 @@ def test_a_wallet_withdrawal_moves_money_to_withdrawing_once_per_key(client, rt,
     # when Ben withdraws 150 yuan to his wallet, twice with the same key (a retried tap)
     first = client.post(f"{C}/withdrawals", json=body, headers=auth)
     again = client.post(f"{C}/withdrawals", json=body, headers=auth)
-    # then one withdrawal: 1% fee, approved (below the review threshold), paid out at T+1
+    # then one withdrawal: 1% fee, paid out at T+1; below the review threshold, but Ben's first
+    # withdrawal, so an operator reviews it (risk rule withdrawal_first)
     assert first.status_code == 201, first.json
     assert again.json == first.json
     w = first.json
     assert (w["method"], w["amount_fen"], w["fee_fen"], w["net_fen"], w["state"]) == (
-        "wallet", 15_000, 150, 14_850, "approved")
+        "wallet", 15_000, 150, 14_850, "review")
     requested = dt.datetime.fromisoformat(w["requested_at"].rstrip("Z"))
     due = dt.datetime.fromisoformat(w["due_at"].rstrip("Z"))
     assert due - requested == dt.timedelta(hours=rt.settings.WITHDRAW_PAYOUT_DELAY_H)

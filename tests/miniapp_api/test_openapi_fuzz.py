@@ -121,6 +121,8 @@ OPERATIONS = [
     ("POST", "/api/v1/orders/{order_id}/refund-request"),
     ("GET", "/api/v1/orders/{order_id}/refund-request"),
     ("GET", "/api/v1/categories"),
+    # risk signals (issue 15)
+    ("POST", "/api/v1/me/phone"),
     ("GET", "/healthz"),
 ]
 
