@@ -84,13 +84,15 @@ def _views(admin: Admin) -> None:
         live_dashboard,
         orders,
         refunds,
+        risk,
+        risk_rules,
         system,
         vault,
         withdrawals,
     )
 
     for area in (orders, refunds, creators, live, live_dashboard, drama, coupons, groupbuy, withdrawals, ledger,
-                 catalog, categories, vault, chat, activity, jobs, exports, system):
+                 catalog, categories, vault, chat, activity, jobs, exports, risk, risk_rules, system):
         area.register(admin)
 
 

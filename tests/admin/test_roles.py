@@ -145,6 +145,15 @@ ROUTES += [Route("refund_requests.decide", "orders.refund",
 ROUTES += [Route(f"categories.{name}", "catalog.edit", lambda w, u=url: f"/admin/catalog/categories{u}",
                  lambda w: {"name": "role test", "sort": "1", "reason": "role test"})
            for name, url in (("create", "/new"), ("edit", "/1/edit"), ("assign", "/assign"))]
+ROUTES += [Route(f"risk_cases.{name}", "risk.decide", lambda w, n=name: f"/admin/risk/cases/1/{n}",
+                 lambda w: {"note": "role test", "to": "me", "until": "2099-01-01", "codes": "burst_orders"})
+           for name in ("assign", "clear", "confirm", "allowlist")]
+ROUTES += [Route("risk_rules.edit", "risk.rules", lambda w: "/admin/risk/rules/burst_orders/edit",
+                 lambda w: {"params": "{}", "weight": "51", "enabled": "1", "reason": "role test"}),
+           Route("risk_penalties.lift", "risk.decide", lambda w: "/admin/risk/penalties/1/lift",
+                 lambda w: {"reason": "role test"}),
+           Route("risk_allow.revoke", "risk.decide", lambda w: "/admin/risk/allow/1/revoke",
+                 lambda w: {"reason": "role test"})]
 ROUTES += [Route("orders.act", perm, lambda w, a=action: f"/admin/orders/{w['order']}/{a}",
                  lambda w: {"reason": "role test", "reference": "role-ref"})
            for action, perm in ORDER_ACTIONS.items()]
