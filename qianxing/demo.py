@@ -11,6 +11,7 @@ from models import catalog, coupons, groupbuy, live, live_planning, network, vau
 from models.catalog import Kind, Sku
 from models.db import db, utcnow
 from models.users import User, get_or_create_by_openid
+from qianxing.demo_risk import risk_summary, seed_risk
 
 
 def _keys(prefix: str, n: int) -> list[tuple[int, str]]:
@@ -22,7 +23,7 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
     """Create what is missing; returns what it created, one line each (empty: all present)."""
     if Sku.select().where(Sku.code == "IQY-GOLD-1M").exists():
         # a database seeded before the demo group or the scheduled session existed gets them too
-        return seed_group() + seed_live_plan() + seed_promotions()
+        return seed_group() + seed_live_plan() + seed_promotions() + seed_risk()
     created = []
     with db.atomic():
         video = catalog.create_product("爱奇艺黄金会员", "官方直充卡密，购买后在“我的卡券”查看")
@@ -51,6 +52,7 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
     created += seed_group()
     created += seed_live_plan()
     created += seed_promotions()
+    created += seed_risk()
     return created
 
 
@@ -187,7 +189,7 @@ def demo_summary() -> list[str]:
                      f'{{"sku": "QQM-GREEN-1M", "group_activity": {activity.id}}}; coupon code {DEMO_COUPON_CODE}')
     lines.append(f"group chat: .venv/bin/qianxing chat --as bob --group demo "
                  f"(rules: {', '.join(p for p, _ in DEMO_RULES)})")
-    return lines
+    return lines + risk_summary()
 
 
 # A scheduled session of 阿星 (demo-creator-2) tomorrow, with two pinned products and a price

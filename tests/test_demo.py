@@ -143,3 +143,28 @@ def demo_admin_login(port: int, output: str) -> int:
     browser.post(f"{base}/login", data={"name": "demo", "password": password, "csrf_token": token},
                  timeout=60, allow_redirects=False)
     return browser.get(f"{base}/", timeout=60, allow_redirects=False).status_code
+
+
+def test_seed_demo_opens_one_risk_case_in_the_admin_queue_once(rt):
+    from models.orders import Order
+    from models.risk_tables import RiskCase, RiskHit, RiskSignal
+
+    with db.connection_context():
+        # when the demo is seeded twice
+        first = seed_demo(keys_per_sku=2)
+        assert seed_demo(keys_per_sku=2) == []
+        # then 阿星 has one open hold case of three orders from one phone, caught as circular buying
+        [case] = RiskCase.select()
+        seller = Creator.get(Creator.name == DEMO_TEAM[1][1])
+        assert (case.creator_id, case.state, case.outcome) == (seller.id, "open", "hold")
+        hits = list(RiskHit.select().where(RiskHit.subject_kind == "order"))
+        assert {h.code for h in hits} == {"circular_buying"} and len(hits) == 3
+        orders = list(Order.select().where(Order.id.in_([h.subject_id for h in hits])))
+        assert all(o.risk_hold and o.seller_id == seller.id for o in orders)
+        # and their signals hold keyed hashes (one device, one payer per buyer), no raw values
+        signals = list(RiskSignal.select().where(RiskSignal.order_id.in_([o.id for o in orders])))
+        assert len(signals) == 3 and len({s.device_hash for s in signals}) == 1
+        assert all(s.payer_hash and "demo" not in s.device_hash for s in signals)
+        # and the seeding and the summary point to it in the admin
+        assert any(line.startswith(f"risk case {case.id}:") for line in first)
+        assert f"/admin/risk/cases/{case.id}" in "\n".join(demo_summary())

@@ -141,3 +141,27 @@ def bench_group_buy(teams: int, size: int, clients: int, baseline_s: float) -> N
     if teams < 1 or not 2 <= size <= 50 or clients < 1 or baseline_s <= 0:
         raise click.BadParameter("--teams and --clients at least 1, --size 2-50, --baseline positive")
     click.echo(json.dumps(groupbuy.run(settings(), teams=teams, size=size, clients=clients, baseline_s=baseline_s)))
+
+
+@bench.command("risk")
+@click.option("--orders", default=200_000, show_default=True, help="paid orders to score")
+@click.option("--creators", default=10_000, show_default=True, help="creators in the tree")
+@click.option("--sample", default=1000, show_default=True, help="orders in the per-order baseline")
+@click.option("--fraud-share", default=0.05, show_default=True, help="share of orders that are injected fraud")
+@click.option("--batch", type=int, default=None, help="orders per scoring batch (default: RISK_SCORE_BATCH)")
+@click.option("--baseline-budget", default=120.0, show_default=True, help="seconds at most for the per-order baseline")
+@click.option("--rule-timings/--no-rule-timings", default=True, show_default=True,
+              help="time each rule's query over all batches after the run")
+def bench_risk(orders: int, creators: int, sample: int, fraud_share: float, batch: int | None,
+               baseline_budget: float, rule_timings: bool) -> None:
+    """Batched risk scoring of N paid orders (honest traffic plus labelled fraud patterns)
+    against scoring a sample one order at a time; recall and false positives (scratch database)."""
+    from qianxing.bench import risk
+
+    if (orders < 100 or creators < 20 or sample < 1 or not 0 <= fraud_share <= 0.5 or baseline_budget <= 0
+            or (batch is not None and batch < 1)):
+        raise click.BadParameter("--orders at least 100, --creators at least 20, --sample and --batch at least 1, "
+                                 "--fraud-share 0-0.5, --baseline-budget positive")
+    click.echo(json.dumps(risk.run(settings(), orders=orders, creators=creators, sample=min(sample, orders),
+                                   fraud_share=fraud_share, batch=batch, baseline_budget_s=baseline_budget,
+                                   per_rule_timings=rule_timings)))
