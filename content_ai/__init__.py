@@ -1,8 +1,9 @@
 """Content generation: sales scripts for creators and answers for community groups.
 
 Today everything is offline: Chinese templates filled from the catalog, the level table and the
-settings (`content_ai.offline`). The AI path (the openai client against an OpenAI-compatible
-server) arrives in a later issue behind a setting; callers keep using these two functions.
+settings (`content_ai.offline`). The model provider (`content_ai.provider.Provider`: the openai
+client against any OpenAI-compatible server, with breaker, cache and quotas) is built by the
+wiring as `Runtime.ai`; its answers are None whenever the offline path must answer.
 
     generate_script(topic, *, creator_name, product=None) -> str
     answer(question, settings=...) -> str | None   # None: nothing useful to say, stay silent

@@ -28,7 +28,7 @@ _DEV_WECHATPAY_API_KEY = "sandboxapikey0000000000000000000"  # 32 chars like a r
 _SECRETS = ("SECRET_KEY", "VOUCHER_KEY", "VOUCHER_HASH_KEY", "WECHAT_SECRET", "WECHATPAY_API_KEY", "RISK_HMAC_KEY")
 # Secrets of optional integrations: redacted from logs whenever set.
 _OPTIONAL_SECRETS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "WECHAT_OA_SECRET",
-                     "WECHAT_OA_TOKEN", "WECHAT_OA_AES_KEY")
+                     "WECHAT_OA_TOKEN", "WECHAT_OA_AES_KEY", "AI_API_KEY")
 
 
 class SettingsError(RuntimeError):
@@ -272,6 +272,20 @@ class Settings(BaseSettings):
     RISK_DIGEST_HOUR: int = Field(default=9, ge=0, le=23)  # the digest goes out from this hour (Beijing time)
     # ---- issue 15: admin ----
     # ---- issue 15: bench ----
+    # ---- issue 16: provider ----
+    # Any OpenAI-compatible server (content_ai/provider.py); unset: the offline path answers.
+    AI_BASE_URL: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    AI_API_KEY: str | None = None  # a secret: redacted from logs
+    AI_MODEL: str = "gpt-4o-mini"  # chat.completions model
+    AI_EMBED_MODEL: str = "text-embedding-3-small"  # embeddings model
+    AI_TIMEOUT_S: float = Field(default=8, gt=0, le=120)  # per attempt
+    AI_RETRIES: int = Field(default=1, ge=0, le=5)  # extra attempts on timeouts and 5xx
+    AI_BREAKER_FAILURES: int = Field(default=5, ge=1, le=1000)  # consecutive failures that open the breaker
+    AI_BREAKER_OPEN_S: int = Field(default=60, ge=1, le=86_400)  # the offline path answers this long, then one trial
+    AI_CACHE_S: int = Field(default=3600, ge=0, le=30 * 86_400)  # identical prompts answered from Redis (0: off)
+    AI_DAILY_QUOTA: int = Field(default=200, ge=0)  # model calls per creator per day (Beijing date)
+    AI_PRICE_IN_PER_1K_FEN: float = Field(default=0, ge=0)  # cost estimate in the call log
+    AI_PRICE_OUT_PER_1K_FEN: float = Field(default=0, ge=0)
 
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)

@@ -1,5 +1,5 @@
 """The one place that turns settings into live objects: database, Redis, queues, gateways,
-the outbound sender and the notifiers.
+the outbound sender, the notifiers and the model provider.
 
 Every entrypoint (web, worker, CLI, tests) calls `bootstrap(settings)` once and hands the
 `Runtime`'s parts to what uses them; nothing below the entrypoints imports this module
@@ -28,6 +28,7 @@ from rq import Queue
 
 from bots.notify import build_notifiers
 from bots.sender import Sender
+from content_ai.provider import Provider
 from models import vault
 from models.db import open_database
 from models.delivery import TopupProvider
@@ -65,6 +66,7 @@ class Runtime:
     payout: PayoutPolicy
     payouts: PayoutAdapter  # money out to creators' wallets (PAYOUT_PROVIDER)
     withdraw: WithdrawPolicy
+    ai: Provider  # the model provider (content_ai/provider.py); offline when AI_BASE_URL is unset
     embedded: EmbeddedRedis | None = None
 
 
@@ -132,6 +134,7 @@ def bootstrap(settings: Settings) -> Runtime:
         payouts=(WeChatTransferAdapter(pay) if settings.PAYOUT_PROVIDER == "wechatpay"
                  else SandboxPayoutAdapter(redis, settings.PAYOUT_SANDBOX_MODE)),
         withdraw=WithdrawPolicy.from_settings(settings),
+        ai=Provider(settings, redis),
         embedded=embedded,
     )
     context.install(_runtime)

@@ -48,6 +48,7 @@ from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
 from qianxing.settings import Settings, load_settings
 from tests.factories import Shop, api_login
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.fakes.wechat_api import FakeWeChatAPI
 from tests.fakes.wechat_pay import FakeWeChatPay
@@ -57,6 +58,7 @@ MCH_ID, PAY_KEY = "1900000109", "testpaykey0000000000000000000001"
 TG_TOKEN, TG_SECRET = "123456:TEST-token_abcdefghijklmnopqrstuvwxyz", "tg-webhook-secret_0123"
 OA_APPID, OA_SECRET = "wxtestoaappid00001", "test-oa-secret-654321"
 OA_TOKEN, OA_AES_KEY = "test-oa-token-qianxing", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+AI_KEY = "sk-test-qianxing-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +121,12 @@ def fake_pay() -> Iterator[FakeWeChatPay]:
 @pytest.fixture(scope="session")
 def fake_telegram() -> Iterator[FakeTelegramAPI]:
     with FakeTelegramAPI(TG_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(AI_KEY) as fake:
         yield fake
 
 
