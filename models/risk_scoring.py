@@ -49,6 +49,11 @@ class Thresholds:
     hold: int = 50
     review: int = 80
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> Thresholds:
+        """RISK_HOLD_SCORE / RISK_REVIEW_SCORE (as WithdrawPolicy.from_settings)."""
+        return cls(hold=settings.RISK_HOLD_SCORE, review=settings.RISK_REVIEW_SCORE)
+
 
 @dataclass
 class ScoreResult:

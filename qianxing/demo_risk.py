@@ -52,8 +52,7 @@ def seed_risk() -> list[str]:
         risk_signals.record_payment(key, order.id, openid)
         ids.append(order.id)
     settlement.settle(rt.payout, order_ids=ids)
-    risk_scoring.score_pending(risk_scoring.Thresholds(hold=rt.settings.RISK_HOLD_SCORE,
-                                                       review=rt.settings.RISK_REVIEW_SCORE), order_ids=ids)
+    risk_scoring.score_pending(risk_scoring.Thresholds.from_settings(rt.settings), order_ids=ids)
     case = demo_risk_case()
     if case is None:
         return [f"risk demo: {len(ids)} orders placed, no case opened (check the rules at /admin/risk/rules/)"]

@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def thresholds() -> risk_scoring.Thresholds:
-    settings = runtime().settings
-    return risk_scoring.Thresholds(hold=settings.RISK_HOLD_SCORE, review=settings.RISK_REVIEW_SCORE)
+    return risk_scoring.Thresholds.from_settings(runtime().settings)
 
 
 def score_orders() -> dict[str, int]:

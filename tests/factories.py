@@ -1022,7 +1022,7 @@ def score(rt, **kwargs):  # noqa: ANN001, ANN003, ANN201
     with db.connection_context():
         settlement.settle(rt.payout)
         return risk_scoring.score_pending(
-            risk_scoring.Thresholds(hold=rt.settings.RISK_HOLD_SCORE, review=rt.settings.RISK_REVIEW_SCORE),
+            risk_scoring.Thresholds.from_settings(rt.settings),
             **kwargs)
 
 

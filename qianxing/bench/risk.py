@@ -191,7 +191,7 @@ def run(settings: Settings, *, orders: int, creators: int = 10_000, sample: int 
     from models.settlement import PayoutPolicy
 
     batch = batch or settings.RISK_SCORE_BATCH
-    thresholds = Thresholds(hold=settings.RISK_HOLD_SCORE, review=settings.RISK_REVIEW_SCORE)
+    thresholds = Thresholds.from_settings(settings)
     policy = PayoutPolicy(cap_bp=settings.PAYOUT_CAP_BP, upline_depth=settings.UPLINE_DEPTH,
                           refund_window_days=settings.REFUND_WINDOW_DAYS)
     phases: dict[str, float] = {}
