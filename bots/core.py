@@ -42,6 +42,8 @@ class ChatDeps(Protocol):
     settings: Any  # qianxing.settings.Settings
     redis: Any  # redis.Redis
     withdraw: Any  # models.withdrawals.WithdrawPolicy
+    # and optionally `ai`: content_ai.provider.Provider (absent or None: the offline path),
+    # and `sender`: bots.sender.Sender (absent: rows a handler writes wait for the periodic drain)
 
 SORRY = N_("抱歉，系统开小差了，请稍后再试。")
 
@@ -95,7 +97,8 @@ def context_for(incoming: Incoming, deps: ChatDeps) -> Context:
         sender = incoming.joined[0]  # a join event without a sender: the newcomer
     user = identities.resolve(incoming.platform, sender, incoming.chat_id, incoming.chat_kind)
     return Context(incoming=incoming, user=user, settings=deps.settings, redis=deps.redis,
-                   withdraw_policy=deps.withdraw)
+                   withdraw_policy=deps.withdraw, ai=getattr(deps, "ai", None),
+                   outbound=getattr(deps, "sender", None))
 
 
 def _handle(incoming: Incoming, deps: ChatDeps) -> list[Reply]:

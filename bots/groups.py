@@ -6,14 +6,19 @@ For one group update, in order:
    coupon text, the promo link of `GroupConfig.promo_ref`, and, while a group_welcome campaign
    coupon is active, that coupon for each new member the bot knows (once per user; the welcome
    names who got it);
-2. a message with a banned word (`GroupConfig.banned_words`, matched case-insensitively and
-   ignoring spaces) gets a warning and nothing else;
+2. a member's message that moderation blocks (`content_ai.moderation.moderate`, kind
+   "group_user", read before anything else reads it), or one with a banned word
+   (`GroupConfig.banned_words`, matched case-insensitively and ignoring spaces), gets a polite
+   warning and nothing else;
 3. a command runs as in a private chat, except the private ones (withdraw, vouchers, statement,
    earnings, resend), which answer "请私聊机器人"; slash commands, button presses and whole-message
    Chinese keywords count as commands (`bots.commands.parse`);
-4. other text: the highest-priority matching `GroupRule` (scope the group's chat key or `*`;
-   exact, contains or regex; ties by age) answers; with none, `content_ai.answer` when
-   `GroupConfig.ai_fallback` is on; else the bot stays silent.
+4. other text: from the group's linked creator (`promo_ref`'s creator) it is a human talking:
+   the bot's AI answers stay silent in the group for HANDOFF_SILENCE_S; else the
+   highest-priority matching `GroupRule` (scope the group's chat key or `*`; exact, contains or
+   regex; ties by age) answers; with none, when `GroupConfig.ai_fallback` is on, a grounded
+   answer or a hand-off to a human (bots/commands/handoff_flow.py: content_ai.answers, hand-off
+   cases, the silence after a human answered); else the bot stays silent.
 Every reply counts against the group's limit, `GroupConfig.replies_per_minute` or the
 TELEGRAM_RATE_PER_GROUP_PER_MIN setting, in a fixed one-minute window in Redis; beyond it the
 bot stays silent. A group whose config is inactive is ignored altogether.
@@ -40,11 +45,11 @@ from typing import Any
 
 import re2
 
-import content_ai
 from bots import commands
-from bots.commands import Command, Context
+from bots.commands import Command, Context, handoff_flow
 from bots.types import Button, Reply
-from models import coupons
+from content_ai.moderation import moderate
+from models import coupons, handoff
 from models.chat import GroupConfig, GroupRule, MatchType, Platform
 from models.coupons import CouponGrant
 from models.db import db
@@ -333,7 +338,10 @@ def handle(ctx: Context, cmd: Command | None) -> list[Reply]:
     if ctx.incoming.joined:
         replies.append(_welcome(ctx, cfg))
     text = commands.normalize(ctx.incoming.text)
-    if text and _banned_hit(cfg, text):
+    if text and _moderated_out(ctx, text):
+        who = ctx.display_name or "这位群友"
+        replies.append(Reply(text=f"{who}，你的消息包含不适宜的内容，请文明交流。"))
+    elif text and _banned_hit(cfg, text):
         who = ctx.display_name or "这位群友"
         replies.append(Reply(text=f"{who}，你的消息包含本群禁止的内容，请文明交流。"))
     elif cmd is not None:
@@ -342,11 +350,22 @@ def handle(ctx: Context, cmd: Command | None) -> list[Reply]:
         else:
             replies.extend(commands.execute(ctx, cmd))
     elif text:
+        linked = handoff.linked_creator(ctx.incoming.chat_key) if cfg is not None and cfg.promo_ref else None
+        if linked is not None and int(linked.user_id) == int(ctx.user.id):
+            # the group's own creator speaking is a human answering: the AI keeps quiet a while
+            handoff_flow.silence(ctx.redis, ctx.settings, ctx.incoming.chat_key)
+            return []
         rule = match_rule(ctx.incoming.chat_key, text)
         if rule is not None:
             replies.append(Reply(text=rule.reply.replace("{name}", ctx.display_name or "")))
         elif cfg is not None and cfg.ai_fallback:
-            found = content_ai.answer(text, settings=ctx.settings)
-            if found:
-                replies.append(Reply(text=found))
+            replies.extend(handoff_flow.answer(ctx, text, linked=linked) or ())
     return _within_limit(ctx, cfg, replies)
+
+
+def _moderated_out(ctx: Context, text: str) -> bool:
+    """A member's message that moderation blocks (content_ai.moderation, kind group_user; only
+    non-pass outcomes are logged there)."""
+    decision = moderate(text, kind="group_user", subject=f"chat:{ctx.incoming.chat_key}",
+                        settings=ctx.settings, record=False)
+    return decision.blocked

@@ -12,3 +12,6 @@ wiring as `Runtime.ai`; its answers are None whenever the offline path must answ
 from content_ai.offline import Facts, ProductInfo, answer, generate_script, load_facts
 
 __all__ = ["Facts", "ProductInfo", "answer", "generate_script", "load_facts"]
+from content_ai.answers import Reply, reply  # noqa: E402  (issue 16: the grounded answer engine)
+
+__all__ += ["Reply", "reply"]

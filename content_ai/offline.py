@@ -171,15 +171,20 @@ def _match_products(text: str, products: list[ProductInfo]) -> list[ProductInfo]
 
 
 def answer(question: str, *, facts: Facts | None = None, settings: Any = None) -> str | None:
-    """An answer to a group question, or None when there is nothing useful to say. The facts
-    are read from the database and `settings` (the caller's) when not given."""
-    text = _clean(question, QUESTION_MAX)
-    if len(text) < 2:
-        return None
+    """An answer to a group question, or None when there is nothing useful to say. With
+    `settings` only: `content_ai.answers.reply` (retrieval over the catalog, FAQ and rules), its
+    text unless it hands off. With `facts`: the keyword templates below."""
     if facts is None:
         if settings is None:
             raise ValueError("answer() needs the facts or the settings to read them with")
-        facts = load_facts(settings)
+        # the grounded engine (content_ai/answers.py): its text, or None for nothing to say or a hand-off
+        from content_ai.answers import reply
+
+        found = reply(question, settings=settings)
+        return found.text if found.text and not found.handoff else None
+    text = _clean(question, QUESTION_MAX)
+    if len(text) < 2:
+        return None
     matched = _match_products(text, facts.products)
     if matched:
         lines = [f"「{p.label}」现价 {rmb(p.price_fen)}" for p in matched[:3]]

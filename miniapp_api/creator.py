@@ -1,8 +1,9 @@
 """The creator routes of the mini-program API (/api/v1/creator/...): joining and binding, the
 earnings center (balances, statement and its CSV, commissions, team, progress, funnel), prices,
-withdrawals; and /api/v1/track for the mini-program's activity events. Views
-parse, authenticate, call one service, map errors. A user who has not joined gets 404
-not_a_creator on every creator route except /creator/join (/track needs only a login)."""
+withdrawals, short-video scripts (generate, list, subtitles as SRT, submit for review) and my
+style; and /api/v1/track for the mini-program's activity events. Views parse, authenticate,
+call one service, map errors. A user who has not joined gets 404 not_a_creator on every creator
+route except /creator/join (/track needs only a login)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from redis import RedisError
 
+from content_ai import scripts as content_scripts
 from miniapp_api.api import BEARER, ERRORS, _iso, _json_object_body
 from miniapp_api.auth import current_user
 from miniapp_api.creator_schemas import (
@@ -27,8 +29,16 @@ from miniapp_api.creator_schemas import (
     PriceOut,
     ProfileOut,
     ProgressOut,
+    ScriptIn,
+    ScriptList,
+    ScriptListQuery,
+    ScriptOut,
+    ScriptPath,
     SkuPath,
     StatementOut,
+    StyleIn,
+    StyleOut,
+    SubtitleQuery,
     TeamOut,
     TrackIn,
     TrackOut,
@@ -41,9 +51,10 @@ from miniapp_api.deps import runtime
 from miniapp_api.errors import ErrorOut
 from miniapp_api.risk_edge import request_edge
 from miniapp_api.schemas import IdempotencyHeader
-from models import activity, earnings, levels, live_dashboard, network, risk_withdrawal_checks, withdrawals
+from models import activity, earnings, levels, live_dashboard, network, risk_withdrawal_checks, scripts, withdrawals
 from models.db import utcnow
 from models.network import Creator
+from tasks import queues
 
 log = logging.getLogger(__name__)
 creator_api = APIBlueprint("creator", __name__, url_prefix="/api/v1")
@@ -223,3 +234,78 @@ def _live_entries(events: list[activity.TrackEvent], viewer_id: int) -> None:
     except RedisError as exc:
         log.warning("live dashboard: entries not counted, Redis unavailable: %s", exc)
 
+
+
+# ---- short-video scripts (issue 16; content_ai/scripts.py, models/scripts.py) ---------------------
+
+SCRIPT_FIELDS = ("label", "title", "sku", "product", "price_fen", "topic", "style", "variants", "music", "cover")
+
+
+def _script_out(row: scripts.ContentScript) -> dict:
+    data = row.data or {}
+    return ScriptOut(id=row.id, state=row.state, source=row.source, note=row.note, created_at=_iso(row.created_at),
+                     submitted_at=_iso(row.submitted_at), reviewed_at=_iso(row.reviewed_at),
+                     **{k: data.get(k) for k in SCRIPT_FIELDS}).model_dump()
+
+
+@creator_api.post("/creator/scripts", tags=[tag], security=BEARER, responses={201: ScriptOut, **ERRORS})
+def create_script(body: ScriptIn):  # noqa: ANN201
+    """Write a short-video script for an active SKU: 15, 30 and 60 s variants (hook, pain point,
+    selling points, proof, call to action, timed subtitles), music and cover tags, labeled 【广告】,
+    prices only from the catalog (my price through my link). By the model when one is configured
+    and its answer passes the guards, else offline. Kept as a draft. Errors: topic_too_long,
+    invalid_style, script_blocked (400), unknown_sku (404)."""
+    rt = runtime()
+    row = content_scripts.create_script(_me(), body.sku, body.topic, body.style, ai=rt.ai, settings=rt.settings)
+    return _script_out(row), 201
+
+
+@creator_api.get("/creator/scripts", tags=[tag], security=BEARER,
+                 responses={200: ScriptList, 400: ErrorOut, **READ_ERRORS})
+def my_scripts(query: ScriptListQuery):  # noqa: ANN201
+    """My scripts, newest first (keyset paging: before_id = next_before_id)."""
+    found = scripts.list_for(_me(), limit=query.limit, before_id=query.before_id)
+    return {"scripts": [_script_out(s) for s in found], "next_before_id": _page(found, query.limit)}
+
+
+@creator_api.get("/creator/scripts/<int:script_id>", tags=[tag], security=BEARER,
+                 responses={200: ScriptOut, **READ_ERRORS})
+def my_script(path: ScriptPath):  # noqa: ANN201
+    """One of my scripts (another creator's is script_not_found, 404)."""
+    return _script_out(scripts.get(path.script_id, _me()))
+
+
+SRT_RESPONSE = {"description": "the variant's subtitles as an SRT file (UTF-8)",
+                "content": {"application/x-subrip": {"schema": {"type": "string"}}}}
+
+
+@creator_api.get("/creator/scripts/<int:script_id>/subtitles.srt", tags=[tag], security=BEARER,
+                 responses={200: SRT_RESPONSE, 400: ErrorOut, **READ_ERRORS})
+def script_subtitles(path: ScriptPath, query: SubtitleQuery):  # noqa: ANN201
+    """The subtitles of one variant (duration 15, 30 or 60) as an SRT download."""
+    row = scripts.get(path.script_id, _me())
+    body = content_scripts.srt_text(row.data, query.duration)
+    return Response(body.encode("utf-8"), content_type="application/x-subrip; charset=utf-8",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="script-{row.id}-{query.duration}s.srt"'})
+
+
+@creator_api.post("/creator/scripts/<int:script_id>/submit", tags=[tag], security=BEARER,
+                  responses={200: ScriptOut, **ERRORS})
+def submit_script(path: ScriptPath):  # noqa: ANN201
+    """Submit a draft for publishing: the AI check (moderation, and WeChat's content check when
+    configured) runs now; then it waits for an operator's review (state submitted), or is
+    rejected at once when the check blocks it. I am told the review's outcome in chat. Errors:
+    script_not_draft (409), script_not_found (404)."""
+    rt = runtime()
+    row = content_scripts.submit_script(_me(), path.script_id, settings=rt.settings, wechat=rt.wechat)
+    if row.state == scripts.State.REJECTED:  # blocked by the AI check: the notice goes out now
+        queues.drain_all_outbound()
+    return _script_out(row)
+
+
+@creator_api.put("/creator/style", tags=[tag], security=BEARER, responses={200: StyleOut, **ERRORS})
+def set_style(body: StyleIn):  # noqa: ANN201
+    """Set my script style (e.g. 亲切、专业、搞笑; at most 20 characters), used by every later
+    script here and in chat. Errors: invalid_style (400)."""
+    return {"style": scripts.set_style(_me(), body.style)}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from miniapp_api.schemas import NO_NUL, Absent, CachedSchema, Id, JsonInt, _no_default, _strict
 from models.activity import EVENT_ID_PATTERN, MAX_COUNT, REF_PATTERN
@@ -229,3 +229,87 @@ class FunnelOut(BaseModel):
     live_orders: int
     live_gmv_fen: int
     conversion: ConversionOut
+
+
+# ---- short-video scripts (issue 16) ------------------------------------------------------------
+
+
+class ScriptIn(BaseModel):
+    model_config = _strict
+    sku: str = Field(min_length=1, max_length=64, pattern=NO_NUL, description="an active SKU's code")
+    topic: str | None = Field(default=None, max_length=40, pattern=NO_NUL,
+                              description="what the video is about, e.g. 夏日追剧 (at most 40 characters)")
+    style: str | None = Field(default=None, max_length=20, pattern=NO_NUL,
+                              description="this script's style; by default the one set with PUT /creator/style")
+
+
+class SubtitleOut(BaseModel):
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+class ScriptVariantOut(BaseModel):
+    duration: Literal[15, 30, 60]
+    hook: str
+    pain_point: str
+    selling_points: list[str]
+    proof: str
+    call_to_action: str
+    subtitles: list[SubtitleOut] = Field(description="timed lines; the first carries the 【广告】 label")
+
+
+class ScriptOut(BaseModel):
+    id: int
+    state: Literal["draft", "submitted", "approved", "rejected"] = Field(
+        description="draft -> submitted (AI check done, waiting for review) -> approved | rejected")
+    source: Literal["model", "offline"]
+    label: Literal["【广告】"] = Field(description="shown with the script wherever it is published")
+    title: str
+    sku: str | None
+    product: str | None
+    price_fen: int | None = Field(description="what a buyer pays through my link, from the catalog")
+    topic: str
+    style: str
+    variants: list[ScriptVariantOut] = Field(description="15, 30 and 60 seconds")
+    music: list[str] = Field(description="music suggestions as tags")
+    cover: list[str] = Field(description="cover suggestions as tags")
+    note: str = Field(description="the reviewer's note")
+    created_at: str
+    submitted_at: str | None
+    reviewed_at: str | None
+
+
+class ScriptList(BaseModel):
+    scripts: list[ScriptOut]
+    next_before_id: int | None
+
+
+class ScriptListQuery(CachedSchema):
+    limit: int = Field(default=20, ge=1, le=100)
+    before_id: Id | Absent = Field(default=None, json_schema_extra=_no_default)
+
+
+class ScriptPath(BaseModel):
+    script_id: int = Field(ge=1, le=2**62)
+
+
+def _duration(value: int) -> int:
+    if value not in (15, 30, 60):
+        raise ValueError("the duration is 15, 30 or 60 (seconds)")
+    return value
+
+
+class SubtitleQuery(CachedSchema):
+    duration: Annotated[int, AfterValidator(_duration)] = Field(
+        default=30, description="which variant's subtitles: 15, 30 or 60 seconds",
+        json_schema_extra={"enum": [15, 30, 60]})
+
+
+class StyleIn(BaseModel):
+    model_config = _strict
+    style: str = Field(min_length=1, max_length=20, pattern=NO_NUL, description="e.g. 亲切、专业、搞笑")
+
+
+class StyleOut(BaseModel):
+    style: str

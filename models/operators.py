@@ -38,7 +38,7 @@ TOTP_ROLES = frozenset({Role.OWNER, Role.FINANCE})
 
 _VIEW_ALL = {"dashboard.view", "orders.view", "creators.view", "catalog.view", "vault.view",
              "withdrawals.view", "ledger.view", "chat.view", "activity.view", "jobs.view", "live.view",
-             "promo.view", "risk.view"}
+             "promo.view", "risk.view", "content.view"}
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.FINANCE: frozenset(_VIEW_ALL | {
         "orders.refund", "orders.mark_paid", "orders.fraud", "orders.hold", "orders.retry_settlement",
@@ -47,10 +47,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "dashboard.refresh", "promo.refund_retry", "risk.decide"}),
     Role.SUPPORT: frozenset({"dashboard.view", "orders.view", "creators.view", "catalog.view",
                              "orders.redeliver", "orders.resend", "orders.hold", "chat.view",
-                             "exports.orders"}),  # masked: no personal.unmasked
+                             "exports.orders", "content.handoff"}),  # masked: no personal.unmasked
     Role.OPS: frozenset(_VIEW_ALL | {
         "catalog.edit", "vault.import", "live.manage", "chat.edit", "chat.broadcast", "chat.retry",
-        "activity.import", "jobs.retry", "dashboard.refresh", "promo.manage"}),
+        "activity.import", "jobs.retry", "dashboard.refresh", "promo.manage",
+        # issue 16: FAQ, word lists, hot topics, talk tracks; review of creators' scripts; hand-offs
+        "content.manage", "content.review", "content.handoff"}),
     Role.READONLY: frozenset(_VIEW_ALL),
 }
 # The owner may do everything, including what only the owner may do.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gc
 import importlib
+import logging
+import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from qianxing.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class _Gunicorn(BaseApplication):
@@ -39,6 +43,22 @@ def _post_worker_init(worker: Any) -> None:
         importlib.import_module(name)
     gc.collect()
     gc.freeze()
+    threading.Thread(target=_warm_answers, name="warm-answers", daemon=True).start()
+
+
+def _warm_answers() -> None:
+    """The grounded answers' index (content_ai.retrieval: the embedding model and every fact's
+    vector, seconds), built beside the first requests: the official account's first question
+    then answers within its reply budget."""
+    try:
+        from content_ai import retrieval
+        from models.db import db
+        from qianxing import wiring
+
+        with db.connection_context():
+            retrieval.warm(wiring.runtime().settings)
+    except Exception:  # noqa: BLE001 - the first question builds it then
+        log.warning("warming the answer index failed", exc_info=True)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

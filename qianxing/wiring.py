@@ -28,6 +28,7 @@ from rq import Queue
 
 from bots.notify import build_notifiers
 from bots.sender import Sender
+from content_ai import live_prompts
 from content_ai.provider import Provider
 from models import vault
 from models.db import open_database
@@ -137,6 +138,7 @@ def bootstrap(settings: Settings) -> Runtime:
         ai=Provider(settings, redis),
         embedded=embedded,
     )
+    live_prompts.install(_runtime.ai, redis, settings)  # the model-backed live hints (issue 16)
     context.install(_runtime)
     return _runtime
 

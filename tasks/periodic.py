@@ -48,6 +48,7 @@ PERIODIC = [
     ("tasks.risk.score_creators", 3600),  # creator rules (refund abuse), one hit per creator and day (issue 15)
     ("tasks.risk_signals.prune_signals", 86400),  # risk signals and raw IPs past RISK_RETENTION_DAYS (issue 15)
     ("tasks.risk_digest.send_digest", 900),  # operators' daily risk digest, from RISK_DIGEST_HOUR (issue 15)
+    ("tasks.ai_calls.prune_calls", 86400),  # model call log rows past AI_CALL_KEEP_DAYS (issue 16)
 ]
 # Periodic jobs that may run longer than RQ's default timeout (a settlement backlog).
 JOB_TIMEOUTS = {"tasks.settlement.settle_all": 3600, "tasks.settlement.release_due": 3600,

@@ -147,6 +147,20 @@ _preloading: list[threading.Thread] = []
 PRELOAD_DELAY_S = 20.0
 
 
+def _warm_answers() -> None:
+    """Build the grounded answers' index (content_ai.retrieval: the embedding model and every
+    fact's vector, seconds) before the first group question, not during it."""
+    try:
+        from content_ai import retrieval
+        from models.db import db
+        from tasks.context import runtime
+
+        with db.connection_context():
+            retrieval.warm(runtime().settings)
+    except Exception:  # noqa: BLE001 - the first question builds it then
+        log.warning("warming the answer index failed", exc_info=True)
+
+
 def _preload() -> None:
     if _preloading:
         return
@@ -162,6 +176,7 @@ def _preload() -> None:
                 importlib.import_module(module)
             except Exception:  # noqa: BLE001 - the job itself will report it
                 log.debug("preloading %s failed", module, exc_info=True)
+        _warm_answers()
 
     thread = threading.Thread(target=load, name="preload", daemon=True)
     _preloading.append(thread)

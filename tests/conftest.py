@@ -18,7 +18,9 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from werkzeug.serving import make_server
 
-from models import activity, levels, risk_gate, risk_rules
+from content_ai import moderation as moderation_cache
+from content_ai import retrieval
+from models import activity, faq, levels, moderation, risk_gate, risk_rules
 from models.db import db
 from models.live_orders import forget_cached_pins
 from models.migrations import migrate
@@ -43,6 +45,12 @@ from models.migrations.m0018_live_dashboard import TABLES as TABLES_0018
 from models.migrations.m0019_short_drama import TABLES as TABLES_0019
 from models.migrations.m0020_promotions import TABLES as TABLES_0020
 from models.migrations.m0021_risk import TABLES as TABLES_0021
+from models.migrations.m0022_content_answers import TABLES as TABLES_0022
+from models.migrations.m0023_handoff import TABLES as TABLES_0023
+from models.migrations.m0024_scripts import TABLES as TABLES_0024
+from models.migrations.m0025_moderation import TABLES as TABLES_0025
+from models.migrations.m0026_hot_topics import TABLES as TABLES_0026
+from models.migrations.m0027_ai_calls import TABLES as TABLES_0027
 from models.orders import forget_cached_skus
 from qianxing import wiring
 from qianxing.embedded_redis import EmbeddedRedis
@@ -198,7 +206,8 @@ def rt(settings: Settings) -> Iterator[wiring.Runtime]:
 
 TABLES = (TABLES_0001 + TABLES_0004 + TABLES_0005 + TABLES_0007 + TABLES_0008 + TABLES_0009
           + TABLES_0010 + TABLES_0011 + TABLES_0012 + TABLES_0013 + TABLES_0014 + TABLES_0015
-          + TABLES_0016 + TABLES_0017 + TABLES_0018 + TABLES_0019 + TABLES_0020 + TABLES_0021)
+          + TABLES_0016 + TABLES_0017 + TABLES_0018 + TABLES_0019 + TABLES_0020 + TABLES_0021
+          + TABLES_0022 + TABLES_0023 + TABLES_0024 + TABLES_0025 + TABLES_0026 + TABLES_0027)
 
 
 @pytest.fixture
@@ -221,6 +230,24 @@ def _truncate() -> None:
         levels.seed_defaults()
         activity.seed_tiers()
         risk_rules.seed_defaults()
+        faq.seed_defaults()
+        moderation.seed_defaults()
+        if settings_is_postgres():
+            for name in _KEPT:
+                _KEPT[name] = _fingerprint(name)
+    moderation_cache.forget_cached()
+    retrieval.forget()  # the answer index is rebuilt from this test's catalog and FAQ
+
+
+# Seeded tables that tests seldom write (the default FAQ, the moderation word lists): on
+# PostgreSQL they are kept from one test to the next while they are as the seeding left them
+# (rows, highest id, latest change, sequence), instead of being truncated and seeded again.
+_KEPT: dict[str, tuple | None] = {"faq": None, "moderation_word": None}
+
+
+def _fingerprint(table: str) -> tuple:
+    return db.execute_sql(f'SELECT count(*), max(id), max(updated_at), (SELECT last_value FROM "{table}_id_seq") '
+                          f'FROM "{table}"').fetchone()
 
 
 def _empty() -> None:
@@ -230,10 +257,13 @@ def _empty() -> None:
         # one query, then start every sequence that was read again at 1 (rolled-back inserts move
         # sequences of tables that are empty now, and tests expect ids from 1).
         used = [name for (name,) in db.execute_sql(_USED_TABLES).fetchall()]
+        kept = [name for name in _KEPT if name in used and _KEPT[name] == _fingerprint(name)]
+        used = [name for name in used if name not in kept]
         if used:
             db.execute_sql("TRUNCATE " + ", ".join(f'"{name}"' for name in used) + " CASCADE")
         db.execute_sql("SELECT setval((quote_ident(schemaname) || '.' || quote_ident(sequencename))::regclass, 1, "
-                       "false) FROM pg_sequences WHERE schemaname = current_schema() AND last_value IS NOT NULL")
+                       "false) FROM pg_sequences WHERE schemaname = current_schema() AND last_value IS NOT NULL "
+                       "AND NOT sequencename = ANY(%s)", ([f"{name}_id_seq" for name in kept],))
         return
     # The ledger refuses DELETE through triggers; drop them, empty, reinstall.
     for (name,) in db.execute_sql(
@@ -269,6 +299,11 @@ def session_app(settings: Settings, live_port: int):  # noqa: ANN201
 
 @pytest.fixture
 def app(rt: wiring.Runtime, session_app):  # noqa: ANN001, ANN201
+    """The session's app, serving with this test's runtime (a CLI test may have bootstrapped a
+    new one since the app was made: what a test patches on `rt` is then what the app uses)."""
+    from miniapp_api.deps import EXTENSION
+
+    session_app.extensions[EXTENSION] = rt
     return session_app
 
 

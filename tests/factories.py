@@ -1083,3 +1083,300 @@ def gate_hits(code: str | None = None) -> list:
     with db.connection_context():
         query = RiskHit.select().order_by(RiskHit.id)
         return list(query.where(RiskHit.code == code) if code else query)
+
+
+# ---- issue 16: answers ----
+
+def answers_shop(shop) -> dict[str, Sku]:  # noqa: ANN001
+    """A small catalog to ask about: a video card (¥19.90, 3 keys), a music card sold out
+    (¥15.00, no keys) and a phone top-up (¥49.80)."""
+    from models.catalog import create_product, create_sku
+
+    with db.connection_context():
+        video = create_product("爱奇艺黄金会员", "官方卡密")
+        music = create_product("QQ音乐绿钻", "豪华绿钻卡密")
+        phone = create_product("话费充值", "输入手机号，自动到账")
+        made = {
+            "video": create_sku(video, code="IQY-1M", name="爱奇艺黄金会员 月卡", kind=Kind.CARD_KEY,
+                                supply_price_fen=1500, retail_price_fen=1990),
+            "music": create_sku(music, code="QQM-1M", name="QQ音乐绿钻 月卡", kind=Kind.CARD_KEY,
+                                supply_price_fen=1000, retail_price_fen=1500),
+            "phone": create_sku(phone, code="PHONE-50", name="话费 50 元", kind=Kind.TOPUP,
+                                supply_price_fen=4850, retail_price_fen=4980, stock=100),
+        }
+        vault.import_keys(made["video"], [(i + 1, f"IQY-TEST-{i:04d}") for i in range(3)])
+    return made
+
+
+
+# ---- issue 16: handoff ----
+
+def handoff_case(*, chat: str = "grp-h", kind: str = "group", platform: str = "console", asker: User | None = None,
+                 question: str = "能开发票吗？", name: str = "小红"):  # noqa: ANN201
+    """A hand-off case as the bot opens it (models.handoff.open_case): (case, created)."""
+    from models import handoff
+
+    asker = asker or chat_user(platform, f"asker-{chat}", name=name)
+    with db.connection_context():
+        case, created, _notified = handoff.open_case(platform=platform, chat_id=chat, chat_kind=kind,
+                                                     asker_id=asker.id, asker_name=name, question=question)
+    return case, created
+
+
+def outbox_rows(prefix: str) -> list:
+    """Outbound messages whose key starts with `prefix`, oldest first."""
+    from models.chat import OutboundMessage
+
+    with db.connection_context():
+        return list(OutboundMessage.select().where(OutboundMessage.key.startswith(prefix))
+                    .order_by(OutboundMessage.id))
+
+
+
+# ---- issue 16: scripts ----
+
+def described_sku(shop, *, code: str = "VIP-M", name: str = "视频会员月卡", title: str = "视频会员",  # noqa: ANN001
+                  description: str = "海量热门剧集抢先看。蓝光画质，手机、平板、电视多端通用；会员专属片库",
+                  price: int = 1990, keys: int = 3) -> Sku:
+    """A card-key SKU whose product has a title and a description (the scripts' selling points)."""
+    sku = shop.card_sku(keys=keys, price=price, code=code)
+    with db.connection_context():
+        Sku.update(name=name).where(Sku.id == sku.id).execute()
+        (catalog.Product.update(title=title, description=description)
+         .where(catalog.Product.id == sku.product_id).execute())
+        return catalog.get_sku(code)
+
+
+def script_json(*, price: str = "¥19.90", hook: str = "家人们，追剧党看过来！") -> dict:
+    """A script as a model would answer it (JSON), quoting `price` in every call to action."""
+    def variant(duration: int, points: list[str]) -> dict:
+        return {"duration": duration, "hook": hook, "pain_point": "想追的剧总要会员，广告又长？",
+                "selling_points": points, "proof": "我自己一直在用，画质清楚不卡顿。",
+                "call_to_action": f"视频会员月卡到手价{price}，主页链接下单。"}
+    return {"title": "夏日追剧必备", "variants": [variant(15, ["热门剧集抢先看"]),
+                                                 variant(30, ["热门剧集抢先看", "蓝光画质"]),
+                                                 variant(60, ["热门剧集抢先看", "蓝光画质", "多端通用"])],
+            "music": ["轻快", "夏日"], "cover": ["大字标题", "追剧表情"]}
+
+
+
+# ---- issue 16: moderation ----
+
+def moderation_word(word: str, kind: str = "sensitive", action: str | None = None):  # noqa: ANN201
+    """A word added to a list through the service, as an operator would."""
+    from models import moderation
+
+    with db.connection_context():
+        return moderation.add_word(kind, word, actor="operator:test", action=action)
+
+
+def moderation_decisions(**filters) -> list:  # noqa: ANN003
+    """The decision log, newest first (models.moderation_log.Filters keywords)."""
+    from models import moderation_log
+
+    with db.connection_context():
+        return moderation_log.decisions(moderation_log.Filters(**filters), limit=500)
+
+
+# ---- issue 16: live content ----
+
+def online_ai(rt, fake_openai, **overrides):  # noqa: ANN001, ANN003, ANN201
+    """A model provider (content_ai.provider.Provider) on the fake OpenAI-compatible server, with
+    short timeouts, no retry and no cache (each call reaches the fake): for rt.ai in a test."""
+    from content_ai.provider import Provider
+    from tests.conftest import AI_KEY
+
+    values: dict[str, object] = dict(AI_BASE_URL=fake_openai.base_url_v1, AI_API_KEY=AI_KEY, AI_MODEL="fake-chat",
+                                     AI_TIMEOUT_S=1.0, AI_RETRIES=0, AI_BREAKER_FAILURES=3, AI_BREAKER_OPEN_S=60,
+                                     AI_CACHE_S=0, AI_DAILY_QUOTA=1000)
+    values.update(overrides)
+    return Provider(rt.settings.model_copy(update=values), rt.redis)
+
+
+def talk_session(shop, host: Creator | None = None, *, state: str = "scheduled", lottery: bool = True,  # noqa: ANN001
+                 title: str = "周五福利专场") -> tuple[Creator, int, list[Sku]]:
+    """A session scheduled through models.live_planning.schedule two hours from now with two
+    pinned products: a laddered one (50 at ¥9.90, then 50 at ¥19.90, retail ¥29.90) and a plain
+    one (¥49.80); with `lottery`, a reservation lottery (10 reservations, 2 prizes of a third
+    SKU); taken live when `state` is "live". (host, session id, [laddered, plain])."""
+    from models import live, live_orders, live_planning
+
+    live_orders.forget_cached_pins()
+    host = host or creator(name="小星")
+    laddered_sku = shop.card_sku(keys=5, price=2990)
+    plain = shop.card_sku(keys=5, price=4980)
+    spec = live_planning.SessionSpec(
+        title, utcnow() + dt.timedelta(hours=2), 60,
+        pins=[live_planning.PinSpec(laddered_sku.code, ladder={"tiers": [{"units": 50, "price_fen": 990},
+                                                                         {"units": 50, "price_fen": 1990}]}),
+              live_planning.PinSpec(plain.code)],
+        lottery={"threshold": 10, "prizes": 2, "prize_sku": shop.card_sku(keys=5, price=990).code} if lottery else None)
+    with db.connection_context():
+        session = live_planning.schedule(host, spec, actor="test")
+        if state == "live":
+            live.go_live(host, session.id, actor="test")
+    return host, session.id, [laddered_sku, plain]
+
+
+def track_json(skus: list[Sku], *, welfare: str = "预约满 10 人开奖，抽 2 位送好礼！",
+               price: str = "¥9.90") -> dict:
+    """A talk track as a model would answer it (JSON), quoting `price` for the laddered product."""
+    return {"opening": "家人们晚上好，欢迎来到直播间！",
+            "products": [{"sku": skus[0].code, "text": f"这款会员卡直播间阶梯价，前50位只要{price}！"},
+                         {"sku": skus[1].code, "text": "这款到手价 ¥49.80，想要的扣想要。"}],
+            "welfare": welfare, "closing": "感谢大家，我们下次直播见！"}
+
+
+def funnel_creator(rank: int, *, plays: int = 0, entries: int = 0, orders: int = 0, sku: Sku | None = None,
+                   name: str = "") -> Creator:
+    """A creator of star level `rank` with `plays` video plays and `entries` live-room entries
+    (activity events as imported from a platform CSV) and `orders` paid orders as seller (written
+    directly; needs `sku` when orders > 0)."""
+    made = creator(name=name, rank=rank)
+    events = [TrackEvent(f"fc-{next(_n)}", made.code, kind, "v1", count, utcnow() - dt.timedelta(minutes=5))
+              for kind, count in (("video_play", plays), ("live_entry", entries)) if count]
+    if events:
+        with db.connection_context():
+            activity.record_events(events, user_id=None, source="csv")
+    if orders:
+        assert sku is not None
+        order_rows(sku, orders, seller=made, openid=f"fc-buyer-{made.id}")
+    return made
+
+
+
+# ---- issue 16: hot topics ----
+
+# A small catalog for hot-topic pairing: (code, product line, SKU name, description, price fen).
+TOPIC_CATALOG = (
+    ("VIP-VIDEO", "视频会员", "腾讯视频会员月卡", "热播剧、电影、综艺随心看", 1990),
+    ("MUSIC", "音乐会员", "QQ音乐绿钻月卡", "无损音质、付费歌曲畅听", 1500),
+    ("GAME", "游戏点券", "王者荣耀点券", "皮肤、英雄随心兑", 3000),
+    ("COFFEE", "咖啡券", "瑞幸咖啡兑换券", "门店通用", 1290),
+    ("PHONE", "话费充值", "手机话费50元", "全国三网话费快充", 4980),
+)
+
+
+def topic_catalog() -> dict[str, Sku]:
+    """TOPIC_CATALOG as active products and card-key SKUs, by code."""
+    made = {}
+    with db.connection_context():
+        for code, line, name, description, price in TOPIC_CATALOG:
+            product = catalog.create_product(line, description)
+            made[code] = catalog.create_sku(product, code=code, name=name, kind=Kind.CARD_KEY,
+                                            supply_price_fen=price // 2, retail_price_fen=price)
+    return made
+
+
+class TopicFeed:
+    """A loopback HTTP server serving hot-topic feeds: GET /ok (a JSON list), /wrapped
+    ({"data": {"list": [...]}}), /slow (waits `slow_s` before answering), /drip (sends a byte
+    at a time, forever), /500, /garbage (not JSON), /big (over any small byte cap), /empty
+    ([]), /redirect (to file:///etc/passwd). `hits` counts requests per path."""
+
+    def __init__(self, topics: list | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.topics = topics if topics is not None else [{"title": "周末宅家追剧", "heat": 98000},
+                                                         {"title": "打工人续命咖啡", "hot": "12万"},
+                                                         "王者荣耀新赛季"]
+        self.slow_s = 3.0
+        self.hits: dict[str, int] = {}
+        self.stopping = threading.Event()
+        feed = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                import json as _json
+                import time as _time
+
+                path = self.path.split("?")[0]
+                feed.hits[path] = feed.hits.get(path, 0) + 1
+                if path == "/slow":
+                    feed.stopping.wait(feed.slow_s)
+                    return self._send(200, _json.dumps(feed.topics).encode())
+                if path == "/drip":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    try:
+                        self.wfile.write(b"[")
+                        while not feed.stopping.is_set():
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            _time.sleep(0.05)
+                    except OSError:
+                        pass
+                    return None
+                if path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", "file:///etc/passwd")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                bodies = {
+                    "/ok": (200, _json.dumps(feed.topics, ensure_ascii=False).encode()),
+                    "/wrapped": (200, _json.dumps({"data": {"list": feed.topics}}, ensure_ascii=False).encode()),
+                    "/500": (500, b'{"error": "boom"}'),
+                    "/garbage": (200, b"<html>not json</html>"),
+                    "/big": (200, b"[" + b'"x",' * 400_000 + b'"x"]'),
+                    "/empty": (200, b"[]"),
+                }
+                status, body = bodies.get(path, (404, b"{}"))
+                return self._send(status, body)
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self) -> TopicFeed:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+
+# ---- issue 16: call log ----
+
+def ai_call(**fields) -> None:  # noqa: ANN003
+    """One ai_call row written as the provider writes it (models.ai_calls.record); `at` defaults
+    to now. Fields: kind, outcome, model, purpose, creator_id, latency_ms, tokens, cost_mfen."""
+    from models import ai_calls
+
+    values = {"kind": "chat", "outcome": "ok", "model": "fake-chat", **fields}
+    assert ai_calls.record(ai_calls.CallRow(**values))
+
+
+def ai_call_rows() -> list:
+    """Every ai_call row, oldest first."""
+    from models.ai_calls import AICall
+
+    with db.connection_context():
+        return list(AICall.select().order_by(AICall.id))

@@ -15,6 +15,7 @@ official account's menu and the Telegram command menu all come from the registry
     earnings.py  earnings, statement, withdraw (+ confirm / cancel)
     products.py  products, markup, promo
     content.py   script
+    handoff.py   answer (a creator answers a hand-off; handoff_flow.py: grounded answers, hand-offs)
     vouchers.py  vouchers, resend
     help.py      help, unknown commands, stale buttons
 
@@ -81,8 +82,8 @@ from bots.commands.replies import (
 from models.money import yuan
 
 # The areas, in the order of the help text and the menus (the order of declaration).
-AREAS = ("joining", "earnings", "products", "live", "live_reserve", "live_stats", "coupons", "groupbuy",
-         "self_service", "content", "vouchers", "help")
+AREAS = ("joining", "earnings", "products", "live", "live_reserve", "live_stats", "live_talk", "funnel_hint",
+         "coupons", "groupbuy", "self_service", "content", "handoff", "vouchers", "help")
 for _area in AREAS:
     importlib.import_module(f"bots.commands.{_area}")
 

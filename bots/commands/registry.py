@@ -67,6 +67,8 @@ class Context:
     redis: Redis
     withdraw_policy: withdrawals.WithdrawPolicy
     creator: Creator | None = None  # set for commands declared with creator=True
+    ai: Any = None  # content_ai.provider.Provider; None: the offline path answers
+    outbound: Any = None  # bots.sender.Sender of the process: a handler that writes outbox rows kicks its drain
 
     @property
     def private(self) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import content_ai
+from bots.commands import handoff_flow
 from bots.commands.i18n import N_, _, current_locale
 from bots.commands.parsing import ChatInputError, normalize
 from bots.commands.registry import REGISTRY, Command, Context, menu
@@ -96,13 +97,15 @@ def execute(ctx: Context, cmd: Command) -> list[Reply]:
 
 
 def free_text(ctx: Context) -> list[Reply]:
-    """A private message that is no command: an offline answer when content_ai has one."""
+    """A private message that is no command: a grounded answer (content_ai.answers, through
+    handoff_flow), a hand-off to the operators when it asks for one, nothing while a human's
+    answer keeps the chat silent, else the "not understood" hint."""
     typed = normalize(ctx.incoming.text)
     if not typed:
         return text(_("你好！{hint}").format(hint=help_hint()), buttons=menu("main"))
-    found = content_ai.answer(typed, settings=ctx.settings)
-    if found:
-        return text(found)
+    found = handoff_flow.answer(ctx, typed)
+    if found is not None:
+        return found
     return text(_("抱歉，我没有听懂。{hint}").format(hint=help_hint()), buttons=menu("main"))
 
 

@@ -70,6 +70,7 @@ def _views(admin: Admin) -> None:
     """One module per area of the business, each with `register(admin)`, in menu order."""
     from miniapp_api.admin import (
         activity,
+        ai_usage,
         catalog,
         categories,
         chat,
@@ -77,22 +78,30 @@ def _views(admin: Admin) -> None:
         creators,
         drama,
         exports,
+        faq,
         groupbuy,
+        handoff,
+        hot_topics,
         jobs,
         ledger,
         live,
         live_dashboard,
+        live_talk,
+        moderation,
         orders,
         refunds,
         risk,
         risk_rules,
+        scripts,
         system,
         vault,
         withdrawals,
     )
 
     for area in (orders, refunds, creators, live, live_dashboard, drama, coupons, groupbuy, withdrawals, ledger,
-                 catalog, categories, vault, chat, activity, jobs, exports, risk, risk_rules, system):
+                 catalog, categories, vault, chat, activity, jobs, exports, risk, risk_rules, handoff, live_talk,
+                 ai_usage, moderation, faq, scripts, hot_topics,
+                 system):
         area.register(admin)
 
 

@@ -1,6 +1,7 @@
 """The live-commerce routes of the mini-program API (/api/v1/...), one module per area:
 `sessions` (scheduling, the public session page), `reservations`, `lottery`, `assist`,
-`dashboard` (viewers, counters, hints, votes) and `drama` (short-drama series and episodes).
+`dashboard` (viewers, counters, hints, votes), `drama` (short-drama series and episodes) and
+`talk` (talk tracks and the funnel hint, issue 16).
 Each module has an `APIBlueprint` named `bp`; `register(app)` adds them all."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-AREAS = ("sessions", "reservations", "lottery", "assist", "dashboard", "drama")
+AREAS = ("sessions", "reservations", "lottery", "assist", "dashboard", "drama", "talk")
 
 
 def register(app: Any) -> None:

@@ -165,3 +165,17 @@ def bench_risk(orders: int, creators: int, sample: int, fraud_share: float, batc
     click.echo(json.dumps(risk.run(settings(), orders=orders, creators=creators, sample=min(sample, orders),
                                    fraud_share=fraud_share, batch=batch, baseline_budget_s=baseline_budget,
                                    per_rule_timings=rule_timings)))
+
+
+@bench.command("answers")
+@click.option("--limit", type=int, default=None, help="ask only the first N questions of the evaluation set")
+@click.option("--model/--no-model", default=True, show_default=True,
+              help="also ask every question with a model (the fake OpenAI-compatible server on 127.0.0.1)")
+def bench_answers(limit: int | None, model: bool) -> None:
+    """The grounded answer engine against qianxing/bench/answers_eval.jsonl (scratch database with the
+    demo shop and the default FAQ): accuracy, invented numbers, hand-off rate, p95 offline and with a model."""
+    from qianxing.bench import answers
+
+    if limit is not None and limit < 1:
+        raise click.BadParameter("--limit must be at least 1")
+    click.echo(json.dumps(answers.run(settings(), limit=limit, model=model)))

@@ -154,6 +154,34 @@ ROUTES += [Route("risk_rules.edit", "risk.rules", lambda w: "/admin/risk/rules/b
                  lambda w: {"reason": "role test"}),
            Route("risk_allow.revoke", "risk.decide", lambda w: "/admin/risk/allow/1/revoke",
                  lambda w: {"reason": "role test"})]
+ROUTES += [Route(f"content_faq.{n}", "content.manage", lambda w, u=u: f"/admin/content/faq{u}",
+                 lambda w: {"question": "role test", "answer": "role test", "position": "0"})
+           for n, u in (("create", "/new"), ("edit", "/1/edit"), ("disable", "/1/disable"))]
+ROUTES += [Route("moderation_words.add", "content.manage", lambda w: "/admin/content/moderation/words/add",
+                 lambda w: {"kind": "sensitive", "word": "角色测试词", "reason": "role test"}),
+           Route("moderation_words.import_", "content.manage", lambda w: "/admin/content/moderation/words/import",
+                 lambda w: {"kind": "sensitive", "lines": "角色测试词", "reason": "role test"}),
+           Route("moderation_words.edit", "content.manage", lambda w: "/admin/content/moderation/words/1/edit",
+                 lambda w: {"word": "角色测试词", "action": "block", "reason": "role test"}),
+           Route("moderation_decisions.review", "content.review",
+                 lambda w: "/admin/content/moderation/decisions/1/review", lambda w: {"reason": "role test"})]
+ROUTES += [Route("handoff.answer", "content.handoff", lambda w: "/admin/content/handoff/1/answer",
+                 lambda w: {"answer": "role test"}),
+           Route("handoff.close", "content.handoff", lambda w: "/admin/content/handoff/1/close",
+                 lambda w: {"reason": "role test"})]
+ROUTES += [Route("scripts.create", "content.manage", lambda w: "/admin/content/scripts/new",
+                 lambda w: {"creator": "nobody", "sku": "nope", "topic": "role test"}),
+           Route("scripts.approve", "content.review", lambda w: "/admin/content/scripts/1/approve",
+                 lambda w: {"note": "role test"}),
+           Route("scripts.reject", "content.review", lambda w: "/admin/content/scripts/1/reject",
+                 lambda w: {"note": "role test"})]
+ROUTES += [Route("hot_topics.upload", "content.manage", lambda w: "/admin/content/hot-topics/upload",
+                 lambda w: {"file": (io.BytesIO("追剧\n".encode()), "topics.csv")}),
+           Route("hot_topics.from_url", "content.manage", lambda w: "/admin/content/hot-topics/url",
+                 lambda w: {"url": "http://127.0.0.1:9/x"}),
+           Route("hot_topics.repair", "content.manage", lambda w: "/admin/content/hot-topics/1/repair",
+                 lambda w: {"reason": "role test"})]
+ROUTES += [Route("live_talk.generate", "content.manage", lambda w: "/admin/content/talk/1", lambda w: {})]
 ROUTES += [Route("orders.act", perm, lambda w, a=action: f"/admin/orders/{w['order']}/{a}",
                  lambda w: {"reason": "role test", "reference": "role-ref"})
            for action, perm in ORDER_ACTIONS.items()]

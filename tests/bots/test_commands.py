@@ -175,7 +175,7 @@ def test_poster_is_an_image_with_the_invite_link(pool, settings):
 
 def test_script_with_and_without_a_product(pool):
     plain = text_of(say("/script 直播 开场"))
-    assert plain.startswith("【广告】直播话术") and "ann" in plain
+    assert plain.startswith("【广告】直播 开场（30秒版）") and "ann" in plain
     with_product = text_of(say("文案 OPEN-2 朋友圈"))
     assert "【广告】" in with_product and "会员卡 OPEN-2" in with_product and "¥50.00" in with_product
     assert f"ref={pool.code}" in with_product

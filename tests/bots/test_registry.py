@@ -42,13 +42,17 @@ HELP_ZH = """千星机器人命令（英文命令与中文关键词效果相同�
 /liveposter 编号 · 预约海报 编号 — 生成直播预约海报（扫码预约）
 /dashboard · 看板 — 直播实时数据和提示
 /vote 问题 | 选项A | 选项B · 投票 — 直播中发起投票
+/talk [编号] · 话术 — 直播话术（开场、商品讲解、福利、收尾）
+/funnel · 漏斗 — 我的转化漏斗和改进建议
 /claim 券码 · 领券 券码 — 领取优惠券（仅私聊）
 /coupons · 我的券 — 查看我的优惠券（仅私聊）
 /groupbuy · 拼团 — 正在进行的拼团；拼团 编号 发出拼团卡片
 /groupposter 团编号 · 拼团海报 团编号 — 生成拼团海报（扫码参团）
 /cancel 订单号 · 取消订单 订单号 — 取消未付款的订单
 /refund 订单号 原因 · 退款 订单号 原因 — 申请退款
-/script [主题] · 文案 [主题] — 带货文案
+/script [15|30|60] [商品编码] [主题] · 文案 — 带货短视频文案（含字幕）
+/style 风格 · 风格 亲切 — 设置我的文案风格（20 字以内）
+/answer 编号 内容 · 回复 编号 内容 — 回复转给你的群友问题
 /vouchers · 我的卡券 — 查看卡密（仅私聊）
 /resend 订单号 · 补发 订单号 — 重新发送发货通知
 /help · 帮助 — 本说明"""
@@ -58,7 +62,8 @@ KEYWORDS_ZH = {
     "海报": "poster", "邀请海报": "poster", "团队": "team", "我的团队": "team", "进度": "progress",
     "升级进度": "progress", "等级": "level", "我的等级": "level", "收益": "earnings", "我的收益": "earnings",
     "明细": "statement", "收益明细": "statement", "提现": "withdraw", "商品": "products", "选品": "products",
-    "货架": "products", "加价": "markup", "推广": "promo", "文案": "script", "话术": "script",
+    "货架": "products", "加价": "markup", "推广": "promo", "文案": "script", "风格": "style", "回复": "answer",
+    "话术": "talk", "直播话术": "talk", "漏斗": "funnel",
     "我的卡券": "vouchers", "卡券": "vouchers", "卡密": "vouchers", "补发": "resend", "帮助": "help", "菜单": "help",
     # live commerce (issue 13)
     "直播": "live", "预告": "live", "开播": "golive", "下播": "endlive", "预约": "reserve", "直播卡片": "live_card",
@@ -119,10 +124,12 @@ def test_the_keyword_and_slash_tables_are_generated():
     takes_args = {name for name, (_, _, args) in commands.COMMANDS.items() if args}
     assert takes_args == {"start", "bind", "withdraw", "markup", "promo", "script", "resend", "live", "golive",
                           "endlive", "reserve", "live_card", "reservations", "reserve_poster", "dashboard", "vote",
-                          "claim", "groupbuy", "groupposter", "cancel_order", "refund_request"}
+                          "claim", "groupbuy", "groupposter", "cancel_order", "refund_request", "style", "answer",
+                          "talk"}
     assert commands.PRIVATE_ONLY == {"withdraw", "vouchers", "statement", "earnings", "resend",
                                      "withdraw_confirm", "withdraw_cancel", "live", "golive", "endlive",
-                                     "dashboard", "claim", "coupons", "cancel_order", "refund_request"}
+                                     "dashboard", "claim", "coupons", "cancel_order", "refund_request", "talk",
+                                     "funnel"}
     # button-only commands have no slash name or keyword, and their menu key is refused as stale
     assert "withdraw_confirm" in commands.HANDLERS and "withdraw_confirm" not in commands.COMMANDS
     assert commands.parse(_incoming(callback="CMD_WITHDRAW_CONFIRM")) == Command("stale_button")
@@ -176,7 +183,8 @@ def test_telegram_commands_come_from_the_help_lines():
     assert private["withdraw"] == "提现到微信零钱（需确认）" and private["help"] == "本说明"
     assert "start" not in private  # /start is what Telegram's own start button sends
     assert set(private) - set(group) == {"earnings", "statement", "withdraw", "vouchers", "resend", "live", "golive",
-                                         "endlive", "dashboard", "claim", "coupons", "cancel", "refund"}
+                                         "endlive", "dashboard", "claim", "coupons", "cancel", "refund", "talk",
+                                         "funnel"}
     with use_locale("en"):
         assert dict(commands.telegram_commands(private=True))["withdraw"] == \
             "withdraw to your WeChat wallet (asks to confirm)"

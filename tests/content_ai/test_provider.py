@@ -125,7 +125,7 @@ def test_server_error_returns_none(ai, fake_openai, caplog):
     # when asked / then None, after the first try and one retry
     assert provider.chat(ask("写脚本")) is None
     assert len(fake_openai.chat_calls) == 2
-    assert "outcome=error" in caplog.text
+    assert "outcome=http_5xx" in caplog.text
 
 
 def test_breaker_opens_half_opens_and_closes(ai, fake_openai, caplog):

@@ -2,12 +2,21 @@
 
 Handlers are registered per (method, path) and run serialised under one lock, so
 subclasses can mutate their state without further locking.
+
+Two hooks for fakes of slow or flaky servers:
+- `_stall_for(request)`: seconds to wait before answering (default 0). The request is recorded
+  first and the wait happens outside the lock, so other requests (a client's retry, a second
+  client) are recorded and answered meanwhile;
+- `quiet_disconnects = True`: a client that hung up before the answer (a client timeout, as a
+  stalled fake provokes on purpose) is expected, and the broken pipe is not printed.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,8 +63,20 @@ class FakeResponse:
 Handler = Callable[[RecordedRequest], FakeResponse]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    quiet_disconnects = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.quiet_disconnects and isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeServer:
     """ThreadingHTTPServer on 127.0.0.1:<ephemeral> in a daemon thread."""
+
+    quiet_disconnects = False  # True: clients hanging up mid-answer are expected (see the module doc)
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -73,8 +94,8 @@ class FakeServer:
     def start(self) -> Self:
         if self._httpd is not None:
             return self
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler_class(self))
-        httpd.daemon_threads = True
+        httpd = _Server(("127.0.0.1", 0), _make_handler_class(self))
+        httpd.quiet_disconnects = self.quiet_disconnects
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever,
@@ -138,16 +159,29 @@ class FakeServer:
             self._requests.clear()
 
     # -- dispatch (called from server threads) -------------------------------------------
+    def _stall_for(self, request: RecordedRequest) -> float:
+        """Seconds to wait before answering `request` (called under the lock; 0: at once)."""
+        return 0.0
+
     def _dispatch(self, request: RecordedRequest) -> FakeResponse:
         with self._lock:
             self._requests.append(request)
-            handler = self._routes.get((request.method, request.path))
-            if handler is None:
-                return FakeResponse.of_text("404 Not Found", 404)
-            try:
-                return handler(request)
-            except Exception as exc:  # a bug in the fake must not hang the client
-                return FakeResponse.of_text(f"fake handler error: {exc!r}", 500)
+            stall = self._stall_for(request)
+            if not stall:
+                return self._handle(request)
+        time.sleep(stall)  # outside the lock: retries and other clients are seen meanwhile
+        with self._lock:
+            return self._handle(request)
+
+    def _handle(self, request: RecordedRequest) -> FakeResponse:
+        """The route's answer (called under the lock)."""
+        handler = self._routes.get((request.method, request.path))
+        if handler is None:
+            return FakeResponse.of_text("404 Not Found", 404)
+        try:
+            return handler(request)
+        except Exception as exc:  # a bug in the fake must not hang the client
+            return FakeResponse.of_text(f"fake handler error: {exc!r}", 500)
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:

@@ -17,13 +17,10 @@ import hashlib
 import itertools
 import json
 import struct
-import sys
-import threading
 import time
-from http.server import ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
-from tests.fakes.http import FakeResponse, FakeServer, RecordedRequest, _make_handler_class
+from tests.fakes.http import FakeResponse, FakeServer, RecordedRequest
 
 CHAT, EMBED = "/v1/chat/completions", "/v1/embeddings"
 EMBED_DIM = 8
@@ -78,40 +75,11 @@ class FakeOpenAI(FakeServer):
     def embed_calls(self) -> list[RecordedRequest]:
         return self.requests_to(EMBED, "POST")
 
-    # -- serving: recorded on arrival, then the stall outside the lock ------------------------------
-    def start(self) -> Self:
-        """As FakeServer.start, but a client that gave up on a stalled answer (a timeout) is
-        expected here: the broken pipe is not printed."""
-        if self._httpd is not None:
-            return self
+    # -- serving: recorded on arrival, then the stall outside the lock (tests/fakes/http.py) -------
+    quiet_disconnects = True  # a client that gave up on a stalled answer (a timeout) is expected
 
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                if not isinstance(sys.exc_info()[1], ConnectionError):
-                    super().handle_error(request, client_address)
-
-        httpd = Server(("127.0.0.1", 0), _make_handler_class(self))
-        httpd.daemon_threads = True
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=type(self).__name__, daemon=True)
-        self._thread.start()
-        return self
-
-    def _dispatch(self, request: RecordedRequest) -> FakeResponse:
-        with self._lock:
-            self._requests.append(request)
-            stall = self.stall_s
-        if stall:
-            time.sleep(stall)
-        with self._lock:
-            handler = self._routes.get((request.method, request.path))
-            if handler is None:
-                return FakeResponse.of_text("404 Not Found", 404)
-            try:
-                return handler(request)
-            except Exception as exc:  # a bug in the fake must not hang the client
-                return FakeResponse.of_text(f"fake handler error: {exc!r}", 500)
+    def _stall_for(self, request: RecordedRequest) -> float:
+        return self.stall_s
 
     # -- handlers --------------------------------------------------------------------------------
     def _refuse(self, request: RecordedRequest) -> FakeResponse | None:

@@ -96,6 +96,7 @@ class FakeWeChatAPI(FakeServer):
         self.route("POST", MEDIA_UPLOAD_PATH, self._media_upload)
         self._phone_codes: dict[str, tuple[str, str]] = {}  # getPhoneNumber code -> (number, country code)
         self.route("POST", PHONE_NUMBER_PATH, self._phone_number)
+        self._init_sec_check()  # issue 16: moderation's msg_sec_check
 
     # -- test controls -------------------------------------------------------------------
     def add_app(self, appid: str, secret: str) -> None:
@@ -239,15 +240,21 @@ class FakeWeChatAPI(FakeServer):
         failure = self._take_failure(endpoint) or self._over_rate()
         if failure is not None:
             return failure, {}
-        if not self._token_valid(req):
-            return wechat_error(40001), {}
-        try:
-            payload = json.loads(req.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return wechat_error(47001), {}
+        error, payload = self._json_call(req)
+        if error is not None:
+            return error, {}
         if not isinstance(payload, dict) or any(not payload.get(k) for k in required):
             return wechat_error(47001), {}
         return None, payload
+
+    def _json_call(self, req: RecordedRequest) -> tuple[FakeResponse | None, Any]:
+        """A call with an access token and a JSON body: (an error answer, None) or (None, the body)."""
+        if not self._token_valid(req):
+            return wechat_error(40001), None
+        try:
+            return None, json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return wechat_error(47001), None
 
     def _subscribe_send(self, req: RecordedRequest) -> FakeResponse:
         error, payload = self._message_send(req, "subscribe", ("touser", "template_id", "data"))
@@ -273,12 +280,9 @@ class FakeWeChatAPI(FakeServer):
         return wechat_error(0, "ok")
 
     def _menu_create(self, req: RecordedRequest) -> FakeResponse:
-        if not self._token_valid(req):
-            return wechat_error(40001)
-        try:
-            payload = json.loads(req.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return wechat_error(47001)
+        error, payload = self._json_call(req)
+        if error is not None:
+            return error
         buttons = payload.get("button") if isinstance(payload, dict) else None
         if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
             return wechat_error(40016, "invalid button size")
@@ -314,12 +318,9 @@ class FakeWeChatAPI(FakeServer):
 
     def _phone_number(self, req: RecordedRequest) -> FakeResponse:
         """wxa/business/getuserphonenumber: {"code"} -> phone_info, each code once."""
-        if not self._token_valid(req):
-            return wechat_error(40001)
-        try:
-            payload = json.loads(req.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return wechat_error(47001)
+        error, payload = self._json_call(req)
+        if error is not None:
+            return error
         code = payload.get("code") if isinstance(payload, dict) else None
         if not isinstance(code, str) or not code:
             return wechat_error(41008)
@@ -332,3 +333,46 @@ class FakeWeChatAPI(FakeServer):
         return FakeResponse.of_json({"errcode": 0, "errmsg": "ok", "phone_info": {
             "phoneNumber": shown, "purePhoneNumber": phone, "countryCode": country,
             "watermark": {"timestamp": int(time.time()), "appid": self.appid}}})
+
+    # -- issue 16: moderation: wxa/msg_sec_check (version 1, as wechatpy 1.8 calls it) ---------
+    def _init_sec_check(self) -> None:
+        self.sec_checks: list[str] = []  # every content checked, in order
+        self._sec_answer = "pass"
+        self._sec_risky_words: tuple[str, ...] = ()
+        self._sec_stall_s = 0.0
+        self.route("POST", SEC_CHECK_PATH, self._msg_sec_check)
+
+    def sec_check(self, answer: str = "pass", *, risky_words: tuple[str, ...] = (), stall_s: float = 0.0) -> None:
+        """How msg_sec_check answers from now on: "pass" (errcode 0), "risky" (87014 for every
+        text, or only for texts containing one of `risky_words` when given), "error" (errcode
+        -1 system error), "http500", or "stall" (answers after `stall_s` seconds). Also forgets
+        the texts checked so far."""
+        if answer not in ("pass", "risky", "error", "http500", "stall"):
+            raise ValueError(f"unknown msg_sec_check answer {answer!r}")
+        with self._lock:
+            self._sec_answer, self._sec_risky_words, self._sec_stall_s = answer, tuple(risky_words), stall_s
+            self.sec_checks.clear()
+
+    def _msg_sec_check(self, req: RecordedRequest) -> FakeResponse:
+        error, payload = self._json_call(req)
+        if error is not None:
+            return error
+        content = payload.get("content") if isinstance(payload, dict) else None
+        if not isinstance(content, str) or not content:
+            return wechat_error(47001)
+        with self._lock:
+            answer, words, stall = self._sec_answer, self._sec_risky_words, self._sec_stall_s
+            self.sec_checks.append(content)
+        if answer == "stall":
+            time.sleep(stall)
+            return wechat_error(0, "ok")
+        if answer == "error":
+            return wechat_error(-1)
+        if answer == "http500":
+            return FakeResponse.of_text("Internal Server Error", 500)
+        if answer == "risky" and (not words or any(w in content for w in words)):
+            return wechat_error(87014, "risky content")
+        return wechat_error(0, "ok")
+
+
+SEC_CHECK_PATH = "/wxa/msg_sec_check"

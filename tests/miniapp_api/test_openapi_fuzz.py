@@ -49,6 +49,14 @@ MAX_EXAMPLES = 20
 ENGINE_EXAMPLES = 20
 OPERATIONS = [
     ("GET", "/api/v1/ping"),
+    ("POST", "/api/v1/creator/scripts"),
+    ("GET", "/api/v1/creator/scripts"),
+    ("GET", "/api/v1/creator/scripts/{script_id}"),
+    ("GET", "/api/v1/creator/scripts/{script_id}/subtitles.srt"),
+    ("POST", "/api/v1/creator/scripts/{script_id}/submit"),
+    ("PUT", "/api/v1/creator/style"),
+    ("GET", "/api/v1/creator/live/{session_id}/talk-track"),
+    ("GET", "/api/v1/creator/funnel/hint"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/dev-login"),
     ("GET", "/api/v1/products"),
@@ -180,6 +188,7 @@ def _aimed(strategy, sku_codes: list[str]):  # noqa: ANN001, ANN202
 
 # Operations without parameters or body have nothing to make invalid: valid requests only.
 NO_INPUTS = {("GET", "/api/v1/ping"), ("GET", "/api/v1/categories"), ("GET", "/api/v1/vouchers"),
+             ("GET", "/api/v1/creator/funnel/hint"),
              ("GET", "/healthz"), ("GET", "/api/v1/creator/me"), ("GET", "/api/v1/creator/balances"),
              ("GET", "/api/v1/creator/statement.csv"), ("GET", "/api/v1/creator/team"),
              ("GET", "/api/v1/creator/products"), ("GET", "/api/v1/creator/progress"),
