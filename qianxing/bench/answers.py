@@ -34,6 +34,7 @@ from qianxing.bench.harness import ScratchDatabase, redis_bench_url
 from qianxing.settings import Settings
 
 EVAL_PATH = Path(__file__).with_name("answers_eval.jsonl")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: the fake server is tests/fakes/openai_api.py
 TARGETS = {"accuracy": 0.9, "invented_numbers": 0, "p95_ms": 50}
 INVENT_EVERY = 5
 AI_KEY = "sk-bench-answers"
@@ -193,6 +194,12 @@ def run(settings: Settings, *, limit: int | None = None, model: bool = True,
 
 def _model_pass(rows: list[dict[str, Any]], local: Settings, redis: Any, log: Any) -> dict[str, Any]:
     from content_ai.provider import Provider
+
+    if not (ROOT / "tests" / "fakes" / "openai_api.py").exists():
+        raise RuntimeError("bench answers runs its model pass from a checkout: tests/fakes/openai_api.py is missing "
+                           "(or pass --no-model)")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from tests.fakes.openai_api import FakeOpenAI
 
     with FakeOpenAI(AI_KEY) as fake:
