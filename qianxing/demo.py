@@ -11,6 +11,7 @@ from models import catalog, coupons, groupbuy, live, live_planning, network, vau
 from models.catalog import Kind, Sku
 from models.db import db, utcnow
 from models.users import User, get_or_create_by_openid
+from qianxing.demo_content import content_summary, seed_content
 from qianxing.demo_risk import risk_summary, seed_risk
 
 
@@ -23,7 +24,7 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
     """Create what is missing; returns what it created, one line each (empty: all present)."""
     if Sku.select().where(Sku.code == "IQY-GOLD-1M").exists():
         # a database seeded before the demo group or the scheduled session existed gets them too
-        return seed_group() + seed_live_plan() + seed_promotions() + seed_risk()
+        return seed_group() + seed_live_plan() + seed_promotions() + seed_risk() + _seed_content()
     created = []
     with db.atomic():
         video = catalog.create_product("爱奇艺黄金会员", "官方直充卡密，购买后在“我的卡券”查看")
@@ -53,6 +54,7 @@ def seed_demo(keys_per_sku: int = 50) -> list[str]:
     created += seed_live_plan()
     created += seed_promotions()
     created += seed_risk()
+    created += _seed_content()
     return created
 
 
@@ -118,6 +120,10 @@ DEMO_RULES = (  # (pattern, reply); {prices} is filled from the catalog
 def _leader() -> network.Creator | None:
     user = User.get_or_none(User.openid == DEMO_TEAM[0][0])
     return network.Creator.get_or_none(network.Creator.user == user.id) if user else None
+
+
+def _seed_content() -> list[str]:
+    return seed_content(DEMO_GROUP, DEMO_TEAM[0][0], DEMO_TEAM[1][0])
 
 
 def seed_group() -> list[str]:
@@ -189,7 +195,7 @@ def demo_summary() -> list[str]:
                      f'{{"sku": "QQM-GREEN-1M", "group_activity": {activity.id}}}; coupon code {DEMO_COUPON_CODE}')
     lines.append(f"group chat: .venv/bin/qianxing chat --as bob --group demo "
                  f"(rules: {', '.join(p for p, _ in DEMO_RULES)})")
-    return lines + risk_summary()
+    return lines + risk_summary() + content_summary()
 
 
 # A scheduled session of 阿星 (demo-creator-2) tomorrow, with two pinned products and a price

@@ -168,3 +168,28 @@ def test_seed_demo_opens_one_risk_case_in_the_admin_queue_once(rt):
         # and the seeding and the summary point to it in the admin
         assert any(line.startswith(f"risk case {case.id}:") for line in first)
         assert f"/admin/risk/cases/{case.id}" in "\n".join(demo_summary())
+
+
+def test_seed_demo_shows_the_model_backed_content_offline_once(cli, rt):
+    from models.hot_topics import HotTopicImport
+    from models.scripts import ContentScript
+
+    # given the demo seeded twice (no model configured: the offline path)
+    assert cli("seed-demo", "--keys", "2").exit_code == 0
+    assert cli("seed-demo", "--keys", "2").exit_code == 0
+    with db.connection_context():
+        # then one script of 阿星, labeled as an ad and priced from the catalog, waits for review
+        [script] = ContentScript.select()
+        host = Creator.get(Creator.name == DEMO_TEAM[1][1])
+        assert (script.creator_id, script.state, script.sku_code) == (host.id, "submitted", "IQY-GOLD-1M")
+        assert script.data["label"] == "【广告】" and script.data["source"] == "offline"
+        # and one hot-topic import is queued for the worker
+        [imported] = HotTopicImport.select()
+        assert imported.imported == 5
+    # and bob's price question in the demo group, matching no keyword rule, gets a grounded answer
+    result = cli("chat", "--as", "bob", "--group", "demo", input="爱奇艺会员一个月要几块钱\n")
+    assert result.exit_code == 0, result.output
+    assert "19.90" in result.output.split("爱奇艺会员一个月要几块钱", 1)[-1]
+    # and the summary points to the script and the import in the admin
+    summary = "\n".join(demo_summary())
+    assert f"/admin/content/scripts/{script.id}" in summary and f"/admin/content/hot-topics/{imported.id}" in summary
