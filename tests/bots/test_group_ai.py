@@ -17,14 +17,12 @@ from bots.commands.handoff_flow import quiet_key
 from bots.core import handle
 from bots.types import Incoming, Member
 from content_ai import moderation
-from content_ai.provider import Provider
 from models import moderation as word_lists
 from models.db import db
 from models.errors import DomainError
 from models.handoff import HandoffCase
 from tests.bots.conftest import join, say, text_of
-from tests.conftest import AI_KEY
-from tests.factories import outbox_rows
+from tests.factories import online_ai, outbox_rows
 
 G = "grp-ai"
 KEY = f"console:{G}"
@@ -212,10 +210,8 @@ def test_a_members_blocked_message_gets_a_warning_and_nothing_else(rt, catalog):
 def model(rt, fake_openai):  # noqa: ANN001, ANN201
     """deps for `handle` whose provider talks to the fake server (1 s timeout, no retries)."""
     fake_openai.reset()
-    settings = rt.settings.model_copy(update=dict(
-        AI_BASE_URL=fake_openai.base_url_v1, AI_API_KEY=AI_KEY, AI_MODEL="fake-chat", AI_TIMEOUT_S=1.0,
-        AI_RETRIES=0, AI_BREAKER_FAILURES=100, AI_CACHE_S=0))
-    yield SimpleNamespace(settings=settings, redis=rt.redis, withdraw=rt.withdraw, ai=Provider(settings, rt.redis))
+    ai = online_ai(rt, fake_openai, AI_BREAKER_FAILURES=100)
+    yield SimpleNamespace(settings=ai.settings, redis=rt.redis, withdraw=rt.withdraw, ai=ai)
     fake_openai.reset()
 
 

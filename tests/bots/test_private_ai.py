@@ -12,11 +12,10 @@ import pytest
 from bots.commands.handoff_flow import deliver_answer, quiet_key
 from bots.core import handle
 from bots.types import Incoming, Member
-from content_ai.provider import Provider
 from models.db import db
 from models.handoff import HandoffCase
 from tests.bots.conftest import join, say, text_of
-from tests.conftest import AI_KEY
+from tests.factories import online_ai
 
 PRICE_QUESTION = "VIP-MONTH 多少钱？"
 
@@ -72,9 +71,8 @@ def test_a_creator_is_asked_about_as_a_creator(rt, catalog, fake_openai):
     # given a model behind the fake server and a creator
     fake_openai.reset()
     creator = join("cora")
-    settings = rt.settings.model_copy(update=dict(AI_BASE_URL=fake_openai.base_url_v1, AI_API_KEY=AI_KEY,
-                                                  AI_TIMEOUT_S=1.0, AI_RETRIES=0, AI_CACHE_S=0))
-    deps = SimpleNamespace(settings=settings, redis=rt.redis, withdraw=rt.withdraw, ai=Provider(settings, rt.redis))
+    ai = online_ai(rt, fake_openai)
+    deps = SimpleNamespace(settings=ai.settings, redis=rt.redis, withdraw=rt.withdraw, ai=ai)
     fake_openai.answer({"answer": "这个问题我不确定。", "cited": [], "confident": False})
     try:
         replies = handle(Incoming("console", "cora", "private", Member("cora", "cora"), text=PRICE_QUESTION), deps)

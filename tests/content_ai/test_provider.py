@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from content_ai.provider import Provider
-from qianxing.settings import Settings
 from tests.conftest import AI_KEY
+from tests.factories import online_ai
 from tests.fakes.openai_api import FakeOpenAI, vector
 
 
@@ -30,14 +30,10 @@ def ai(rt, fake_openai: FakeOpenAI):  # noqa: ANN001, ANN201
     fake_openai.reset()
 
     def make(**overrides: object) -> Provider:
-        values: dict[str, object] = dict(AI_BASE_URL=fake_openai.base_url_v1, AI_API_KEY=AI_KEY,
-                                         AI_MODEL="fake-chat", AI_EMBED_MODEL="fake-embed",
-                                         AI_TIMEOUT_S=1.0, AI_RETRIES=1, AI_BREAKER_FAILURES=3,
-                                         AI_BREAKER_OPEN_S=1, AI_DAILY_QUOTA=3,
-                                         AI_PRICE_IN_PER_1K_FEN=10, AI_PRICE_OUT_PER_1K_FEN=20)
-        values.update(overrides)
-        settings: Settings = rt.settings.model_copy(update=values)
-        return Provider(settings, rt.redis)
+        return online_ai(rt, fake_openai, **{
+            "AI_EMBED_MODEL": "fake-embed", "AI_RETRIES": 1, "AI_BREAKER_OPEN_S": 1, "AI_DAILY_QUOTA": 3,
+            "AI_CACHE_S": rt.settings.AI_CACHE_S, "AI_PRICE_IN_PER_1K_FEN": 10, "AI_PRICE_OUT_PER_1K_FEN": 20,
+            **overrides})
     yield make
     fake_openai.reset()
 

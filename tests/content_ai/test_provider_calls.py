@@ -11,9 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from content_ai.provider import Provider
-from qianxing.settings import Settings
 from tests.conftest import AI_KEY, free_port
-from tests.factories import ai_call_rows
+from tests.factories import ai_call_rows, online_ai
 from tests.fakes.openai_api import FakeOpenAI
 
 SECRET_PROMPT = "这是绝不能落库的提示词"
@@ -33,14 +32,9 @@ def ai(rt, fake_openai: FakeOpenAI):  # noqa: ANN001, ANN201
     fake_openai.reset()
 
     def make(**overrides: object) -> Provider:
-        values: dict[str, object] = dict(AI_BASE_URL=fake_openai.base_url_v1, AI_API_KEY=AI_KEY,
-                                         AI_MODEL="fake-chat", AI_EMBED_MODEL="fake-embed",
-                                         AI_TIMEOUT_S=1.0, AI_RETRIES=0, AI_BREAKER_FAILURES=3,
-                                         AI_BREAKER_OPEN_S=60, AI_DAILY_QUOTA=5, AI_CACHE_S=3600,
-                                         AI_PRICE_IN_PER_1K_FEN=1.5, AI_PRICE_OUT_PER_1K_FEN=2.2)
-        values.update(overrides)
-        settings: Settings = rt.settings.model_copy(update=values)
-        return Provider(settings, rt.redis)
+        return online_ai(rt, fake_openai, **{
+            "AI_EMBED_MODEL": "fake-embed", "AI_DAILY_QUOTA": 5, "AI_CACHE_S": 3600,
+            "AI_PRICE_IN_PER_1K_FEN": 1.5, "AI_PRICE_OUT_PER_1K_FEN": 2.2, **overrides})
     yield make
     fake_openai.reset()
 
