@@ -6,13 +6,7 @@ scores, holds, voids and cases of an uninterrupted run."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -21,13 +15,10 @@ from models.db import db, utcnow
 from models.orders import Order
 from models.risk_tables import RiskCase, RiskCaseHit, RiskHit, RiskOrderScore, RiskSignal, RiskUser
 from models.settlement import Commission
-from qianxing.processes import stop_all
 from tasks.periodic import JOB_TIMEOUTS, PERIODIC, resolve
 from tests.books import assert_books_clean, bucket, state_of
-from tests.conftest import settings_is_postgres
 from tests.factories import chain, creator, make_sku, outcome_of, risk_buy, risk_hash, shopper
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.killed_worker import kill_worker_mid_job
 
 
 def past_window(rt, order_ids: list[int]) -> None:  # noqa: ANN001
@@ -162,38 +153,15 @@ def scored_count() -> int:
         return RiskOrderScore.select().count()
 
 
-def in_transaction() -> bool:
-    with db.connection_context():
-        if not settings_is_postgres():
-            return True
-        return bool(db.execute_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL").fetchone()[0])
-
-
 @pytest.mark.timeout(240)
 def test_a_worker_killed_mid_scoring_and_run_again_leaves_what_one_uninterrupted_run_does(
         rt, settings, shop, run_jobs):
     # given 1,500 settled orders with every pattern in them, scored in batches of 10 by a worker
     ids = random_world(shop, KILL_ORDERS)
-    env = {**os.environ, **{k: str(v) for k, v in settings.model_dump().items() if v is not None},
-           "RISK_SCORE_BATCH": str(KILL_BATCH), "LOG_LEVEL": "WARNING"}
-    rt.queue.enqueue("tasks.risk.score_orders", job_timeout=600)
-    proc = subprocess.Popen([sys.executable, "-m", "qianxing.cli", "worker", "--burst", "--no-cron"],
-                            cwd=ROOT, env=env, start_new_session=True)
     # when it is SIGKILLed after some batches have committed, inside a batch
-    try:
-        deadline = time.monotonic() + 90
-        while scored_count() < 20 * KILL_BATCH or not in_transaction():
-            assert proc.poll() is None, "the worker exited before it could be killed"
-            assert time.monotonic() < deadline, "the worker never scored anything"
-            time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        stop_all([proc])
+    kill_worker_mid_job(rt, settings, "tasks.risk.score_orders", {"RISK_SCORE_BATCH": str(KILL_BATCH)},
+                        done=scored_count, enough=20 * KILL_BATCH, deadline_s=90)
     at_kill = scored_count()
-    assert proc.returncode == -signal.SIGKILL
     assert 0 < at_kill < KILL_ORDERS, f"the kill came too late ({at_kill} scored)"
     # and the job is run again to completion
     rt.queue.enqueue("tasks.risk.score_orders")

@@ -6,14 +6,8 @@ settlement whose re-run leaves exactly the ledger an uninterrupted run would hav
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
 from rq.job import Job
@@ -26,15 +20,12 @@ from models.levels import Rates
 from models.live import end_live, start_live
 from models.network import Creator
 from models.orders import Order
-from qianxing.processes import stop_all
 from tasks import queues
 from tasks.periodic import JOB_TIMEOUTS, PERIODIC, resolve
 from tasks.settlement import LEVELS_JOB, LEVELS_JOB_IDS, queue_level_evaluation
 from tests.books import assert_books_clean, bucket, state_of
-from tests.conftest import settings_is_postgres
 from tests.factories import buyer, chain, creator, make_sku, paid_order
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.killed_worker import kill_worker_mid_job
 
 
 def queued_ids(rt) -> list[str]:  # noqa: ANN001
@@ -249,17 +240,6 @@ def expected_lines(rt, order_ids: list[int]) -> Counter:  # noqa: ANN001
         return out
 
 
-def worker_in_transaction() -> bool:
-    """PostgreSQL: another session (the worker's) has a batch open right now, so the kill lands
-    inside a transaction. SQLite cannot tell; there nearly all of a batch's time is inside one."""
-    with db.connection_context():
-        if not settings_is_postgres():
-            return True
-        return bool(db.execute_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL").fetchone()[0])
-
-
 def settled_count() -> int:
     with db.connection_context():
         return settlement.Settlement.select().count()
@@ -270,24 +250,10 @@ def test_a_worker_killed_mid_settlement_and_run_again_leaves_the_exact_ledger(rt
     # given 3,000 paid orders in a random tree, settled in batches of 4 by a real worker
     order_ids = random_tree_and_orders(shop, KILL_ORDERS)
     expected = expected_lines(rt, order_ids)
-    env = {**os.environ, **{k: str(v) for k, v in settings.model_dump().items() if v is not None},
-           "SETTLE_BATCH": str(KILL_BATCH), "LOG_LEVEL": "WARNING"}
-    rt.queue.enqueue("tasks.settlement.settle_all", job_timeout=600)
-    proc = subprocess.Popen([sys.executable, "-m", "qianxing.cli", "worker", "--burst", "--no-cron"],
-                            cwd=ROOT, env=env, start_new_session=True)
     # when it is SIGKILLed after some batches have committed
-    try:
-        deadline = time.monotonic() + 60
-        while settled_count() < 25 * KILL_BATCH or not worker_in_transaction():
-            assert proc.poll() is None, "the worker exited before it could be killed"
-            assert time.monotonic() < deadline, "the worker never settled anything"
-            time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        stop_all([proc])
+    kill_worker_mid_job(rt, settings, "tasks.settlement.settle_all", {"SETTLE_BATCH": str(KILL_BATCH)},
+                        done=settled_count, enough=25 * KILL_BATCH, deadline_s=60)
     at_kill = settled_count()
-    assert proc.returncode == -signal.SIGKILL
     assert 0 < at_kill < KILL_ORDERS, f"the kill came too late ({at_kill} settled)"
     # and the job is run again to completion
     rt.queue.enqueue("tasks.settlement.settle_all")
