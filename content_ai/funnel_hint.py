@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from content_ai.facts import percent
 from content_ai.live_vet import vetted
-from content_ai.offline import percent
 from models.funnel_compare import Comparison
 
 HINT_MAX = 160

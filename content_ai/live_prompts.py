@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from content_ai.facts import percent
 from content_ai.live_vet import vetted
-from content_ai.offline import percent
 from models import live_hints
 from models.live_hints import Hint, HintContext
 from models.money import rmb

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import content_ai
 from bots.commands import handoff_flow
 from bots.commands.i18n import N_, _, current_locale
 from bots.commands.parsing import ChatInputError, normalize
 from bots.commands.registry import REGISTRY, Command, Context, menu
 from bots.types import Reply
+from content_ai import facts
 from models import levels
 from models.errors import DomainError
 from models.money import rmb
@@ -25,7 +25,7 @@ money = rmb  # "¥19.90"; the yuan formatter is models.money's
 
 
 def percent(bp: int) -> str:
-    return content_ai.offline.percent(bp)
+    return facts.percent(bp)
 
 
 def text(message: str, **kw: Any) -> list[Reply]:

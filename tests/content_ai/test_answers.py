@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as h_settings
 from hypothesis import strategies as st
 
-import content_ai
 from content_ai import answers
 from content_ai.answers import reply
 from models.catalog import Sku
@@ -120,13 +119,6 @@ def test_any_text_gives_a_reply_and_echoes_little(facts, settings, question):
 def test_a_huge_question_is_clipped(facts, settings):
     got = ask("爱奇艺会员多少钱" + "啊" * 100_000, settings)
     assert got.cited == ("sku:IQY-1M",)
-
-
-def test_the_old_entry_point_returns_text_or_none(facts, settings):
-    with db.connection_context():
-        assert "¥19.90" in content_ai.answer("爱奇艺会员多少钱", settings=settings)
-        assert content_ai.answer("哈哈哈哈", settings=settings) is None
-        assert content_ai.answer("转人工", settings=settings) is None  # a hand-off: the caller's own reply
 
 
 # ---- with a model ---------------------------------------------------------------------------------
