@@ -23,6 +23,7 @@ from flask_admin import Admin, expose
 from flask_babel import lazy_gettext as _l
 
 from miniapp_api.admin.base import QxView
+from miniapp_api.admin.dashboard import percent_bp
 from miniapp_api.deps import runtime
 from models import ai_calls
 from models.db import utcnow
@@ -44,13 +45,6 @@ def _days() -> int:
         return min(max(int(raw), 1), DAYS_MAX) if raw else DAYS_DEFAULT
     except ValueError:
         return DAYS_DEFAULT
-
-
-def percent_bp(bp: int | None) -> str:
-    if bp is None:
-        return "—"
-    whole, rest = divmod(int(bp), 100)
-    return f"{whole}.{rest:02d}%"
 
 
 def _breaker(kind: str) -> dict[str, Any]:
